@@ -1,0 +1,42 @@
+"""A StreamExecutionEnvironment configured the way every flowattr job needs it."""
+
+from __future__ import annotations
+
+import os
+import sys
+import sysconfig
+
+from pyflink.common import Configuration
+from pyflink.datastream import StreamExecutionEnvironment
+
+
+def embedded_python_path() -> str:
+    """PYTHONPATH for thread mode: pemja's embedded interpreter ignores the venv and sees
+    only the base interpreter's sys.path (FLINK-38585: "No module named 'pemja'"), so the
+    venv's site-packages must be passed explicitly to every JVM that runs Python."""
+    project_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    # Both: .pth files (the editable install's finder) are not processed for PYTHONPATH.
+    entries = [sysconfig.get_paths()["purelib"], project_root, os.environ.get("PYTHONPATH", "")]
+    return os.pathsep.join(e for e in entries if e)
+
+
+def make_environment(parallelism: int, checkpoint_interval_ms: int = 0,
+                     checkpoint_dir: str | None = None,
+                     restore_path: str | None = None) -> StreamExecutionEnvironment:
+    # Local mode: the JVM gateway started below is our child and inherits this.
+    os.environ["PYTHONPATH"] = embedded_python_path()
+    conf = Configuration()
+    # Thread mode runs Python in the TaskManager JVM (pemja): 3-20x faster than process.
+    conf.set_string("python.execution-mode", "thread")
+    # Workers must use this interpreter (the venv), not `python` from PATH.
+    conf.set_string("python.executable", sys.executable)
+    conf.set_string("python.client.executable", sys.executable)
+    if checkpoint_dir:
+        conf.set_string("execution.checkpointing.dir", checkpoint_dir)
+    if restore_path:
+        conf.set_string("execution.state-recovery.path", restore_path)
+    env = StreamExecutionEnvironment.get_execution_environment(conf)
+    env.set_parallelism(parallelism)
+    if checkpoint_interval_ms:
+        env.enable_checkpointing(checkpoint_interval_ms)
+    return env

@@ -1,0 +1,1 @@
+"""flowattr command line and the embedded stack (broker, topics, Flink cluster)."""

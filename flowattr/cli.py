@@ -1,0 +1,199 @@
+"""flowattr: attribute eBPF TCP flow logs to workloads without ever guessing.
+
+Every subcommand has --help with an example. The embedded stack (broker, Flink cluster)
+keeps its pid, log and data files in one state directory (--state-dir, default
+./.flowattr, or FLOWATTR_STATE_DIR).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from flowattr import paths
+from flowattr.processes import PortInUseError
+
+
+def _subparser(sub, name: str, help_text: str, example: str) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=help_text, description=help_text,
+                          epilog=f"example:\n  {example}",
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def _add_bootstrap(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bootstrap", help="Kafka bootstrap servers (default: the embedded "
+                   "broker of the state dir, else 127.0.0.1:9092)")
+
+
+def _bootstrap(args) -> str:
+    if getattr(args, "bootstrap", None):
+        return args.bootstrap
+    from flowattr import broker
+    st = broker.status(paths.state_dir(args.state_dir))
+    return st.bootstrap if st.running else f"127.0.0.1:{broker.DEFAULT_PORT}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flowattr", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="example:\n  flowattr demo")
+    parser.add_argument("--state-dir", help="state directory of the embedded stack")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    # broker
+    p = _subparser(sub, "broker", "run the embedded Kafka-compatible broker (tansu)",
+                   "flowattr broker start --port 9092")
+    bsub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    ps = _subparser(bsub, "start", "start the broker on 127.0.0.1", "flowattr broker start")
+    ps.add_argument("--port", type=int, default=9092, help="listen port (default 9092)")
+    _subparser(bsub, "stop", "stop the broker (its data is lost: memory storage)",
+               "flowattr broker stop")
+    _subparser(bsub, "status", "say whether the broker runs, and where",
+               "flowattr broker status")
+
+    # topics
+    p = _subparser(sub, "topics", "manage the project's Kafka topics",
+                   "flowattr topics create --region us-east-1 --region eu-west-1")
+    tsub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    pt = _subparser(tsub, "create", "create every topic of the given regions (idempotent)",
+                    "flowattr topics create --region us-east-1")
+    _add_bootstrap(pt)
+    pt.add_argument("--region", action="append", help="region (repeatable; default us-east-1)")
+    pt = _subparser(tsub, "list", "list topics on the broker", "flowattr topics list")
+    _add_bootstrap(pt)
+
+    # cluster
+    p = _subparser(sub, "cluster", "run a standalone Flink cluster with the web UI on :8081",
+                   "flowattr cluster start --slots 4")
+    csub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    pc = _subparser(csub, "start", "start JobManager + TaskManager", "flowattr cluster start")
+    pc.add_argument("--slots", type=int, default=4, help="task slots (default 4)")
+    _subparser(csub, "stop", "stop the cluster", "flowattr cluster stop")
+    _subparser(csub, "status", "show the cluster overview", "flowattr cluster status")
+
+    # submit
+    p = _subparser(sub, "submit", "submit a job to the standalone cluster (flink run -py)",
+                   "flowattr submit flink_jobs/wiring_job.py -- --bootstrap 127.0.0.1:9092 "
+                   "--input flows.us-east-1 --output wiring.us-east-1 "
+                   "--dead-letter deadletter.us-east-1")
+    p.add_argument("job", type=Path, help="path of the job's Python file")
+    p.add_argument("job_args", nargs=argparse.REMAINDER, help="arguments for the job, after --")
+
+    # tail
+    p = _subparser(sub, "tail", "print a topic's records as JSON lines (one line per flow)",
+                   "flowattr tail attributed.us-east-1 --max 20")
+    _add_bootstrap(p)
+    p.add_argument("topic")
+    p.add_argument("--max", type=int, default=0, help="stop after N lines (0: no limit)")
+    p.add_argument("--idle", type=float, default=5.0,
+                   help="stop after this many seconds without new records (default 5)")
+
+    # demo
+    p = _subparser(sub, "demo", "run the embedded stack end to end and print the report",
+                   "flowattr demo --json")
+    p.add_argument("--port", type=int, default=9092, help="broker port (default 9092)")
+    p.add_argument("--region", default="us-east-1")
+    p.add_argument("--batches", type=int, default=20)
+    p.add_argument("--flows-per-batch", type=int, default=1000)
+    p.add_argument("--keep-running", action="store_true",
+                   help="leave the broker running afterwards, to inspect topics")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser
+
+
+def _cmd_broker(args) -> int:
+    from flowattr import broker
+    state = paths.state_dir(args.state_dir)
+    if args.action == "start":
+        st = broker.start(state, args.port)
+        print(f"broker running: bootstrap {st.bootstrap} (pid {st.pid}); stop: flowattr broker stop")
+    elif args.action == "stop":
+        print("broker stopped" if broker.stop(state) else "broker was not running")
+    else:
+        st = broker.status(state)
+        print(f"broker running on {st.bootstrap} (pid {st.pid}), log {st.log}" if st.running
+              else "broker not running; start it: flowattr broker start")
+        return 0 if st.running else 3
+    return 0
+
+
+def _cmd_topics(args) -> int:
+    from flowattr import topics
+    if args.action == "create":
+        topics.create_topics(_bootstrap(args), args.region or [topics.DEFAULT_REGION])
+    else:
+        from kafka.admin import KafkaAdminClient
+        admin = KafkaAdminClient(bootstrap_servers=_bootstrap(args))
+        for name in sorted(admin.list_topics()):
+            print(name)
+        admin.close()
+    return 0
+
+
+def _cmd_cluster(args) -> int:
+    from flowattr import flink_cluster
+    state = paths.state_dir(args.state_dir)
+    if args.action == "start":
+        flink_cluster.start(state, args.slots)
+    elif args.action == "stop":
+        flink_cluster.stop(state)
+    else:
+        if not flink_cluster.is_running():
+            print("Flink cluster not running; start it: flowattr cluster start")
+            return 3
+        print(json.dumps(flink_cluster.rest_get("/overview"), indent=2))
+    return 0
+
+
+def _cmd_submit(args) -> int:
+    from flowattr import flink_cluster
+    job_args = args.job_args[1:] if args.job_args[:1] == ["--"] else args.job_args
+    flink_cluster.submit(paths.state_dir(args.state_dir), args.job.resolve(), job_args)
+    return 0
+
+
+def _cmd_tail(args) -> int:
+    from flowattr.kafka_clients import iter_topic
+    from flowattr.render import records_as_dicts
+    printed = 0
+    for batch in iter_topic(_bootstrap(args), args.topic, idle_timeout_s=args.idle,
+                            max_wait_s=float("inf")):
+        for value in batch:
+            for row in records_as_dicts(args.topic, value):
+                print(json.dumps(row), flush=False)
+                printed += 1
+                if args.max and printed >= args.max:
+                    return 0
+        sys.stdout.flush()
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from flowattr import demo
+    cfg = demo.DemoConfig(state=paths.state_dir(args.state_dir), port=args.port,
+                          region=args.region, batches=args.batches,
+                          flows_per_batch=args.flows_per_batch,
+                          keep_running=args.keep_running, as_json=args.json)
+    demo.print_report(demo.run(cfg), args.json)
+    return 0
+
+
+COMMANDS = {"broker": _cmd_broker, "topics": _cmd_topics, "cluster": _cmd_cluster,
+            "submit": _cmd_submit, "tail": _cmd_tail, "demo": _cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (PortInUseError, paths.SetupError, RuntimeError) as exc:
+        print(f"flowattr {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""A standalone Flink cluster (JobManager + one TaskManager) run from the apache-flink
+wheel, with its configuration, logs and pids under the state directory.
+
+Web UI and REST API: http://127.0.0.1:8081 (`/jobs/overview`,
+`/jobs/<id>/vertices/<vertex>/backpressure`, `/jobs/<id>/vertices/<vertex>/metrics`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+from flink_jobs.environment import embedded_python_path
+from flowattr import paths
+from flowattr.processes import PortInUseError, port_accepts, port_is_free
+
+REST_PORT = 8081
+RPC_PORT = 6123
+
+
+def _env(state: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "FLINK_CONF_DIR": str(state / "flink-conf"),
+        "FLINK_LOG_DIR": str(state / "flink-log"),
+        "FLINK_PID_DIR": str(state / "flink-pid"),
+        # pemja (thread mode) needs the venv's site-packages explicitly (FLINK-38585).
+        "PYTHONPATH": embedded_python_path(),
+    })
+    return env
+
+
+def write_config(state: Path, slots: int = 4, rest_port: int = REST_PORT) -> Path:
+    """Copy the wheel's conf/ into the state dir and set loopback addresses, slots and
+    the venv's Python for workers."""
+    conf_dir = state / "flink-conf"
+    if conf_dir.exists():
+        shutil.rmtree(conf_dir)
+    shutil.copytree(paths.pyflink_home() / "conf", conf_dir)
+    config = yaml.safe_load((conf_dir / "config.yaml").read_text())
+    py = paths.python_executable()
+    config.setdefault("jobmanager", {}).update({"bind-host": "127.0.0.1"})
+    config["jobmanager"].setdefault("rpc", {}).update({"address": "127.0.0.1", "port": RPC_PORT})
+    config.setdefault("taskmanager", {}).update(
+        {"bind-host": "127.0.0.1", "host": "127.0.0.1", "numberOfTaskSlots": slots})
+    config["taskmanager"].setdefault("memory", {}).setdefault("process", {})["size"] = "4096m"
+    config.setdefault("rest", {}).update(
+        {"address": "127.0.0.1", "bind-address": "127.0.0.1", "port": rest_port})
+    config["parallelism"] = {"default": 2}
+    config["python"] = {"executable": py, "client": {"executable": py}, "execution-mode": "thread"}
+    (conf_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (conf_dir / "masters").write_text(f"127.0.0.1:{rest_port}\n")
+    (conf_dir / "workers").write_text("127.0.0.1\n")
+    for d in ("flink-log", "flink-pid"):
+        (state / d).mkdir(exist_ok=True)
+    return conf_dir
+
+
+def rest_get(path: str, rest_port: int = REST_PORT, timeout: float = 5.0):
+    with urllib.request.urlopen(f"http://127.0.0.1:{rest_port}{path}", timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+def is_running(rest_port: int = REST_PORT) -> bool:
+    try:
+        rest_get("/overview", rest_port, timeout=2)
+        return True
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def start(state: Path, slots: int = 4, timeout_s: float = 90.0, progress=print) -> None:
+    if is_running():
+        progress("Flink cluster already running: http://127.0.0.1:8081")
+        return
+    for port in (REST_PORT, RPC_PORT):
+        if not port_is_free(port):
+            raise PortInUseError(f"port {port} on 127.0.0.1 is in use; stop whatever holds it "
+                                 "(another Flink cluster? `flowattr cluster stop`) and retry")
+    write_config(state, slots)
+    script = paths.pyflink_home() / "bin" / "start-cluster.sh"
+    progress("starting Flink cluster (JobManager + TaskManager, ~10-20 s)")
+    subprocess.run(["bash", str(script)], env=_env(state), check=True,
+                   stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if is_running():
+            overview = rest_get("/overview")
+            if overview.get("taskmanagers", 0) >= 1:
+                progress(f"Flink cluster up: web UI http://127.0.0.1:{REST_PORT} "
+                         f"({overview.get('slots-total')} slots); logs {state / 'flink-log'}")
+                return
+        time.sleep(1)
+    raise RuntimeError(f"the Flink cluster did not come up in {timeout_s} s; "
+                       f"see logs in {state / 'flink-log'}")
+
+
+def stop(state: Path, progress=print) -> None:
+    script = paths.pyflink_home() / "bin" / "stop-cluster.sh"
+    if not (state / "flink-conf").exists():
+        progress("no Flink cluster configuration in this state dir; nothing to stop")
+        return
+    subprocess.run(["bash", str(script)], env=_env(state), check=False,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (port_accepts(REST_PORT) or port_accepts(RPC_PORT)):
+        time.sleep(0.5)
+    progress("Flink cluster stopped")
+
+
+def submit(state: Path, job_module_path: Path, job_args: list[str], progress=print) -> str:
+    """`flink run -d -py JOB -- ARGS` against the running cluster; returns the job id."""
+    if not is_running():
+        raise RuntimeError("no Flink cluster on 127.0.0.1:8081; start one: flowattr cluster start")
+    flink = paths.pyflink_home() / "bin" / "flink"
+    py = paths.python_executable()
+    cmd = ["bash", str(flink), "run", "-d", "-m", f"127.0.0.1:{REST_PORT}",
+           "-pyexec", py, "-pyclientexec", py, "-py", str(job_module_path), *job_args]
+    progress("submitting: " + " ".join(cmd[1:]))
+    out = subprocess.run(cmd, env=_env(state), capture_output=True, text=True, timeout=180)
+    text = out.stdout + out.stderr
+    for line in text.splitlines():
+        if "JobID" in line:
+            job_id = line.split()[-1]
+            progress(f"submitted job {job_id}: http://127.0.0.1:{REST_PORT}/#/job/running/{job_id}")
+            return job_id
+    raise RuntimeError(f"flink run failed (exit {out.returncode}):\n{text[-4000:]}")

@@ -1,0 +1,62 @@
+"""Plain Kafka clients (kafka-python) for producing inputs and reading outputs.
+
+Reads never rely on end offsets: tansu's ListOffsets(LATEST) is wrong (STACK.md), so a
+reader stops when it has what it expects or when the topic has been idle for a while.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+
+def producer(bootstrap: str) -> KafkaProducer:
+    # Large batched messages: kafka-python manages ~20-30 k small msg/s but ~160 MB/s of
+    # 100 KB messages with crc32c installed and a 1 MB batch.
+    return KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20,
+                         batch_size=1024 * 1024, max_request_size=64 * 1024 * 1024,
+                         retries=5)
+
+
+def read_topic(bootstrap: str, topic: str, stop: Callable[[list[bytes]], bool] | None = None,
+               idle_timeout_s: float = 10.0, max_wait_s: float = 300.0) -> list[bytes]:
+    """All values of `topic` from the beginning, until stop(values) is true, or nothing
+    new arrived for idle_timeout_s, or max_wait_s passed."""
+    values: list[bytes] = []
+    for batch in iter_topic(bootstrap, topic, idle_timeout_s, max_wait_s):
+        values.extend(batch)
+        if stop is not None and stop(values):
+            break
+    return values
+
+
+def iter_topic(bootstrap: str, topic: str, idle_timeout_s: float = 10.0,
+               max_wait_s: float = 300.0, from_beginning: bool = True) -> Iterator[list[bytes]]:
+    """Yield lists of values as they arrive (no consumer group: assign every partition)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                             max_partition_fetch_bytes=64 * 1024 * 1024,
+                             fetch_max_bytes=128 * 1024 * 1024, consumer_timeout_ms=1000)
+    try:
+        deadline = time.monotonic() + 15
+        partitions = consumer.partitions_for_topic(topic)
+        while not partitions and time.monotonic() < deadline:
+            time.sleep(0.2)
+            partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            raise RuntimeError(f"topic {topic} does not exist; create it with `flowattr topics create`")
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        if from_beginning:
+            consumer.seek_to_beginning(*tps)
+        last_data = time.monotonic()
+        end = time.monotonic() + max_wait_s
+        while time.monotonic() < end and time.monotonic() - last_data < idle_timeout_s:
+            polled = consumer.poll(timeout_ms=500)
+            batch = [rec.value for recs in polled.values() for rec in recs]
+            if batch:
+                last_data = time.monotonic()
+                yield batch
+    finally:
+        consumer.close()
