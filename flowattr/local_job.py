@@ -3,11 +3,10 @@ process in its own process group, so stopping it also ends its gateway JVM."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
-from flowattr.processes import start_background, stop_group
+from flowattr.processes import BackgroundProcess, start_background, stop_group
 
 
 class LocalJob:
@@ -15,7 +14,7 @@ class LocalJob:
         self.module = module
         self.args = args
         self.log_path = log_path
-        self.proc: subprocess.Popen | None = None
+        self.proc: BackgroundProcess | None = None
 
     def start(self) -> LocalJob:
         self.proc = start_background([sys.executable, "-m", self.module, *self.args],
@@ -28,7 +27,7 @@ class LocalJob:
     def stop(self) -> None:
         if self.proc is not None:
             stop_group(self.proc.pid, timeout_s=15)
-            self.proc.wait(timeout=5)
+            self.proc.poll()
 
     def log_tail(self, lines: int = 40) -> str:
         try:

@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import time
 from pathlib import Path
 
@@ -56,13 +55,37 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
-def start_background(cmd: list[str], log_path: Path, env: dict | None = None,
-                     cwd: Path | None = None) -> subprocess.Popen:
+class BackgroundProcess:
+    """A child started in its own session (process group). No Popen object: the process
+    is meant to outlive this handle (a broker, a job), so nothing warns when it does."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # not our child (or reaped elsewhere)
+                return None if pid_alive(self.pid) else -1
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+
+def start_background(cmd: list[str], log_path: Path, env: dict | None = None) -> BackgroundProcess:
     """Start `cmd` in a new session (its own process group), output appended to log_path."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    log = open(log_path, "ab")
-    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True, env=env, cwd=cwd)
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        actions = [(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                   (os.POSIX_SPAWN_DUP2, fd, 1), (os.POSIX_SPAWN_DUP2, fd, 2)]
+        pid = os.posix_spawnp(cmd[0], cmd, dict(os.environ if env is None else env),
+                              file_actions=actions, setsid=True)
+    finally:
+        os.close(fd)
+    return BackgroundProcess(pid)
 
 
 def stop_group(pid: int, timeout_s: float = 10.0) -> bool:
