@@ -1,0 +1,237 @@
+"""Per-IP ownership ranges: sorted, non-overlapping, inclusive [start_ms, end_ms] intervals,
+each owned by one workload or CONTESTED. See the package docstring for the rules.
+
+Rule for extending versus starting a range (assumption G = min_reuse_gap_ms):
+* a claim overlapping a range of the same workload is unioned with it;
+* a claim within G of a range of the same workload, with nothing between them, is
+  joined to it (no other workload can have used the IP in a gap shorter than G);
+* otherwise it starts a new range. A range is never stretched over another workload's
+  range, a contested interval, or a gap of G or more.
+"""
+
+from __future__ import annotations
+
+import struct
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass
+
+import numpy as np
+
+CONTESTED = -1  # owner id of a contested interval
+
+
+class WorkloadNames:
+    """Interns workload names to small ints (ids are local to one process)."""
+
+    def __init__(self):
+        self.ids: dict[str, int] = {}
+        self.names: list[str] = []
+
+    def id(self, name: str) -> int:
+        found = self.ids.get(name)
+        if found is None:
+            found = self.ids[name] = len(self.names)
+            self.names.append(name)
+        return found
+
+
+@dataclass
+class LearnResult:
+    conflicts: int = 0   # new contested intervals created by this claim
+    ignored: bool = False  # the claim ended before the retention horizon
+
+
+class IpRanges:
+    """The ranges of one IP as parallel sorted lists (few per IP, so O(k) updates)."""
+
+    __slots__ = ("starts", "ends", "owners", "_arrays")
+
+    def __init__(self):
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        self.owners: list[int] = []
+        self._arrays = None
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def items(self) -> list[tuple[int, int, int]]:
+        return list(zip(self.starts, self.ends, self.owners, strict=True))
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(starts, ends, owners) as int64 arrays, cached until the next change."""
+        if self._arrays is None:
+            self._arrays = (np.array(self.starts, np.int64), np.array(self.ends, np.int64),
+                            np.array(self.owners, np.int64))
+        return self._arrays
+
+    def _set(self, items: list[tuple[int, int, int]]) -> None:
+        items.sort()
+        self.starts = [i[0] for i in items]
+        self.ends = [i[1] for i in items]
+        self.owners = [i[2] for i in items]
+        self._arrays = None
+
+    def learn(self, owner: int, start: int, end: int, merge_gap_ms: int) -> int:
+        """Add the claim "owner held this IP during [start, end]"; return new conflicts."""
+        if end < start:
+            start, end = end, start
+        first = bisect_left(self.ends, start)      # first range ending at/after start
+        last = bisect_right(self.starts, end)      # ranges [first, last) may overlap
+        if first == last and not self._near_same_owner(owner, start, end, first, merge_gap_ms):
+            # Fast path: no overlap and no same-owner neighbour within G: insert.
+            self.starts.insert(first, start)
+            self.ends.insert(first, end)
+            self.owners.insert(first, owner)
+            self._arrays = None
+            return 0
+        kept = self.items()[:first] + self.items()[last:]
+        overlapping = self.items()[first:last]
+        # Union with overlapping same-owner ranges (see module docstring).
+        for s, e, o in overlapping:
+            if o == owner:
+                start, end = min(start, s), max(end, e)
+        conflicts = 0
+        claim = [(start, end)]
+        for s, e, o in overlapping:
+            if o == owner:
+                continue
+            lo, hi = max(s, start), min(e, end)
+            if lo > hi:
+                kept.append((s, e, o))  # overlapped only the absorbed same-owner part
+                continue
+            if o != CONTESTED:
+                conflicts += 1
+            if s < lo:
+                kept.append((s, lo - 1, o))
+            if e > hi:
+                kept.append((hi + 1, e, o))
+            kept.append((lo, hi, CONTESTED))
+            claim = [piece for c in claim for piece in _subtract(c, lo, hi)]
+        kept.extend((s, e, owner) for s, e in claim)
+        self._set(_merge_neighbours(kept, merge_gap_ms))
+        return conflicts
+
+    def _near_same_owner(self, owner: int, start: int, end: int, at: int, gap: int) -> bool:
+        before = at - 1
+        return ((before >= 0 and self.owners[before] == owner and start - self.ends[before] <= gap)
+                or (at < len(self.starts) and self.owners[at] == owner
+                    and self.starts[at] - end <= gap))
+
+    def prune(self, horizon_ms: int) -> int:
+        """Drop ranges ending before horizon_ms; return how many were dropped."""
+        cut = bisect_left(self.ends, horizon_ms)
+        if cut:
+            del self.starts[:cut], self.ends[:cut], self.owners[:cut]
+            self._arrays = None
+        return cut
+
+
+def _subtract(piece: tuple[int, int], lo: int, hi: int) -> list[tuple[int, int]]:
+    s, e = piece
+    if e < lo or s > hi:
+        return [piece]
+    out = []
+    if s < lo:
+        out.append((s, lo - 1))
+    if e > hi:
+        out.append((hi + 1, e))
+    return out
+
+
+def _merge_neighbours(items: list[tuple[int, int, int]], gap: int) -> list[tuple[int, int, int]]:
+    """Join adjacent (in sorted order) ranges of the same owner closer than the gap;
+    contested intervals join when they touch."""
+    items.sort()
+    out: list[tuple[int, int, int]] = []
+    for s, e, o in items:
+        if out:
+            ps, pe, po = out[-1]
+            limit = 1 if o == CONTESTED else gap
+            if po == o and s - pe <= limit:
+                out[-1] = (ps, max(pe, e), o)
+                continue
+        out.append((s, e, o))
+    return out
+
+
+class OwnershipTable:
+    """All IPs' ranges for one evidence source, with retention.
+
+    Keys are 16-byte IPs (IPv4-mapped). Owners are WorkloadNames ids.
+    """
+
+    def __init__(self, merge_gap_ms: int, retention_ms: int, names: WorkloadNames | None = None):
+        self.merge_gap_ms = merge_gap_ms
+        self.retention_ms = retention_ms
+        self.names = names or WorkloadNames()
+        self.by_ip: dict[bytes, IpRanges] = {}
+        self.horizon_ms = -(2**62)  # nothing pruned yet
+        self.conflicts_total = 0
+
+    def learn(self, ip: bytes, workload: str, start_ms: int, end_ms: int) -> LearnResult:
+        if end_ms < self.horizon_ms:
+            return LearnResult(ignored=True)
+        start_ms = max(start_ms, self.horizon_ms)
+        ranges = self.by_ip.get(ip)
+        if ranges is None:
+            ranges = self.by_ip[ip] = IpRanges()
+        conflicts = ranges.learn(self.names.id(workload), start_ms, end_ms, self.merge_gap_ms)
+        self.conflicts_total += conflicts
+        return LearnResult(conflicts=conflicts)
+
+    def prune(self, now_ms: int) -> int:
+        """Advance the horizon to now_ms - retention and drop what ended before it."""
+        horizon = now_ms - self.retention_ms
+        if horizon <= self.horizon_ms:
+            return 0
+        self.horizon_ms = horizon
+        dropped = 0
+        for ip in list(self.by_ip):
+            ranges = self.by_ip[ip]
+            dropped += ranges.prune(horizon)
+            if not len(ranges):
+                del self.by_ip[ip]
+        return dropped
+
+    def range_count(self) -> int:
+        return sum(len(r) for r in self.by_ip.values())
+
+    # -- compact binary encoding (Flink broadcast state value, one per IP) --------------
+    # Layout, little-endian: u16 name count, then each name as u8 length + UTF-8 bytes;
+    # u16 range count, then per range: i64 start_ms, u32 duration_ms (end - start),
+    # i16 owner (index into this value's names; -1 = contested). 14 bytes per range.
+    def encode_ip(self, ip: bytes) -> bytes:
+        ranges = self.by_ip[ip]
+        local: dict[int, int] = {}
+        for o in ranges.owners:
+            if o != CONTESTED and o not in local:
+                local[o] = len(local)
+        out = [struct.pack("<H", len(local))]
+        for o in local:
+            raw = self.names.names[o].encode()[:255]
+            out.append(struct.pack("<B", len(raw)) + raw)
+        out.append(struct.pack("<H", len(ranges)))
+        for s, e, o in ranges.items():
+            out.append(struct.pack("<qIh", s, min(e - s, 0xFFFFFFFF),
+                                   CONTESTED if o == CONTESTED else local[o]))
+        return b"".join(out)
+
+    def restore_ip(self, ip: bytes, value: bytes) -> None:
+        """Replace the ranges of ip with an encode_ip() value."""
+        pos = 0
+        (n_names,) = struct.unpack_from("<H", value, pos)
+        pos += 2
+        ids = []
+        for _ in range(n_names):
+            length = value[pos]
+            ids.append(self.names.id(value[pos + 1:pos + 1 + length].decode()))
+            pos += 1 + length
+        (n,) = struct.unpack_from("<H", value, pos)
+        pos += 2
+        items = []
+        for s, d, o in struct.iter_unpack("<qIh", value[pos:pos + 14 * n]):
+            items.append((s, s + d, CONTESTED if o == CONTESTED else ids[o]))
+        ranges = IpRanges()
+        ranges._set(items)
+        self.by_ip[ip] = ranges

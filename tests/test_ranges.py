@@ -1,0 +1,131 @@
+"""Ownership ranges as timelines. G (merge gap) = 2000 ms, tolerance = 200 ms throughout;
+every expected value below is worked out by hand from the rules in ranges.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from flink_jobs.attribution.attribute import CLOCK_SKEW, CONFLICT, EXPIRED, NO_EVIDENCE, lookup_ip
+from flink_jobs.attribution.ranges import CONTESTED, IpRanges, OwnershipTable
+
+G, TOL = 2000, 200
+IP = bytes(10) + b"\xff\xff" + bytes([10, 0, 0, 7])
+X, Y = "x-service", "y-service"
+
+
+def table() -> OwnershipTable:
+    return OwnershipTable(merge_gap_ms=G, retention_ms=3_600_000)
+
+
+def timeline(t: OwnershipTable) -> list[tuple[int, int, str]]:
+    return [(s, e, "CONTESTED" if o == CONTESTED else t.names.names[o])
+            for s, e, o in t.by_ip[IP].items()]
+
+
+def owner_at(t: OwnershipTable, when: int):
+    o, _, _, r = lookup_ip(t.by_ip.get(IP), np.array([when]), TOL, t.horizon_ms)
+    return t.names.names[o[0]] if o[0] >= 0 else int(r[0])
+
+
+def test_overlapping_heartbeats_of_one_workload_union():
+    t = table()
+    t.learn(IP, X, 1000, 5000)
+    t.learn(IP, X, 4000, 9000)
+    assert timeline(t) == [(1000, 9000, X)]
+
+
+def test_gap_shorter_than_G_is_joined_longer_gap_is_not():
+    t = table()
+    t.learn(IP, X, 0, 10_000)
+    t.learn(IP, X, 11_999, 15_000)       # gap 1999 ms < G: joined
+    t.learn(IP, X, 17_001, 20_000)       # gap 2001 ms > G: new range
+    assert timeline(t) == [(0, 15_000, X), (17_001, 20_000, X)]
+    assert owner_at(t, 16_000) == NO_EVIDENCE  # the gap stays unknown
+
+
+def test_range_is_never_stretched_over_another_workload():
+    t = table()
+    t.learn(IP, X, 0, 1000)
+    t.learn(IP, Y, 5000, 6000)            # Y after a 4 s gap (fast reuse)
+    t.learn(IP, X, 10_000, 11_000)        # X again after another 4 s
+    assert timeline(t) == [(0, 1000, X), (5000, 6000, Y), (10_000, 11_000, X)]
+    assert owner_at(t, 5500) == Y
+    assert owner_at(t, 8000) == NO_EVIDENCE
+
+
+def test_overlapping_claims_of_two_workloads_leave_a_contested_interval():
+    t = table()
+    t.learn(IP, X, 0, 10_000)
+    t.learn(IP, Y, 8000, 20_000)
+    assert timeline(t) == [(0, 7999, X), (8000, 10_000, "CONTESTED"), (10_001, 20_000, Y)]
+    assert t.conflicts_total == 1
+    assert owner_at(t, 9000) == CONFLICT
+    assert owner_at(t, 7000) == X                  # 1 s clear of the contested interval
+    assert owner_at(t, 7900) == CLOCK_SKEW         # within 200 ms of it
+    assert owner_at(t, 15_000) == Y
+
+
+def test_claim_spanning_a_contested_interval_does_not_erase_it():
+    t = table()
+    t.learn(IP, X, 0, 10_000)
+    t.learn(IP, Y, 4000, 5000)                     # contested [4000, 5000] inside X
+    t.learn(IP, X, 3000, 6000)                     # X again over it
+    assert timeline(t) == [(0, 3999, X), (4000, 5000, "CONTESTED"), (5001, 10_000, X)]
+    assert owner_at(t, 4500) == CONFLICT
+
+
+def test_flow_just_before_the_owners_first_heartbeat_is_attributed_within_tolerance():
+    # A connects at 999_900 (its clock); B accepts and its socket starts at 1_000_000.
+    t = table()
+    t.learn(IP, X, 1_000_000, 1_030_000)
+    assert owner_at(t, 999_900) == X
+    assert owner_at(t, 999_700) == NO_EVIDENCE     # 300 ms before: beyond the tolerance
+
+
+def test_two_owners_within_tolerance_is_clock_skew_not_a_guess():
+    t = table()
+    t.learn(IP, X, 0, 1000)
+    t.learn(IP, Y, 1150, 3000)                     # only 150 ms apart (violates G)
+    assert owner_at(t, 1050) == CLOCK_SKEW
+    assert owner_at(t, 1100) == CLOCK_SKEW
+
+
+def test_pruning_drops_old_ranges_and_expires_old_flows():
+    t = OwnershipTable(merge_gap_ms=G, retention_ms=60_000)
+    t.learn(IP, X, 0, 10_000)
+    t.learn(IP, Y, 50_000, 70_000)
+    assert t.prune(now_ms=75_000) == 1             # horizon 15_000: X's range ended before
+    assert timeline(t) == [(50_000, 70_000, Y)]
+    assert owner_at(t, 5000) == EXPIRED
+    assert t.learn(IP, X, 0, 9000).ignored          # a heartbeat older than the horizon
+    t.learn(IP, X, 10_000, 20_000)                  # straddles: clipped to the horizon
+    assert timeline(t) == [(15_000, 20_000, X), (50_000, 70_000, Y)]
+
+
+def test_compact_encoding_round_trips_and_is_small():
+    t = table()
+    t.learn(IP, X, 1_790_000_000_000, 1_790_000_060_000)
+    t.learn(IP, Y, 1_790_000_050_000, 1_790_000_090_000)
+    t.learn(IP, X, 1_790_000_100_000, 1_790_000_110_000)
+    value = t.encode_ip(IP)
+    # 2 + (1+9) + (1+9) names, 2 + 4 ranges x 14 bytes
+    assert len(value) == 2 + 10 + 10 + 2 + 4 * 14
+    other = OwnershipTable(merge_gap_ms=G, retention_ms=3_600_000)
+    other.names.id("unrelated")                     # ids differ between processes
+    other.restore_ip(IP, value)
+    assert timeline(other) == timeline(t)
+
+
+@pytest.mark.parametrize("claims", [
+    [(0, 10, "a"), (5, 20, "b"), (15, 30, "a"), (100, 200, "c")],
+    [(50, 60, "a"), (0, 100, "b"), (40, 45, "a")],
+])
+def test_ranges_stay_sorted_and_disjoint(claims):
+    r = IpRanges()
+    ids = {"a": 0, "b": 1, "c": 2}
+    for s, e, w in claims:
+        r.learn(ids[w], s, e, merge_gap_ms=3)
+    items = r.items()
+    assert all(a[1] < b[0] for a, b in zip(items, items[1:]))
+    assert all(s <= e for s, e, _ in items)
