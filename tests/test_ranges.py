@@ -127,5 +127,5 @@ def test_ranges_stay_sorted_and_disjoint(claims):
     for s, e, w in claims:
         r.learn(ids[w], s, e, merge_gap_ms=3)
     items = r.items()
-    assert all(a[1] < b[0] for a, b in zip(items, items[1:]))
+    assert all(a[1] < b[0] for a, b in zip(items, items[1:], strict=False))
     assert all(s <= e for s, e, _ in items)

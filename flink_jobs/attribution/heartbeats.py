@@ -54,5 +54,5 @@ def claims_from_batch(cols: FlowColumns, merge_gap_ms: int,
     new_stretch = np.r_[True, (group[1:] != group[:-1]) | (starts[1:] > run_end[:-1] + merge_gap_ms)]
     first = np.flatnonzero(new_stretch)
     last = np.r_[first[1:], len(starts)] - 1
-    return [Claim(ips[f].tobytes(), cols.workloads[int(refs[f])], int(starts[f]), int(run_end[l]))
-            for f, l in zip(first, last, strict=True)]
+    return [Claim(ips[f].tobytes(), cols.workloads[int(refs[f])], int(starts[f]), int(run_end[k]))
+            for f, k in zip(first, last, strict=True)]
