@@ -35,6 +35,22 @@ def _bootstrap(args) -> str:
     return st.bootstrap if st.running else f"127.0.0.1:{broker.DEFAULT_PORT}"
 
 
+def _add_scenario_flags(p: argparse.ArgumentParser) -> None:
+    from dataclasses import fields
+
+    from flowattr.simulate import FleetScenario
+    for f in fields(FleetScenario):
+        p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default,
+                       help=f"scenario knob (default {f.default})")
+
+
+def _scenario(args):
+    from dataclasses import fields
+
+    from flowattr.simulate import FleetScenario
+    return FleetScenario(**{f.name: getattr(args, f.name) for f in fields(FleetScenario)})
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flowattr", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -89,6 +105,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max", type=int, default=0, help="stop after N lines (0: no limit)")
     p.add_argument("--idle", type=float, default=5.0,
                    help="stop after this many seconds without new records (default 5)")
+
+    # simulate / evaluate
+    p = _subparser(sub, "simulate", "simulate a fleet (deterministic from --seed): batches, "
+                   "IP-change events and ground truth, to files or Kafka",
+                   "flowattr simulate --seed 7 --minutes 10 --out sim/   "
+                   "(or --bootstrap 127.0.0.1:9092 --truth sim/truth.npz)")
+    _add_scenario_flags(p)
+    p.add_argument("--out", type=Path, help="write batches.bin, events.bin, truth.npz, scenario.json here")
+    p.add_argument("--bootstrap", help="produce to flows.<region> and ipchanges.us-east-1 on this broker")
+    p.add_argument("--truth", type=Path, help="with --bootstrap: where to write truth.npz")
+    p = _subparser(sub, "evaluate", "score heartbeat attribution and two event-based baselines "
+                   "against a simulated fleet's ground truth (or score a job's output topics)",
+                   "flowattr evaluate --seed 7 --json")
+    _add_scenario_flags(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--score-topics", type=Path, metavar="TRUTH_NPZ",
+                   help="instead: score the attributed/unattributed topics against this truth file")
+    p.add_argument("--region", action="append", help="with --score-topics: regions to read")
+    _add_bootstrap(p)
 
     # demo
     p = _subparser(sub, "demo", "run the embedded stack end to end and print the report",
@@ -170,6 +205,43 @@ def _cmd_tail(args) -> int:
     return 0
 
 
+def _progress(*parts, end="\n"):
+    print(*parts, end=end, file=sys.stderr, flush=True)
+
+
+def _cmd_simulate(args) -> int:
+    from flowattr import simulate
+    if not args.out and not args.bootstrap:
+        raise RuntimeError("say where to write: --out DIR, or --bootstrap HOST:PORT --truth FILE")
+    scenario = _scenario(args)
+    fleet = simulate.build_fleet(scenario)
+    flows = simulate.simulate_flows(fleet)
+    deliveries = simulate.batch_flows(fleet, flows)
+    _progress(f"{len(flows.cols):,} flow records, {len(deliveries):,} batches, {len(fleet.events):,} events")
+    if args.out:
+        simulate.write_files(args.out, fleet, flows, deliveries)
+        _progress(f"wrote {args.out}/batches.bin, events.bin, truth.npz, scenario.json")
+    if args.bootstrap:
+        sent = simulate.produce_to_kafka(args.bootstrap, fleet, flows, deliveries, progress=_progress)
+        truth = args.truth or Path("truth.npz")
+        simulate.write_truth(truth, fleet, flows, deliveries)
+        _progress(f"produced {sent:,} batches and {len(fleet.events):,} events; truth in {truth}")
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    from flowattr import evaluate
+    if args.score_topics:
+        report = evaluate.score_topics(_bootstrap(args), args.score_topics,
+                                       args.region or ["us-east-1", "eu-west-1"], progress=_progress)
+        print(json.dumps(report) if args.json else "\n".join(f"{k:<22} {v}" for k, v in report.items()))
+        return 0
+    report = evaluate.evaluate(_scenario(args), progress=_progress)
+    _progress("")
+    print(json.dumps(report) if args.json else evaluate.format_table(report))
+    return 0
+
+
 def _cmd_demo(args) -> int:
     from flowattr import demo
     cfg = demo.DemoConfig(state=paths.state_dir(args.state_dir), port=args.port,
@@ -181,7 +253,8 @@ def _cmd_demo(args) -> int:
 
 
 COMMANDS = {"broker": _cmd_broker, "topics": _cmd_topics, "cluster": _cmd_cluster,
-            "submit": _cmd_submit, "tail": _cmd_tail, "demo": _cmd_demo}
+            "submit": _cmd_submit, "tail": _cmd_tail, "demo": _cmd_demo,
+            "simulate": _cmd_simulate, "evaluate": _cmd_evaluate}
 
 
 def main(argv: list[str] | None = None) -> int:
