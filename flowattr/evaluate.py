@@ -191,9 +191,10 @@ def evaluate(scenario: FleetScenario, cfg: AttributionConfig | None = None, prog
 def format_table(report: dict) -> str:
     cols = ["flows", "attributed", "misattributed", "unattributed", "edges_reported",
             "edges_misattributed"]
-    lines = [f"{'method':<18}" + "".join(f"{c:>15}" for c in cols) + f"{'misattr %':>11}{'unattr %':>10}"]
+    width = {c: max(12, len(c) + 2) for c in cols}
+    lines = [f"{'method':<18}" + "".join(f"{c:>{width[c]}}" for c in cols) + f"{'misattr %':>11}{'unattr %':>10}"]
     for name, m in report["methods"].items():
-        lines.append(f"{name:<18}" + "".join(f"{m[c]:>15,}" for c in cols)
+        lines.append(f"{name:<18}" + "".join(f"{m[c]:>{width[c]},}" for c in cols)
                      + f"{100 * m['misattributed'] / max(m['flows'], 1):>10.3f}%"
                      + f"{100 * m['unattributed'] / max(m['flows'], 1):>9.3f}%")
     reasons = report["methods"]["heartbeat"].get("unattributed_reasons") or {}

@@ -124,6 +124,9 @@ class IpRanges:
         if cut:
             del self.starts[:cut], self.ends[:cut], self.owners[:cut]
             self._arrays = None
+        if self.starts and self.starts[0] < horizon_ms:  # clip the straddler: nothing before the horizon
+            self.starts[0] = horizon_ms
+            self._arrays = None
         return cut
 
 

@@ -1,0 +1,130 @@
+"""Batch attribution, retries, IP-change events and regions as timelines, worked by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from flink_jobs.attribution.attribute import ATTRIBUTED, CONFLICT, NO_EVIDENCE, RETRY, UNATTRIBUTED
+from flink_jobs.attribution.attributor import Attributor
+from flink_jobs.attribution.config import AttributionConfig
+from flink_jobs.attribution.events import ASSIGNED, UNASSIGNED
+from flink_jobs.attribution.regions import RegionMap
+from schemas import flowattr_pb2 as pb
+from schemas.columns import FlowColumns, ip_to_bytes, ips_to_array
+
+CFG = AttributionConfig(max_attempts=3, event_cidrs=("10.250.0.0/24",), event_max_delay_ms=600_000,
+                        event_time_error_ms=1000)
+
+
+def batch(rows: list[tuple[str, str, str, int, int]]) -> FlowColumns:
+    """rows: (local_ip, local_workload, remote_ip, start_ms, end_ms)."""
+    cols = FlowColumns.zeros(len(rows))
+    names = sorted({r[1] for r in rows if r[1]})
+    cols.workloads = [""] + names
+    cols.columns["local_ip"][:] = ips_to_array([r[0] for r in rows])
+    cols.columns["remote_ip"][:] = ips_to_array([r[2] for r in rows])
+    cols.columns["start_ms"][:] = [r[3] for r in rows]
+    cols.columns["end_ms"][:] = [r[4] for r in rows]
+    cols.columns["local_workload_ref"][:] = [cols.workloads.index(r[1]) for r in rows]
+    cols.columns["local_attribution"][:] = [pb.LOCAL_ATTRIBUTION_IP_MAP if r[1] else
+                                            pb.LOCAL_ATTRIBUTION_UNKNOWN for r in rows]
+    return cols
+
+
+def test_claims_collapse_to_one_per_ip_and_workload_stretch():
+    cols = batch([("10.0.0.1", "api", "10.0.0.9", 1000, 5000),
+                  ("10.0.0.1", "api", "10.0.0.8", 4000, 6000),      # overlaps: same stretch
+                  ("10.0.0.1", "api", "10.0.0.8", 7500, 8000),      # 1.5 s gap < G: same stretch
+                  ("10.0.0.1", "api", "10.0.0.8", 20_000, 21_000),  # 12 s gap: new stretch
+                  ("10.0.0.2", "", "10.0.0.8", 0, 99_000)])         # unknown workload: no evidence
+    claims = Attributor(CFG).claims(cols)
+    assert [(c.ip, c.workload, c.start_ms, c.end_ms) for c in claims] == [
+        (ip_to_bytes("10.0.0.1"), "api", 1000, 8000), (ip_to_bytes("10.0.0.1"), "api", 20_000, 21_000)]
+
+
+def test_flow_before_the_owners_heartbeat_arrives_is_retried_then_attributed():
+    att = Attributor(CFG)
+    client = batch([("10.0.0.1", "web", "10.0.0.2", 10_000, 12_000)])
+    first = att.attribute(client, attempt=1)
+    assert first.outcome.tolist() == [RETRY] and first.reason.tolist() == [NO_EVIDENCE]
+    server = batch([("10.0.0.2", "db", "10.0.0.1", 10_003, 12_000)])  # its accept, 3 ms later
+    att.learn_claims(att.claims(server))
+    second = att.attribute(client, attempt=2)
+    assert second.outcome.tolist() == [ATTRIBUTED]
+    assert att.owner_names(second.owner) == ["db"]
+    assert second.source.tolist() == [pb.EVIDENCE_SOURCE_HEARTBEAT]
+    assert (second.evidence_start.tolist(), second.evidence_end.tolist()) == ([10_003], [12_000])
+
+
+def test_flow_without_evidence_is_unattributed_after_the_last_attempt():
+    att = Attributor(CFG)
+    client = batch([("10.0.0.1", "web", "10.0.0.3", 10_000, 12_000)])
+    assert att.attribute(client, attempt=2).outcome.tolist() == [RETRY]
+    last = att.attribute(client, attempt=3)
+    assert last.outcome.tolist() == [UNATTRIBUTED] and last.reason.tolist() == [NO_EVIDENCE]
+    assert last.owner.tolist() == [-1] and last.source.tolist() == [0]
+
+
+def test_conflict_is_final_not_retried():
+    att = Attributor(CFG)
+    att.learn_claims(att.claims(batch([("10.0.0.2", "db", "10.0.0.1", 0, 60_000),
+                                       ("10.0.0.2", "cache", "10.0.0.1", 30_000, 90_000)])))
+    result = att.attribute(batch([("10.0.0.1", "web", "10.0.0.2", 45_000, 46_000)]), attempt=1)
+    assert result.outcome.tolist() == [UNATTRIBUTED] and result.reason.tolist() == [CONFLICT]
+
+
+def test_invalid_time_is_final():
+    att = Attributor(CFG)
+    result = att.attribute(batch([("10.0.0.1", "web", "10.0.0.2", 5000, 4000)]), attempt=1)
+    assert result.outcome.tolist() == [UNATTRIBUTED]
+    assert result.reason.tolist() == [pb.UNATTRIBUTED_REASON_INVALID_TIME]
+
+
+def test_load_balancer_attributed_from_events_only_up_to_the_event_horizon():
+    att = Attributor(CFG)
+    lb = ip_to_bytes("10.250.0.5")
+    att.apply_event(lb, "checkout", ASSIGNED, 100_000)
+    flow = batch([("10.0.0.1", "web", "10.250.0.5", 400_000, 401_000)])
+    # Latest event time 100 s: horizon = 100 s - 600 s: an unassignment could still come.
+    assert att.attribute(flow, attempt=1).outcome.tolist() == [RETRY]
+    att.apply_event(ip_to_bytes("10.250.0.6"), "search", ASSIGNED, 1_100_000)  # time moves on
+    # Horizon 500 s, open range [101 s, 499 s]: the flow at 400 s is now covered.
+    result = att.attribute(flow, attempt=2)
+    assert att.owner_names(result.owner) == ["checkout"]
+    assert result.source.tolist() == [pb.EVIDENCE_SOURCE_IP_CHANGE_EVENT]
+    assert (result.evidence_start.tolist(), result.evidence_end.tolist()) == ([101_000], [499_000])
+
+
+def test_heartbeats_never_vouch_for_event_only_addresses():
+    att = Attributor(CFG)
+    # A host wrongly claims the LB address: ignored, the flow waits for event evidence.
+    att.learn_claims(att.claims(batch([("10.250.0.5", "rogue", "10.0.0.1", 0, 900_000)])))
+    assert att.heartbeats.range_count() == 0
+    flow = batch([("10.0.0.1", "web", "10.250.0.5", 400_000, 401_000)])
+    assert att.attribute(flow, attempt=1).outcome.tolist() == [RETRY]
+
+
+def test_unassigned_before_assigned_arrives_still_closes_the_range():
+    att = Attributor(CFG)
+    lb = ip_to_bytes("10.250.0.7")
+    att.apply_event(lb, "checkout", UNASSIGNED, 300_000)   # arrives first (delayed stream)
+    att.apply_event(lb, "checkout", ASSIGNED, 100_000)
+    ranges = att.events.table.by_ip[lb].items()
+    assert [(s, e) for s, e, _ in ranges] == [(101_000, 299_000)]
+
+
+def test_region_map_uses_longest_prefix_and_ipv4_mapping():
+    regions = RegionMap({"10.0.0.0/8": "us-east-1", "10.16.0.0/12": "eu-west-1"})
+    got = regions.regions_of(ips_to_array(["10.1.2.3", "10.17.0.1", "192.168.1.1", "10.16.0.0"]))
+    assert got.tolist() == ["us-east-1", "eu-west-1", None, "eu-west-1"]
+
+
+def test_config_rejects_a_tolerance_that_breaks_the_reuse_assumption():
+    with pytest.raises(ValueError, match="skew_tolerance_ms must be well below"):
+        AttributionConfig(min_reuse_gap_ms=1000, skew_tolerance_ms=400)
+
+
+def test_empty_batch():
+    result = Attributor(CFG).attribute(FlowColumns.zeros(0), attempt=1)
+    assert len(result.outcome) == 0 and np.asarray(result.owner).dtype == np.int64
