@@ -48,17 +48,19 @@ def records_as_dicts(topic: str, value: bytes) -> Iterator[dict]:
 
 def _decode(topic: str, value: bytes) -> Iterator[dict]:
     kind = topic.split(".", 1)[0]
-    if kind in ("flows", "inbound"):
+    if kind == "flows":
         msg, cols = decode_flow_batch(value)
         header = {"exporter_id": msg.exporter_id, "sequence": msg.sequence, "host": msg.host,
                   "region": msg.region, "flow_index": None}
         for i, row in enumerate(_flow_rows(header, cols, ())):
             row["flow_index"] = i
             yield row
-    elif kind in ("attributed", "unattributed"):
+    elif kind in ("attributed", "unattributed", "retry", "inbound"):
         msg, cols = decode_attributed_batch(value)
         header = {"exporter_id": msg.source_exporter_id, "sequence": msg.source_sequence,
                   "host": msg.host, "region": msg.region, "attempts": msg.attempts}
+        if msg.next_attempt_ms:
+            header["next_attempt_ms"] = msg.next_attempt_ms
         yield from _flow_rows(header, cols, ("remote_workload_ref",))
     elif kind == "ipchanges":
         event = pb.IpChangeEvent.FromString(value)

@@ -34,6 +34,7 @@ from schemas.columns import FlowColumns, encode_flow_batch, ip_to_bytes
 
 T0_MS = 1_790_000_000_000 // 60_000 * 60_000  # a fixed, minute-aligned start
 GATEWAY = "gateway"
+EVENTS_AFTER_END_MS = 45 * 60_000  # IP changes after the last flow that are still reported
 LB_CIDR = "10.250.0.0/24"
 REGION_CIDRS = {"10.0.0.0/12": "us-east-1", "10.250.0.0/24": "us-east-1",
                 "10.16.0.0/12": "eu-west-1"}
@@ -164,6 +165,10 @@ def build_fleet(sc: FleetScenario) -> Fleet:
     # Sonar-style events for every assignment (workload IPs and LBs), delayed.
     for inst in instances + lbs:
         for action, at in ((1, inst.birth_ms), (2, inst.death_ms)):
+            # The world goes on after the last flow: changes keep being reported while the
+            # collector still holds and retries flows (up to ~40 min after the end).
+            if at > end_ms + EVENTS_AFTER_END_MS:
+                continue
             delay = int(rng.uniform(0, sc.event_delay_max_s * 1000))
             fleet.events.append((at + delay, at, ip_to_bytes(inst.ip), inst.workload, action))
     fleet.events.sort(key=lambda e: (e[0], e[1]))
@@ -395,22 +400,51 @@ def write_truth(path, fleet: Fleet, flows: SimulatedFlows, deliveries: list[Deli
 
 
 def produce_to_kafka(bootstrap: str, fleet: Fleet, flows: SimulatedFlows, deliveries: list[Delivery],
-                     progress=print) -> int:
-    """Produce delivered batches in arrival order to flows.<host region>, and events in
-    emit order to ipchanges.us-east-1. Returns the number of batches produced."""
+                     progress=print, extra_batches: list[tuple[str, bytes]] = ()) -> int:
+    """Produce delivered batches to flows.<host region> and events to ipchanges.us-east-1,
+    interleaved in arrival order, each with its Kafka timestamp = event time (window end
+    for batches, emit time for events). Then advance event time (advance_event_time) so
+    the job's holds and retries for this data all come due. Returns batches produced."""
     from flowattr.kafka_clients import producer
 
     p = producer(bootstrap)
-    for i, ev in enumerate(fleet.events):
-        p.send("ipchanges.us-east-1", encode_event(ev, i))
+    timeline = [(ev[0], 0, i) for i, ev in enumerate(fleet.events)]
+    timeline += [(d.arrival_ms, 1, i) for i, d in enumerate(deliveries) if not d.lost]
+    timeline.sort()
     sent = 0
-    for d in deliveries:
-        if d.lost:
+    for _, kind, i in timeline:
+        if kind == 0:
+            p.send("ipchanges.us-east-1", encode_event(fleet.events[i], i), timestamp_ms=fleet.events[i][0])
             continue
-        p.send(f"flows.{fleet.hosts[d.host]['region']}", encode_delivery(fleet, flows, d))
+        d = deliveries[i]
+        p.send(f"flows.{fleet.hosts[d.host]['region']}", encode_delivery(fleet, flows, d),
+               timestamp_ms=d.window_start_ms + 60_000)
         sent += 1
-        if sent % 500 == 0:
+        if sent % 1000 == 0:
             progress(f"  produced {sent:,} batches")
+    for topic, value in extra_batches:
+        p.send(topic, value, timestamp_ms=T0_MS + 60_000)
     p.flush()
+    last_window_end = max(d.window_start_ms for d in deliveries) + 60_000
+    advance_event_time(p, sorted({h["region"] for h in fleet.hosts}), last_window_end, 45)
     p.close()
     return sent
+
+
+def advance_event_time(p, regions: list[str], from_ms: int, minutes: int) -> None:
+    """Empty batches from a "clock" exporter, one per minute for `minutes` minutes, on every
+    partition of each region's flows topic. Real exporters send a batch every minute even
+    with no flows; a finite simulation needs the same so event time keeps moving and the
+    last holds and retries come due."""
+    for region in regions:
+        topic = f"flows.{region}"
+        partitions = sorted(p.partitions_for(topic))
+        for m in range(1, minutes + 1):
+            start = from_ms + (m - 1) * 60_000
+            for part in partitions:
+                header = pb.FlowBatch(exporter_id=f"clock-{region}-{part}", host="clock", region=region,
+                                      window_start_ms=start, window_end_ms=start + 60_000, sequence=m,
+                                      part=0, part_count=1)
+                p.send(topic, encode_flow_batch(header, FlowColumns.zeros(0)), partition=part,
+                       timestamp_ms=start + 60_000)
+    p.flush()

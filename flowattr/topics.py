@@ -24,8 +24,12 @@ class RegionTopics:
         return f"ipchanges.{self.region}"
 
     @property
-    def inbound(self) -> str:       # FlowBatch forwarded here by other regions' collectors
+    def inbound(self) -> str:       # pending AttributedFlowBatch forwarded by other regions
         return f"inbound.{self.region}"
+
+    @property
+    def retry(self) -> str:         # pending AttributedFlowBatch to attempt again later
+        return f"retry.{self.region}"
 
     @property
     def attributed(self) -> str:    # AttributedFlowBatch, every flow attributed
@@ -41,8 +45,8 @@ class RegionTopics:
 
     def all(self) -> dict[str, int]:
         """Topic name -> partitions. Flow topics get more partitions (the bulk of traffic)."""
-        return {self.flows: 4, self.inbound: 2, self.ip_changes: 1, self.attributed: 4,
-                self.unattributed: 2, self.dead_letter: 1}
+        return {self.flows: 4, self.inbound: 2, self.retry: 2, self.ip_changes: 1,
+                self.attributed: 4, self.unattributed: 2, self.dead_letter: 1}
 
 
 def create_topics(bootstrap: str, regions: list[str], progress=print) -> list[str]:

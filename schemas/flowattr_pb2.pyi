@@ -2,7 +2,7 @@ from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from typing import ClassVar as _ClassVar, Iterable as _Iterable, Optional as _Optional, Union as _Union
+from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -114,7 +114,7 @@ class FlowBatch(_message.Message):
     def __init__(self, exporter_id: _Optional[str] = ..., host: _Optional[str] = ..., region: _Optional[str] = ..., window_start_ms: _Optional[int] = ..., window_end_ms: _Optional[int] = ..., sequence: _Optional[int] = ..., part: _Optional[int] = ..., part_count: _Optional[int] = ..., flow_count: _Optional[int] = ..., workloads: _Optional[_Iterable[str]] = ..., local_ip: _Optional[bytes] = ..., remote_ip: _Optional[bytes] = ..., local_port: _Optional[bytes] = ..., remote_port: _Optional[bytes] = ..., start_ms: _Optional[bytes] = ..., end_ms: _Optional[bytes] = ..., bytes_sent: _Optional[bytes] = ..., bytes_received: _Optional[bytes] = ..., retransmits: _Optional[bytes] = ..., rtt_us: _Optional[bytes] = ..., local_workload_ref: _Optional[bytes] = ..., local_attribution: _Optional[bytes] = ..., direction: _Optional[bytes] = ...) -> None: ...
 
 class AttributedFlowBatch(_message.Message):
-    __slots__ = ("source_exporter_id", "source_sequence", "host", "region", "window_start_ms", "window_end_ms", "attributed_at_ms", "attempts", "flow_count", "workloads", "flow_index", "local_ip", "remote_ip", "local_port", "remote_port", "start_ms", "end_ms", "bytes_sent", "bytes_received", "retransmits", "rtt_us", "local_workload_ref", "local_attribution", "direction", "remote_workload_ref", "evidence_source", "evidence_start_ms", "evidence_end_ms", "unattributed_reason")
+    __slots__ = ("source_exporter_id", "source_sequence", "host", "region", "window_start_ms", "window_end_ms", "attributed_at_ms", "attempts", "flow_count", "workloads", "flow_index", "local_ip", "remote_ip", "local_port", "remote_port", "start_ms", "end_ms", "bytes_sent", "bytes_received", "retransmits", "rtt_us", "local_workload_ref", "local_attribution", "direction", "remote_workload_ref", "evidence_source", "evidence_start_ms", "evidence_end_ms", "unattributed_reason", "next_attempt_ms")
     SOURCE_EXPORTER_ID_FIELD_NUMBER: _ClassVar[int]
     SOURCE_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
@@ -144,6 +144,7 @@ class AttributedFlowBatch(_message.Message):
     EVIDENCE_START_MS_FIELD_NUMBER: _ClassVar[int]
     EVIDENCE_END_MS_FIELD_NUMBER: _ClassVar[int]
     UNATTRIBUTED_REASON_FIELD_NUMBER: _ClassVar[int]
+    NEXT_ATTEMPT_MS_FIELD_NUMBER: _ClassVar[int]
     source_exporter_id: str
     source_sequence: int
     host: str
@@ -173,7 +174,8 @@ class AttributedFlowBatch(_message.Message):
     evidence_start_ms: bytes
     evidence_end_ms: bytes
     unattributed_reason: bytes
-    def __init__(self, source_exporter_id: _Optional[str] = ..., source_sequence: _Optional[int] = ..., host: _Optional[str] = ..., region: _Optional[str] = ..., window_start_ms: _Optional[int] = ..., window_end_ms: _Optional[int] = ..., attributed_at_ms: _Optional[int] = ..., attempts: _Optional[int] = ..., flow_count: _Optional[int] = ..., workloads: _Optional[_Iterable[str]] = ..., flow_index: _Optional[bytes] = ..., local_ip: _Optional[bytes] = ..., remote_ip: _Optional[bytes] = ..., local_port: _Optional[bytes] = ..., remote_port: _Optional[bytes] = ..., start_ms: _Optional[bytes] = ..., end_ms: _Optional[bytes] = ..., bytes_sent: _Optional[bytes] = ..., bytes_received: _Optional[bytes] = ..., retransmits: _Optional[bytes] = ..., rtt_us: _Optional[bytes] = ..., local_workload_ref: _Optional[bytes] = ..., local_attribution: _Optional[bytes] = ..., direction: _Optional[bytes] = ..., remote_workload_ref: _Optional[bytes] = ..., evidence_source: _Optional[bytes] = ..., evidence_start_ms: _Optional[bytes] = ..., evidence_end_ms: _Optional[bytes] = ..., unattributed_reason: _Optional[bytes] = ...) -> None: ...
+    next_attempt_ms: int
+    def __init__(self, source_exporter_id: _Optional[str] = ..., source_sequence: _Optional[int] = ..., host: _Optional[str] = ..., region: _Optional[str] = ..., window_start_ms: _Optional[int] = ..., window_end_ms: _Optional[int] = ..., attributed_at_ms: _Optional[int] = ..., attempts: _Optional[int] = ..., flow_count: _Optional[int] = ..., workloads: _Optional[_Iterable[str]] = ..., flow_index: _Optional[bytes] = ..., local_ip: _Optional[bytes] = ..., remote_ip: _Optional[bytes] = ..., local_port: _Optional[bytes] = ..., remote_port: _Optional[bytes] = ..., start_ms: _Optional[bytes] = ..., end_ms: _Optional[bytes] = ..., bytes_sent: _Optional[bytes] = ..., bytes_received: _Optional[bytes] = ..., retransmits: _Optional[bytes] = ..., rtt_us: _Optional[bytes] = ..., local_workload_ref: _Optional[bytes] = ..., local_attribution: _Optional[bytes] = ..., direction: _Optional[bytes] = ..., remote_workload_ref: _Optional[bytes] = ..., evidence_source: _Optional[bytes] = ..., evidence_start_ms: _Optional[bytes] = ..., evidence_end_ms: _Optional[bytes] = ..., unattributed_reason: _Optional[bytes] = ..., next_attempt_ms: _Optional[int] = ...) -> None: ...
 
 class IpChangeEvent(_message.Message):
     __slots__ = ("ip", "resource_id", "workload", "action", "event_time_ms", "emit_time_ms", "region", "event_id")
@@ -208,6 +210,16 @@ class OwnershipRange(_message.Message):
     end_ms: int
     source: EvidenceSource
     def __init__(self, ip: _Optional[bytes] = ..., workload: _Optional[str] = ..., start_ms: _Optional[int] = ..., end_ms: _Optional[int] = ..., source: _Optional[_Union[EvidenceSource, str]] = ...) -> None: ...
+
+class OwnershipUpdate(_message.Message):
+    __slots__ = ("source_exporter_id", "source_sequence", "ranges")
+    SOURCE_EXPORTER_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    RANGES_FIELD_NUMBER: _ClassVar[int]
+    source_exporter_id: str
+    source_sequence: int
+    ranges: _containers.RepeatedCompositeFieldContainer[OwnershipRange]
+    def __init__(self, source_exporter_id: _Optional[str] = ..., source_sequence: _Optional[int] = ..., ranges: _Optional[_Iterable[_Union[OwnershipRange, _Mapping]]] = ...) -> None: ...
 
 class DeadLetter(_message.Message):
     __slots__ = ("source_topic", "original", "reason", "detected_at_ms")

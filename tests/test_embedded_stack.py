@@ -69,7 +69,7 @@ def test_cli_reports_errors_without_a_traceback(tmp_path):
 def test_topics_are_created_once_per_region(kafka_bootstrap, unique_region):
     created = topics.create_topics(kafka_bootstrap, [unique_region], progress=lambda *_: None)
     expected = set(topics.RegionTopics(unique_region).all())
-    assert set(created) == expected and len(expected) == 6
+    assert set(created) == expected and len(expected) == 7
     assert topics.create_topics(kafka_bootstrap, [unique_region], progress=lambda *_: None) == []
 
 

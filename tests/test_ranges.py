@@ -95,7 +95,7 @@ def test_pruning_drops_old_ranges_and_expires_old_flows():
     t = OwnershipTable(merge_gap_ms=G, retention_ms=60_000)
     t.learn(IP, X, 0, 10_000)
     t.learn(IP, Y, 50_000, 70_000)
-    assert t.prune(now_ms=75_000) == 1             # horizon 15_000: X's range ended before
+    assert t.prune(now_ms=75_000) == 1             # horizon 15_000: X's range ended before (1 IP changed)
     assert timeline(t) == [(50_000, 70_000, Y)]
     assert owner_at(t, 5000) == EXPIRED
     assert t.learn(IP, X, 0, 9000).ignored          # a heartbeat older than the horizon

@@ -118,16 +118,17 @@ class IpRanges:
                 or (at < len(self.starts) and self.owners[at] == owner
                     and self.starts[at] - end <= gap))
 
-    def prune(self, horizon_ms: int) -> int:
-        """Drop ranges ending before horizon_ms; return how many were dropped."""
+    def prune(self, horizon_ms: int) -> bool:
+        """Drop ranges ending before horizon_ms and clip the one straddling it. True if changed."""
         cut = bisect_left(self.ends, horizon_ms)
         if cut:
             del self.starts[:cut], self.ends[:cut], self.owners[:cut]
-            self._arrays = None
-        if self.starts and self.starts[0] < horizon_ms:  # clip the straddler: nothing before the horizon
+        clip = bool(self.starts) and self.starts[0] < horizon_ms
+        if clip:  # nothing before the horizon survives
             self.starts[0] = horizon_ms
+        if cut or clip:
             self._arrays = None
-        return cut
+        return bool(cut or clip)
 
 
 def _subtract(piece: tuple[int, int], lo: int, hi: int) -> list[tuple[int, int]]:
@@ -184,18 +185,24 @@ class OwnershipTable:
         return LearnResult(conflicts=conflicts)
 
     def prune(self, now_ms: int) -> int:
-        """Advance the horizon to now_ms - retention and drop what ended before it."""
+        """Advance the horizon to now_ms - retention; return how many IPs changed."""
+        return len(self.prune_changed(now_ms))
+
+    def prune_changed(self, now_ms: int) -> list[bytes]:
+        """Advance the horizon to now_ms - retention, drop and clip what lies before it,
+        and return the IPs whose ranges changed (absent from by_ip if none are left)."""
         horizon = now_ms - self.retention_ms
         if horizon <= self.horizon_ms:
-            return 0
+            return []
         self.horizon_ms = horizon
-        dropped = 0
+        changed = []
         for ip in list(self.by_ip):
             ranges = self.by_ip[ip]
-            dropped += ranges.prune(horizon)
-            if not len(ranges):
-                del self.by_ip[ip]
-        return dropped
+            if ranges.prune(horizon):
+                changed.append(ip)
+                if not len(ranges):
+                    del self.by_ip[ip]
+        return changed
 
     def range_count(self) -> int:
         return sum(len(r) for r in self.by_ip.values())

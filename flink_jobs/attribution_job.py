@@ -1,0 +1,376 @@
+"""The flowattr collector: a PyFlink DataStream job (thread mode) that attributes remote IPs.
+
+    flows.R ──► ValidateFlows ──► pending batches ──┐            ┌─► attributed.R
+                  │  └─ claims (heartbeats) ─┐       ├─ key_by ──► Attribute ─┼─► unattributed.R (side)
+    inbound.R, retry.R ──► ValidatePending ──┘       │  exporter  (keyed      ├─► retry.R (side)
+    ipchanges.R ──► ValidateEvents ──────────┴──► broadcast ──►  broadcast) └─► inbound.<other> (side)
+    every validator ──► deadletter.R (side)
+
+Event time is the Kafka record timestamp: window end for batches (producers set it),
+next_attempt_ms for pending batches, emit time for IP-change events. A pending batch is
+held in keyed state until an event-time timer at its next attempt (window end + hold, then
++ retry delay). Ownership ranges live in broadcast state (keys "hb:<ip hex>" and
+"ev:<ip hex>", STRING values holding latin-1 bytes: thread mode cannot match byte-array
+keys) mirrored by a plain-Python Attributor that every instance rebuilds after a restore.
+
+Example:
+    python -m flink_jobs.attribution_job --bootstrap 127.0.0.1:9092 --region us-east-1 \
+        --checkpoint-dir file:///tmp/flowattr-chk
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import time
+
+from pyflink.common import Duration, Row, Types, WatermarkStrategy
+from pyflink.datastream import KeyedBroadcastProcessFunction, OutputTag, ProcessFunction
+from pyflink.datastream.state import MapStateDescriptor
+
+from flink_jobs import batches
+from flink_jobs.attribution.attributor import Attributor
+from flink_jobs.attribution.regions import RegionMap
+from flink_jobs.environment import make_environment
+from flink_jobs.job_config import JobConfig, add_flags, load
+from flink_jobs.kafka_connectors import BYTES, bytes_sink, bytes_source
+from schemas import flowattr_pb2 as pb
+from schemas.columns import decode_attributed_batch, encode_attributed_batch
+
+KEYED_ROW = Types.ROW([Types.STRING(), BYTES])  # (exporter id, pending AttributedFlowBatch)
+DEAD_LETTER = OutputTag("dead-letter", BYTES)
+CLAIMS = OutputTag("claims", BYTES)
+UNATTRIBUTED = OutputTag("unattributed", BYTES)
+RETRY = OutputTag("retry", BYTES)
+OWNERSHIP = MapStateDescriptor("ownership", Types.STRING(), Types.STRING())
+CLAIM_TAG, EVENT_TAG = b"C", b"E"
+# Attribute's output is route-prefixed and split by Route: PyFlink 2.0.2's embedded
+# (thread mode) keyed-broadcast operator drops side outputs yielded from on_timer (its
+# on_timer_func skips the side-output routing that process_element gets).
+TO_ATTRIBUTED, TO_UNATTRIBUTED, TO_RETRY, TO_FORWARD = b"A", b"U", b"R", b"F"
+PRUNE_EVERY_MS = 60_000
+MAX_EVENTS_PER_IP = 64
+
+
+def forward_tag(region: str) -> OutputTag:
+    return OutputTag(f"forward-{region}", BYTES)
+
+
+def _dead_letter(topic: str, raw: bytes, reason: str) -> bytes:
+    return pb.DeadLetter(source_topic=topic, original=raw, reason=reason,
+                         detected_at_ms=int(time.time() * 1000)).SerializeToString()
+
+
+class ValidateFlows(ProcessFunction):
+    """FlowBatch -> (exporter, pending batch); its heartbeat claims -> CLAIMS side output."""
+
+    def __init__(self, cfg: JobConfig):
+        self.cfg = cfg
+
+    def open(self, runtime_context):
+        self.attributor = Attributor(self.cfg.attribution)  # only for claims(): the event-CIDR filter
+        group = runtime_context.get_metrics_group()
+        self.flows_in = group.counter("flows_in")
+        self.batches_in = group.counter("batches_in")
+        self.dead = group.counter("dead_lettered")
+
+    def process_element(self, value, ctx):
+        raw = bytes(value)
+        try:
+            header, cols = batches.validate_flow_batch(raw, int(time.time() * 1000), self.cfg.max_future_ms)
+        except batches.InvalidRecord as exc:
+            self.dead.inc()
+            yield DEAD_LETTER, _dead_letter(self.cfg.topics.flows, raw, str(exc))
+            return
+        self.batches_in.inc()
+        self.flows_in.inc(len(cols))
+        claims = self.attributor.claims(cols)
+        if claims:
+            yield CLAIMS, CLAIM_TAG + batches.ownership_update(header, claims)
+        pending = batches.to_pending(header, cols, self.cfg.region,
+                                     header.window_end_ms + self.cfg.attribution.hold_ms)
+        yield Row(header.exporter_id, pending)
+
+
+class ValidatePending(ProcessFunction):
+    """Pending batches from the retry topic and other regions' forwards."""
+
+    def __init__(self, cfg: JobConfig):
+        self.cfg = cfg
+
+    def open(self, runtime_context):
+        group = runtime_context.get_metrics_group()
+        self.dead = group.counter("dead_lettered")
+        self.inbound = group.counter("pending_in")
+
+    def process_element(self, value, ctx):
+        raw = bytes(value)
+        try:
+            header, _ = batches.validate_pending(raw, int(time.time() * 1000), self.cfg.max_future_ms)
+        except batches.InvalidRecord as exc:
+            self.dead.inc()
+            yield DEAD_LETTER, _dead_letter(f"{self.cfg.topics.retry}|{self.cfg.topics.inbound}", raw, str(exc))
+            return
+        self.inbound.inc()
+        yield Row(header.source_exporter_id, raw)
+
+
+class ValidateEvents(ProcessFunction):
+    def __init__(self, cfg: JobConfig):
+        self.cfg = cfg
+
+    def open(self, runtime_context):
+        group = runtime_context.get_metrics_group()
+        self.dead = group.counter("dead_lettered")
+        self.events_in = group.counter("ip_change_events_in")
+
+    def process_element(self, value, ctx):
+        raw = bytes(value)
+        try:
+            event = pb.IpChangeEvent.FromString(raw)
+            now_ms = int(time.time() * 1000)
+            problem = ("ip is not 16 bytes" if len(event.ip) != 16 else
+                       "action is unspecified" if event.action not in (1, 2) else
+                       "workload is empty" if not event.workload else
+                       "event_time_ms is not positive" if event.event_time_ms <= 0 else
+                       "event_time_ms is after emit_time_ms" if event.event_time_ms > event.emit_time_ms else
+                       "emit_time_ms is in the future" if event.emit_time_ms > now_ms + self.cfg.max_future_ms
+                       else None)
+        except Exception as exc:  # protobuf DecodeError
+            problem = f"not an IpChangeEvent: {exc}"
+        if problem:
+            self.dead.inc()
+            yield DEAD_LETTER, _dead_letter(self.cfg.topics.ip_changes, raw, problem)
+            return
+        self.events_in.inc()
+        yield EVENT_TAG + raw
+
+
+class Attribute(KeyedBroadcastProcessFunction):
+    """Holds pending batches per exporter until their timer; attributes them against the
+    broadcast ownership ranges (mirrored in a plain-Python Attributor)."""
+
+    def __init__(self, cfg: JobConfig):
+        self.cfg = cfg
+
+    def open(self, runtime_context):
+        self.attributor = Attributor(self.cfg.attribution)
+        self.regions = RegionMap(self.cfg.region_cidrs)
+        self.synced = False  # the mirror is empty after a restore: rebuild on first call
+        self.last_prune_ms = 0
+        self.watermark_ms = 0
+        self.pending = runtime_context.get_map_state(MapStateDescriptor("pending", Types.STRING(), Types.STRING()))
+        g = runtime_context.get_metrics_group()
+        self.metrics = {name: g.counter(name) for name in (
+            "attributed", "unattributed", "retried", "forwarded", "conflicts", "attempts")}
+        self.reason_group = g.add_group("unattributed_reason")
+        self.ranges_held = 0
+        g.gauge("broadcast_ranges_held", lambda: self.ranges_held)
+        g.gauge("event_time_lag_ms", lambda: int(time.time() * 1000) - self.watermark_ms
+                if self.watermark_ms else 0)
+
+    # -- broadcast side: learn ---------------------------------------------------------
+    def _sync(self, state) -> None:
+        events_by_ip = []
+        for key, value in state.items():
+            if key.startswith("hb:"):
+                self.attributor.heartbeats.restore_ip(bytes.fromhex(key[3:]), value.encode("latin-1"))
+            elif key.startswith("ev:"):
+                events_by_ip.append(_decode_event_log(value.encode("latin-1")))
+        for log in events_by_ip:
+            for event in sorted(log, key=lambda e: e.emit_time_ms):
+                self.attributor.apply_event(event.ip, event.workload, event.action, event.event_time_ms)
+        self.ranges_held = self.attributor.heartbeats.range_count()
+        self.synced = True
+
+    def process_broadcast_element(self, value, ctx):
+        state = ctx.get_broadcast_state(OWNERSHIP)
+        if not self.synced:
+            self._sync(state)
+        raw = bytes(value)
+        table = self.attributor.heartbeats
+        if raw[:1] == CLAIM_TAG:
+            for claim in batches.claims_of_update(raw[1:]):
+                result = table.learn(claim.ip, claim.workload, claim.start_ms, claim.end_ms)
+                if result.conflicts:
+                    self.metrics["conflicts"].inc(result.conflicts)
+                if not result.ignored:
+                    state.put("hb:" + claim.ip.hex(), table.encode_ip(claim.ip).decode("latin-1"))
+        elif raw[:1] == EVENT_TAG:
+            event = pb.IpChangeEvent.FromString(raw[1:])
+            self.attributor.apply_event(event.ip, event.workload, event.action, event.event_time_ms)
+            key = "ev:" + event.ip.hex()
+            log = _decode_event_log(state.get(key).encode("latin-1")) if state.contains(key) else []
+            log = (log + [event])[-MAX_EVENTS_PER_IP:]
+            state.put(key, _encode_event_log(log).decode("latin-1"))
+        # Prune by event time that has really passed: the latest timer fired (a lower bound
+        # of this operator's watermark), never by one element's timestamp, since a single
+        # bad timestamp must not expire the whole table. (ctx.current_watermark() raises in
+        # thread mode in PyFlink 2.0.2.)
+        now = self.watermark_ms
+        if now > 0 and now - self.last_prune_ms >= PRUNE_EVERY_MS:
+            self.last_prune_ms = now
+            for ip in table.prune_changed(now):
+                if ip in table.by_ip:
+                    state.put("hb:" + ip.hex(), table.encode_ip(ip).decode("latin-1"))
+                else:
+                    state.remove("hb:" + ip.hex())
+            self.attributor.events.table.prune(now)
+            self.ranges_held = table.range_count()
+        return []
+
+    # -- keyed side: hold, then attribute ---------------------------------------------
+    def process_element(self, value, ctx):
+        if not self.synced:
+            self._sync(ctx.get_broadcast_state(OWNERSHIP))
+        payload = bytes(value[1])
+        header = pb.AttributedFlowBatch()
+        header.ParseFromString(payload)  # header fields only are used here
+        digest = hashlib.blake2b(payload, digest_size=6).hexdigest()
+        key = f"{header.next_attempt_ms:015d}:{header.source_sequence}:{header.attempts}:{digest}"
+        self.pending.put(key, payload.decode("latin-1"))
+        ctx.timer_service().register_event_time_timer(header.next_attempt_ms)
+        return []
+
+    def on_timer(self, timestamp, ctx):
+        if not self.synced:
+            self._sync(ctx.get_broadcast_state(OWNERSHIP))
+        self.watermark_ms = max(self.watermark_ms, timestamp)
+        due = [(k, v) for k, v in self.pending.items() if int(k.split(":", 1)[0]) <= timestamp]
+        for key, value in due:
+            self.pending.remove(key)
+            yield from self._attempt(value.encode("latin-1"), timestamp)
+
+    def _attempt(self, payload: bytes, now_ms: int):
+        header, cols = decode_attributed_batch(payload)
+        if not len(cols):
+            return
+        remote_regions = self.regions.regions_of(cols["remote_ip"])
+        for region in self.cfg.other_regions:
+            away = remote_regions == region
+            if away.any():
+                out = pb.AttributedFlowBatch()
+                out.CopyFrom(header)
+                sub = cols.take(away)
+                self.metrics["forwarded"].inc(int(away.sum()))
+                yield TO_FORWARD + region.encode() + b"\x00" + encode_attributed_batch(out, sub)
+                cols = cols.take(~away)
+                remote_regions = remote_regions[~away]
+        if not len(cols):
+            return
+        attempt = header.attempts + 1
+        self.metrics["attempts"].inc()
+        result = self.attributor.attribute(cols, attempt)
+        out = batches.split_attempt(header, cols, result, self.attributor.owner_names(result.owner), attempt,
+                                    now_ms, self.cfg.attribution.retry_delay_ms, self.cfg.region)
+        for name, count in out.counts.items():
+            if name.startswith("unattributed_"):
+                self.reason_group.counter(name.removeprefix("unattributed_")).inc(count)
+            elif count:
+                self.metrics[name].inc(count)
+        if out.attributed:
+            yield TO_ATTRIBUTED + out.attributed
+        if out.unattributed:
+            yield TO_UNATTRIBUTED + out.unattributed
+        if out.retry:
+            yield TO_RETRY + out.retry
+
+
+class Route(ProcessFunction):
+    """Splits Attribute's route-prefixed records into the main output (attributed) and the
+    unattributed, retry and forward-<region> side outputs."""
+
+    def process_element(self, value, ctx):
+        raw = bytes(value)
+        route, payload = raw[:1], raw[1:]
+        if route == TO_ATTRIBUTED:
+            yield payload
+        elif route == TO_UNATTRIBUTED:
+            yield UNATTRIBUTED, payload
+        elif route == TO_RETRY:
+            yield RETRY, payload
+        elif route == TO_FORWARD:
+            region, _, batch = payload.partition(b"\x00")
+            yield forward_tag(region.decode()), batch
+        else:
+            raise ValueError(f"unknown route {route!r}: Attribute and Route disagree")
+
+
+def _encode_event_log(events: list) -> bytes:
+    return b"".join(len(raw).to_bytes(4, "little") + raw for raw in (e.SerializeToString() for e in events))
+
+
+def _decode_event_log(value: bytes) -> list:
+    out, pos = [], 0
+    while pos < len(value):
+        n = int.from_bytes(value[pos:pos + 4], "little")
+        out.append(pb.IpChangeEvent.FromString(value[pos + 4:pos + 4 + n]))
+        pos += 4 + n
+    return out
+
+
+def build_pipeline(env, cfg: JobConfig, sources: dict, sinks: dict) -> None:
+    """Wire the topology. sources: flows, pending, events; sinks: attributed,
+    unattributed, retry, dead_letter and forward-<region> (so tests can swap them)."""
+    watermarks = (WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(cfg.out_of_orderness_ms))
+                  .with_idleness(Duration.of_millis(cfg.idleness_ms)))
+    raw_flows = env.from_source(sources["flows"], WatermarkStrategy.no_watermarks(), "flows")
+    flows = raw_flows.process(ValidateFlows(cfg), output_type=KEYED_ROW).name("validate-flows").uid("validate-flows")
+    raw_pending = env.from_source(sources["pending"], WatermarkStrategy.no_watermarks(), "retry+inbound")
+    pending = raw_pending.process(ValidatePending(cfg), output_type=KEYED_ROW).name("validate-pending") \
+        .uid("validate-pending")
+    raw_events = env.from_source(sources["events"], WatermarkStrategy.no_watermarks(), "ip-change-events")
+    events = raw_events.process(ValidateEvents(cfg), output_type=BYTES).name("validate-events").uid("validate-events")
+
+    ownership = (flows.get_side_output(CLAIMS).union(events)
+                 .assign_timestamps_and_watermarks(watermarks).broadcast(OWNERSHIP))
+    keyed = (flows.assign_timestamps_and_watermarks(watermarks)
+             .union(pending.assign_timestamps_and_watermarks(watermarks))
+             .key_by(lambda row: row[0], key_type=Types.STRING()))
+    routed = keyed.connect(ownership).process(Attribute(cfg), output_type=BYTES).name("attribute") \
+        .uid("attribute")
+    attributed = routed.process(Route(), output_type=BYTES).name("route").uid("route")
+
+    attributed.sink_to(sinks["attributed"]).name("attributed-sink")
+    attributed.get_side_output(UNATTRIBUTED).sink_to(sinks["unattributed"]).name("unattributed-sink")
+    attributed.get_side_output(RETRY).sink_to(sinks["retry"]).name("retry-sink")
+    for region in cfg.other_regions:
+        attributed.get_side_output(forward_tag(region)).sink_to(sinks[f"forward-{region}"]) \
+            .name(f"forward-{region}-sink")
+    (flows.get_side_output(DEAD_LETTER).union(pending.get_side_output(DEAD_LETTER),
+                                               events.get_side_output(DEAD_LETTER))
+     .sink_to(sinks["dead_letter"]).name("dead-letter-sink"))
+
+
+def kafka_sources_and_sinks(cfg: JobConfig) -> tuple[dict, dict]:
+    t = cfg.topics
+    group = f"{cfg.group_id}-{cfg.region}"
+    sources = {"flows": bytes_source(cfg.bootstrap, [t.flows], group + "-flows"),
+               "pending": bytes_source(cfg.bootstrap, [t.retry, t.inbound], group + "-pending"),
+               "events": bytes_source(cfg.bootstrap, [t.ip_changes], group + "-events")}
+    sinks = {"attributed": bytes_sink(cfg.bootstrap, t.attributed),
+             "unattributed": bytes_sink(cfg.bootstrap, t.unattributed),
+             "retry": bytes_sink(cfg.bootstrap, t.retry),
+             "dead_letter": bytes_sink(cfg.bootstrap, t.dead_letter)}
+    for region in cfg.other_regions:
+        sinks[f"forward-{region}"] = bytes_sink(cfg.bootstrap, f"inbound.{region}")
+    return sources, sinks
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_flags(parser)
+    args = parser.parse_args(argv)
+    cfg = load(args.config, {k: v for k, v in vars(args).items() if k != "config"})
+    env = make_environment(cfg.parallelism, cfg.checkpoint_interval_ms, cfg.checkpoint_dir, cfg.restore_path)
+    sources, sinks = kafka_sources_and_sinks(cfg)
+    build_pipeline(env, cfg, sources, sinks)
+    env.execute(f"flowattr-collector-{cfg.region}")
+
+
+if __name__ == "__main__":
+    # Run through the importable module, so functions are pickled by reference and not
+    # by value together with globals that hold live Java objects (state descriptors).
+    from importlib import import_module
+
+    import_module(__spec__.name if __spec__ else "flink_jobs.%s" % __file__.rsplit("/", 1)[-1][:-3]).main()

@@ -1,0 +1,140 @@
+"""Batch-level steps of the job as plain functions (no pyflink): validation, conversion of
+a FlowBatch into the PENDING form, ownership updates, and turning one attribution attempt
+into output records. The Flink operators in attribution_job.py only call these.
+
+PENDING form: an AttributedFlowBatch with `attempts` made so far and `next_attempt_ms`,
+carrying the original flow_index of every flow so ids stay stable across retries and
+cross-region forwarding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from flink_jobs.attribution.attribute import ATTRIBUTED, RETRY, Attribution
+from flink_jobs.attribution.heartbeats import Claim
+from schemas import flowattr_pb2 as pb
+from schemas.columns import (
+    ATTRIBUTION_COLUMNS,
+    BatchFormatError,
+    FlowColumns,
+    decode_attributed_batch,
+    decode_flow_batch,
+    encode_attributed_batch,
+)
+
+MAX_WINDOW_MS = 10 * 60_000  # a batch window longer than this is not an exporter's batch
+
+
+class InvalidRecord(ValueError):
+    """Reason a record goes to the dead-letter topic."""
+
+
+def validate_flow_batch(value: bytes, now_ms: int, max_future_ms: int) -> tuple[pb.FlowBatch, FlowColumns]:
+    try:
+        header, cols = decode_flow_batch(value)
+    except BatchFormatError as exc:
+        raise InvalidRecord(str(exc)) from exc
+    _check_header(header.exporter_id, header.window_start_ms, header.window_end_ms, now_ms, max_future_ms)
+    return header, cols
+
+
+def validate_pending(value: bytes, now_ms: int, max_future_ms: int) -> tuple[pb.AttributedFlowBatch, FlowColumns]:
+    try:
+        header, cols = decode_attributed_batch(value)
+    except Exception as exc:  # protobuf DecodeError or a column length mismatch
+        raise InvalidRecord(f"not a pending AttributedFlowBatch: {exc}") from exc
+    _check_header(header.source_exporter_id, header.window_start_ms, header.window_end_ms, now_ms, max_future_ms)
+    if header.next_attempt_ms <= 0:
+        raise InvalidRecord("pending batch without next_attempt_ms")
+    if len(cols) and int(cols["remote_workload_ref"].max()) >= len(cols.workloads):
+        raise InvalidRecord("remote_workload_ref points past the workloads dictionary")
+    return header, cols
+
+
+def _check_header(exporter_id: str, start: int, end: int, now_ms: int, max_future_ms: int) -> None:
+    if not exporter_id:
+        raise InvalidRecord("exporter_id is empty")
+    if not 0 < start < end:
+        raise InvalidRecord(f"window [{start}, {end}) is empty or negative")
+    if end - start > MAX_WINDOW_MS:
+        raise InvalidRecord(f"window of {end - start} ms is longer than {MAX_WINDOW_MS} ms")
+    if end > now_ms + max_future_ms:
+        raise InvalidRecord(f"window ends {end - now_ms} ms in the future (clock broken?)")
+
+
+def to_pending(header: pb.FlowBatch, cols: FlowColumns, region: str, next_attempt_ms: int,
+               rows: np.ndarray | None = None) -> bytes:
+    """A FlowBatch (or the given rows of it) in PENDING form, attempts = 0."""
+    index = np.arange(len(cols), dtype=np.uint32)
+    if rows is not None:
+        cols, index = cols.take(rows), index[rows]
+    out = FlowColumns(dict(cols.columns), cols.workloads)
+    out.columns["flow_index"] = index
+    for name in ("remote_workload_ref", "evidence_source", "evidence_start_ms", "evidence_end_ms",
+                 "unattributed_reason"):
+        out.columns[name] = np.zeros(len(index), ATTRIBUTION_COLUMNS[name])
+    pending = pb.AttributedFlowBatch(
+        source_exporter_id=header.exporter_id, source_sequence=header.sequence, host=header.host,
+        region=region, window_start_ms=header.window_start_ms, window_end_ms=header.window_end_ms,
+        attempts=0, next_attempt_ms=next_attempt_ms)
+    return encode_attributed_batch(pending, out)
+
+
+def ownership_update(header: pb.FlowBatch, claims: list[Claim]) -> bytes:
+    return pb.OwnershipUpdate(
+        source_exporter_id=header.exporter_id, source_sequence=header.sequence,
+        ranges=[pb.OwnershipRange(ip=c.ip, workload=c.workload, start_ms=c.start_ms, end_ms=c.end_ms,
+                                  source=pb.EVIDENCE_SOURCE_HEARTBEAT) for c in claims]).SerializeToString()
+
+
+def claims_of_update(value: bytes) -> list[Claim]:
+    update = pb.OwnershipUpdate.FromString(value)
+    return [Claim(r.ip, r.workload, r.start_ms, r.end_ms) for r in update.ranges if len(r.ip) == 16]
+
+
+@dataclass
+class AttemptOutput:
+    attributed: bytes | None     # AttributedFlowBatch for the attributed topic
+    unattributed: bytes | None   # AttributedFlowBatch for the unattributed topic
+    retry: bytes | None          # PENDING batch for the retry topic
+    counts: dict[str, int]       # attributed / retried / unattributed / unattributed_<REASON>
+
+
+def split_attempt(header: pb.AttributedFlowBatch, cols: FlowColumns, result: Attribution,
+                  owner_names: list[str], attempt: int, now_ms: int, retry_delay_ms: int,
+                  region: str) -> AttemptOutput:
+    """Turn one attempt's result into output records (each None when empty)."""
+    workloads = list(cols.workloads)
+    refs = {w: i for i, w in enumerate(workloads)}
+    remote_ref = np.zeros(len(cols), np.uint32)
+    for i, name in enumerate(owner_names):
+        if name:
+            if name not in refs:
+                refs[name] = len(workloads)
+                workloads.append(name)
+            remote_ref[i] = refs[name]
+    full = FlowColumns(dict(cols.columns), workloads)
+    full.columns.update({"remote_workload_ref": remote_ref, "evidence_source": result.source,
+                         "evidence_start_ms": result.evidence_start, "evidence_end_ms": result.evidence_end,
+                         "unattributed_reason": result.reason})
+
+    def encode(mask: np.ndarray, next_attempt_ms: int = 0) -> bytes | None:
+        if not mask.any():
+            return None
+        out = pb.AttributedFlowBatch()
+        out.CopyFrom(header)
+        out.region, out.attempts, out.attributed_at_ms = region, attempt, now_ms
+        out.next_attempt_ms = next_attempt_ms
+        return encode_attributed_batch(out, full.take(mask))
+
+    hit = result.outcome == ATTRIBUTED
+    retry = result.outcome == RETRY
+    final = ~hit & ~retry
+    counts = {"attributed": int(hit.sum()), "retried": int(retry.sum()), "unattributed": int(final.sum())}
+    for reason in np.unique(result.reason[final]):
+        counts["unattributed_" + pb.UnattributedReason.Name(int(reason)).removeprefix("UNATTRIBUTED_REASON_")] = \
+            int((result.reason[final] == reason).sum())
+    return AttemptOutput(encode(hit), encode(final), encode(retry, now_ms + retry_delay_ms), counts)

@@ -1,0 +1,66 @@
+"""Configuration of the attribution job: one frozen dataclass, read from a YAML file
+(config/flowattr.yaml) with command-line flags on top. No pyflink import."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+import yaml
+
+from flink_jobs.attribution.config import AttributionConfig
+from flowattr.topics import RegionTopics
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "flowattr.yaml"
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    bootstrap: str                                 # Kafka bootstrap servers
+    region: str                                    # the region this collector serves
+    region_cidrs: dict[str, str]                   # CIDR -> region (CIDR trie)
+    attribution: AttributionConfig                 # the core's rules
+    parallelism: int = 2                           # of every operator
+    checkpoint_interval_ms: int = 10_000           # 0 disables checkpointing
+    checkpoint_dir: str | None = None              # file:///... for checkpoints
+    restore_path: str | None = None                # a checkpoint to restore from
+    group_id: str = "flowattr-collector"           # Kafka consumer group prefix
+    out_of_orderness_ms: int = 10_000              # watermark bound
+    idleness_ms: int = 5_000                       # idle input detection
+    max_future_ms: int = 600_000                   # window end beyond wall clock + this: dead letter
+    other_regions: tuple[str, ...] = field(default=())  # regions flows may be forwarded to
+
+    @property
+    def topics(self) -> RegionTopics:
+        return RegionTopics(self.region)
+
+
+def load(path: Path | None, overrides: dict) -> JobConfig:
+    raw = yaml.safe_load(Path(path or DEFAULT_CONFIG).read_text()) or {}
+    attribution = raw.get("attribution", {})
+    if "event_cidrs" in attribution:
+        attribution["event_cidrs"] = tuple(attribution["event_cidrs"])
+    job = raw.get("job", {})
+    cfg = JobConfig(bootstrap=overrides.get("bootstrap") or raw.get("bootstrap", "127.0.0.1:9092"),
+                    region=overrides.get("region") or raw.get("region", "us-east-1"),
+                    region_cidrs={str(k): str(v) for k, v in raw.get("region_cidrs", {}).items()},
+                    attribution=AttributionConfig(**attribution), **job)
+    attr_over = {k: v for k, v in overrides.items()
+                 if v is not None and k in {f.name for f in fields(AttributionConfig)}}
+    job_over = {k: v for k, v in overrides.items() if v is not None and k in {f.name for f in fields(JobConfig)}
+                and k not in ("bootstrap", "region", "attribution")}
+    cfg = replace(cfg, attribution=replace(cfg.attribution, **attr_over), **job_over)
+    others = tuple(sorted(set(cfg.region_cidrs.values()) - {cfg.region}))
+    return replace(cfg, other_regions=others)
+
+
+def add_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help=f"YAML configuration (default {DEFAULT_CONFIG})")
+    parser.add_argument("--bootstrap", help="Kafka bootstrap servers, e.g. 127.0.0.1:9092")
+    parser.add_argument("--region", help="the region this collector serves")
+    for name, typ in (("parallelism", int), ("checkpoint_interval_ms", int), ("checkpoint_dir", str),
+                      ("restore_path", str), ("group_id", str), ("hold_ms", int), ("retry_delay_ms", int),
+                      ("max_attempts", int), ("retention_ms", int), ("out_of_orderness_ms", int),
+                      ("idleness_ms", int), ("max_future_ms", int)):
+        parser.add_argument("--" + name.replace("_", "-"), type=typ, dest=name)
