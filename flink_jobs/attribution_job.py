@@ -371,6 +371,6 @@ def main(argv: list[str] | None = None) -> None:
 if __name__ == "__main__":
     # Run through the importable module, so functions are pickled by reference and not
     # by value together with globals that hold live Java objects (state descriptors).
-    from importlib import import_module
+    from flink_jobs import attribution_job
 
-    import_module(__spec__.name if __spec__ else "flink_jobs.%s" % __file__.rsplit("/", 1)[-1][:-3]).main()
+    attribution_job.main()
