@@ -236,10 +236,14 @@ def score_topics(bootstrap: str, truth_path, regions: list[str], progress=print)
                     k = key(msg.source_exporter_id, msg.source_sequence, i)
                     sink[k] = names[ref] if sink is attributed else why
     missing = [k for k in true_owner if k not in attributed and k not in unattributed]
-    wrong = [k for k, w in attributed.items() if true_owner.get(k) != w]
+    unknown = {k for k in list(attributed) + list(unattributed) if k not in true_owner}
+    for k in unknown:  # flows the truth file does not describe (e.g. a test's probe batch)
+        attributed.pop(k, None)
+        unattributed.pop(k, None)
+    wrong = [k for k, w in attributed.items() if true_owner[k] != w]
     edges = {w for k, w in attributed.items() if k in gateway}
     reasons = Counter(pb.UnattributedReason.Name(r) for k, r in unattributed.items() if k not in attributed)
     return {"flows": len(true_owner), "attributed": len(attributed), "misattributed": len(wrong),
             "unattributed": len([k for k in unattributed if k not in attributed]), "missing": len(missing),
             "edges_reported": len(edges), "edges_misattributed": len(edges - routes),
-            "unattributed_reasons": dict(reasons)}
+            "not_in_truth": len(unknown), "unattributed_reasons": dict(reasons)}

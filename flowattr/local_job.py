@@ -4,6 +4,7 @@ process in its own process group, so stopping it also ends its gateway JVM."""
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 from flowattr.processes import BackgroundProcess, start_background, stop_group
@@ -28,6 +29,21 @@ class LocalJob:
         if self.proc is not None:
             stop_group(self.proc.pid, timeout_s=15)
             self.proc.poll()
+
+    def kill_hard(self) -> None:
+        """SIGKILL the whole process group (client, gateway JVM, mini-cluster): a crash."""
+        import os
+        import signal
+
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            for _ in range(50):
+                if self.proc.poll() is not None:
+                    break
+                time.sleep(0.1)
 
     def log_tail(self, lines: int = 40) -> str:
         try:

@@ -1,0 +1,240 @@
+"""The collector end to end on the embedded stack: a simulated two-region fleet through
+Kafka and two regional jobs (parallelism 2), scored against ground truth; malformed input
+in the dead-letter topic; nothing lost."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import yaml
+
+from flink_jobs.job_config import DEFAULT_CONFIG
+from flowattr import topics
+from flowattr.evaluate import score_topics
+from flowattr.kafka_clients import producer, read_topic
+from flowattr.local_job import LocalJob
+from flowattr.simulate import FleetScenario, batch_flows, build_fleet, produce_to_kafka, simulate_flows, write_truth
+from schemas import flowattr_pb2 as pb
+from schemas.columns import FlowColumns, encode_flow_batch, ip_to_bytes
+
+pytestmark = [pytest.mark.flink, pytest.mark.e2e, pytest.mark.slow]
+
+SCENARIO = FleetScenario(seed=11, minutes=7, services=20, remote_region_services=2, ec2_hosts=30,
+                         gateway_hosts=3, container_hosts=10, gateway_routes=8, deps_per_service=3)
+REGIONS = ["us-east-1", "eu-west-1"]
+
+
+def malformed_records() -> dict[str, list[bytes]]:
+    """topic kind -> records every validator must reject (each for a different reason)."""
+    good = FlowColumns.zeros(2)
+    header = pb.FlowBatch(exporter_id="bad-host", host="bad-host", region="us-east-1",
+                          window_start_ms=1_790_000_000_000, window_end_ms=1_790_000_060_000, sequence=1)
+    short_ip = pb.FlowBatch.FromString(encode_flow_batch(header, good))
+    short_ip.local_ip = short_ip.local_ip[:-3]  # a 13-byte IP
+    future = pb.FlowBatch()
+    future.CopyFrom(header)
+    future.window_start_ms, future.window_end_ms = 4_000_000_000_000, 4_000_000_060_000
+    no_exporter = pb.FlowBatch()
+    no_exporter.CopyFrom(header)
+    no_exporter.exporter_id = ""
+    return {
+        "flows": [b"\x00\xffnot a protobuf at all", short_ip.SerializeToString(),
+                  encode_flow_batch(future, good), encode_flow_batch(no_exporter, good)],
+        "ipchanges": [pb.IpChangeEvent(ip=b"\x01\x02", workload="x", action=1, event_time_ms=5,
+                                       emit_time_ms=6).SerializeToString(),
+                      pb.IpChangeEvent(ip=ip_to_bytes("10.250.0.9"), workload="x", action=1,
+                                       event_time_ms=9_000, emit_time_ms=5_000).SerializeToString()],
+        "retry": [b"\x12\x34garbage pending"],
+    }
+
+
+@pytest.fixture(scope="module")
+def fleet_run(kafka_bootstrap, tmp_path_factory):
+    """Produce the fleet (plus malformed records) and run both regions' jobs until every
+    flow id has an outcome. Returns (truth path, scores, dead letters, malformed)."""
+    tmp = tmp_path_factory.mktemp("fleet")
+    topics.create_topics(kafka_bootstrap, REGIONS, progress=lambda *_: None)
+    fleet = build_fleet(SCENARIO)
+    flows = simulate_flows(fleet)
+    deliveries = batch_flows(fleet, flows)
+    truth = tmp / "truth.npz"
+    write_truth(truth, fleet, flows, deliveries)
+    bad = malformed_records()
+    p = producer(kafka_bootstrap)
+    for kind, values in bad.items():
+        for value in values:
+            p.send(f"{kind}.us-east-1", value, timestamp_ms=1_790_000_060_000)
+    p.flush()
+    p.close()
+    produce_to_kafka(kafka_bootstrap, fleet, flows, deliveries, progress=lambda *_: None)
+    jobs = [LocalJob("flink_jobs.attribution_job",
+                     ["--bootstrap", kafka_bootstrap, "--region", region, "--parallelism", "2",
+                      "--checkpoint-dir", f"file://{tmp}/chk-{region}", "--group-id", "e2e"],
+                     tmp / f"job-{region}.log").start() for region in REGIONS]
+    try:
+        deadline = time.monotonic() + 420
+        scores = None
+        while time.monotonic() < deadline:
+            time.sleep(10)
+            assert all(j.running() for j in jobs), "\n".join(j.log_tail() for j in jobs)
+            scores = score_topics(kafka_bootstrap, truth, REGIONS, progress=lambda *_: None)
+            if scores["missing"] == 0:
+                break
+        dead = read_topic(kafka_bootstrap, "deadletter.us-east-1",
+                          stop=lambda v: len(v) >= sum(map(len, bad.values())), idle_timeout_s=30)
+    finally:
+        for j in jobs:
+            j.stop()
+    return truth, scores, dead, bad
+
+
+def test_every_flow_has_an_outcome_and_none_is_misattributed(fleet_run):
+    truth, scores, _, _ = fleet_run
+    assert scores["flows"] >= 100_000
+    assert scores["missing"] == 0, scores
+    assert scores["misattributed"] == 0 and scores["edges_misattributed"] == 0, scores
+    assert scores["attributed"] + scores["unattributed"] == scores["flows"]
+    assert scores["unattributed"] <= 0.02 * scores["flows"], scores
+    assert scores["edges_reported"] > 0
+
+
+def test_cross_region_flows_are_attributed_by_the_other_region(fleet_run, kafka_bootstrap):
+    from schemas.columns import decode_attributed_batch
+    values = read_topic(kafka_bootstrap, "attributed.eu-west-1", idle_timeout_s=5)
+    origins = {decode_attributed_batch(v)[0].host for v in values}
+    assert values and any(h.startswith(("ec2", "k8s")) for h in origins)
+    truth = np.load(fleet_run[0])
+    remote_services = set(truth["owners"].tolist()) & {f"svc-{i:02d}" for i in (18, 19)}
+    attributed = {n for v in values for n in decode_attributed_batch(v)[1].workloads}
+    assert remote_services & attributed
+
+
+def test_malformed_records_land_in_the_dead_letter_topic_with_a_reason(fleet_run):
+    _, _, dead, bad = fleet_run
+    letters = [pb.DeadLetter.FromString(v) for v in dead]
+    originals = {d.original for d in letters}
+    for kind, values in bad.items():
+        for value in values:
+            assert value in originals, (kind, value[:20])
+    reasons = " | ".join(d.reason for d in letters)
+    for expected in ("not a FlowBatch", "column local_ip has 29 bytes", "in the future", "exporter_id is empty",
+                     "ip is not 16 bytes", "event_time_ms is after emit_time_ms", "not a pending"):
+        assert expected in reasons, expected
+    assert len(letters) == sum(map(len, bad.values()))
+
+
+def test_restart_from_checkpoint_restores_broadcast_and_keyed_state(kafka_bootstrap, tmp_path, unique_region):
+    """Run a one-region fleet, kill -9 the job mid-stream, restart it from the last
+    checkpoint. A probe batch produced only after the restart asks about IPs whose sole
+    evidence was learned before the kill: attributing it needs the restored broadcast
+    state. Every flow id must still get an outcome (keyed state and offsets restored)."""
+    region = unique_region
+    scenario = replace(SCENARIO, seed=5, minutes=5, remote_region_services=0)
+    topics.create_topics(kafka_bootstrap, [region], progress=lambda *_: None)
+    fleet = build_fleet(scenario)
+    for host in fleet.hosts:
+        host["region"] = region
+    flows = simulate_flows(fleet)
+    deliveries = batch_flows(fleet, flows)
+    for d in deliveries:
+        d.lost = False
+    early = [d for d in deliveries if d.window_start_ms < min(x.window_start_ms for x in deliveries) + 180_000]
+    late = [d for d in deliveries if d not in early]
+    truth = tmp_path / "truth.npz"
+    write_truth(truth, fleet, flows, deliveries)
+    p = producer(kafka_bootstrap)
+    send = _batch_sender(p, fleet, flows, region)
+    for d in early:
+        send(d)
+    p.flush()
+    chk = tmp_path / "chk"
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    config["region_cidrs"] = {cidr: region for cidr in config["region_cidrs"]}  # one region owns all
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    args = ["--config", str(tmp_path / "config.yaml"), "--bootstrap", kafka_bootstrap, "--region", region,
+            "--parallelism", "2", "--group-id", "restore", "--checkpoint-dir", f"file://{chk}",
+            "--checkpoint-interval-ms", "2000"]
+    first = LocalJob("flink_jobs.attribution_job", args, tmp_path / "first.log").start()
+    try:
+        # Wait until early minutes are attributed and a checkpoint taken after that.
+        _wait(lambda: read_topic(kafka_bootstrap, f"attributed.{region}", idle_timeout_s=2), 180, first)
+        time.sleep(6)
+    finally:
+        first.kill_hard()
+    checkpoints = sorted(chk.glob("*/chk-*"), key=lambda c: int(c.name.split("-")[1]))
+    assert checkpoints, f"no checkpoint written under {chk}"
+    # Probe: flows toward servers of the early minutes, from an exporter never seen before.
+    probe, expected = _probe_batch(fleet, flows, early)
+    for d in late:
+        send(d)
+    p.send(f"flows.{region}", probe, timestamp_ms=max(d.window_start_ms for d in early) + 60_000)
+    from flowattr.simulate import advance_event_time
+    advance_event_time(p, [region], max(d.window_start_ms for d in deliveries) + 60_000, 45)
+    p.close()
+    second = LocalJob("flink_jobs.attribution_job", args + ["--restore-path", f"file://{checkpoints[-1]}"],
+                      tmp_path / "second.log").start()
+    try:
+        scores = None
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            time.sleep(10)
+            assert second.running(), second.log_tail()
+            scores = score_topics(kafka_bootstrap, truth, [region], progress=lambda *_: None)
+            got = _probe_outcome(kafka_bootstrap, region)
+            if scores["missing"] == 0 and len(got) == len(expected):
+                break
+    finally:
+        second.stop()
+    assert scores["missing"] == 0 and scores["misattributed"] == 0, scores
+    assert len(got) == len(expected)
+    right = sum(got[i] == expected[i] for i in expected)
+    assert all(got[i] in (expected[i], None) for i in expected)   # never a wrong owner
+    assert right >= 0.9 * len(expected), (right, len(expected))
+
+
+def _batch_sender(p, fleet, flows, region):
+    from flowattr.simulate import encode_delivery
+
+    def send(d):
+        p.send(f"flows.{region}", encode_delivery(fleet, flows, d), timestamp_ms=d.window_start_ms + 60_000)
+    return send
+
+
+def _probe_batch(fleet, flows, early):
+    """200 client-side flows of the early minutes, re-sent from a new exporter whose own
+    IP is unknown (so it adds no evidence). Returns (FlowBatch bytes, index -> true owner)."""
+    rows = np.concatenate([d.rows for d in early])
+    rows = rows[flows.is_client_side[rows]][:200]
+    cols = flows.cols.take(rows)
+    cols.columns["local_ip"][:] = np.frombuffer(ip_to_bytes("10.9.9.9"), np.uint8)
+    cols.columns["local_attribution"][:] = pb.LOCAL_ATTRIBUTION_UNKNOWN
+    cols.columns["local_workload_ref"][:] = 0
+    start = min(d.window_start_ms for d in early)
+    header = pb.FlowBatch(exporter_id="probe", host="probe", region="probe", window_start_ms=start,
+                          window_end_ms=start + 60_000, sequence=1, part=0, part_count=1)
+    return encode_flow_batch(header, cols), {i: flows.true_owner[r] for i, r in enumerate(rows)}
+
+
+def _probe_outcome(bootstrap, region) -> dict[int, str | None]:
+    from schemas.columns import decode_attributed_batch
+    out: dict[int, str | None] = {}
+    for topic in (f"attributed.{region}", f"unattributed.{region}"):
+        for value in read_topic(bootstrap, topic, idle_timeout_s=2):
+            msg, cols = decode_attributed_batch(value)
+            if msg.source_exporter_id == "probe":
+                for i, ref in zip(cols["flow_index"].tolist(), cols["remote_workload_ref"].tolist(), strict=True):
+                    out[i] = cols.workloads[ref] if ref else out.get(i)
+    return out
+
+
+def _wait(fetch, timeout_s, job):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert job.running(), job.log_tail()
+        if fetch():
+            return
+        time.sleep(3)
+    raise AssertionError("timed out; job log:\n" + job.log_tail())
