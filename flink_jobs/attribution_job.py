@@ -164,10 +164,18 @@ class Attribute(KeyedBroadcastProcessFunction):
         self.metrics = {name: g.counter(name) for name in (
             "attributed", "unattributed", "retried", "forwarded", "conflicts", "attempts")}
         self.reason_group = g.add_group("unattributed_reason")
-        self.ranges_held = 0
-        g.gauge("broadcast_ranges_held", lambda: self.ranges_held)
-        g.gauge("event_time_lag_ms", lambda: int(time.time() * 1000) - self.watermark_ms
-                if self.watermark_ms else 0)
+        self.ranges_counted_at = 0.0
+        self.ranges_held = SettableCounter(g.counter("broadcast_ranges_held"))
+        self.event_time_lag = SettableCounter(g.counter("event_time_lag_ms"))
+
+    def _count_ranges(self) -> None:
+        """Recount the ranges of this instance's table copy (and the event-time lag), at
+        most every 10 s, on the operator's own thread."""
+        if time.monotonic() - self.ranges_counted_at > 10:
+            self.ranges_held.set(self.attributor.heartbeats.range_count() + self.attributor.events.table.range_count())
+            self.ranges_counted_at = time.monotonic()
+            if self.watermark_ms:
+                self.event_time_lag.set(int(time.time() * 1000) - self.watermark_ms)
 
     # -- broadcast side: learn ---------------------------------------------------------
     def _sync(self, state) -> None:
@@ -180,7 +188,6 @@ class Attribute(KeyedBroadcastProcessFunction):
         for log in events_by_ip:
             for event in sorted(log, key=lambda e: e.emit_time_ms):
                 self.attributor.apply_event(event.ip, event.workload, event.action, event.event_time_ms)
-        self.ranges_held = self.attributor.heartbeats.range_count()
         self.synced = True
 
     def process_broadcast_element(self, value, ctx):
@@ -216,7 +223,7 @@ class Attribute(KeyedBroadcastProcessFunction):
                 else:
                     state.remove("hb:" + ip.hex())
             self.attributor.events.table.prune(now)
-            self.ranges_held = table.range_count()
+        self._count_ranges()
         return []
 
     # -- keyed side: hold, then attribute ---------------------------------------------
@@ -240,6 +247,7 @@ class Attribute(KeyedBroadcastProcessFunction):
         for key, value in due:
             self.pending.remove(key)
             yield from self._attempt(value.encode("latin-1"), timestamp)
+        self._count_ranges()
 
     def _attempt(self, payload: bytes, now_ms: int):
         header, cols = decode_attributed_batch(payload)
@@ -294,6 +302,23 @@ class Route(ProcessFunction):
             yield forward_tag(region.decode()), batch
         else:
             raise ValueError(f"unknown route {route!r}: Attribute and Route disagree")
+
+
+class SettableCounter:
+    """A gauge-like value reported through a Counter. Python gauges in thread mode are
+    called from Flink's metric thread and report nothing (PyFlink 2.0.2), so values that go
+    up and down are set from the operator's thread as counter deltas instead."""
+
+    def __init__(self, counter):
+        self.counter = counter
+        self.value = 0
+
+    def set(self, value: int) -> None:
+        if value > self.value:
+            self.counter.inc(value - self.value)
+        elif value < self.value:
+            self.counter.dec(self.value - value)
+        self.value = value
 
 
 def _encode_event_log(events: list) -> bytes:
