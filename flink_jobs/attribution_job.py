@@ -387,7 +387,8 @@ def main(argv: list[str] | None = None) -> None:
     add_flags(parser)
     args = parser.parse_args(argv)
     cfg = load(args.config, {k: v for k, v in vars(args).items() if k != "config"})
-    env = make_environment(cfg.parallelism, cfg.checkpoint_interval_ms, cfg.checkpoint_dir, cfg.restore_path)
+    env = make_environment(cfg.parallelism, cfg.checkpoint_interval_ms, cfg.checkpoint_dir, cfg.restore_path,
+                           cfg.web_ui_port)
     sources, sinks = kafka_sources_and_sinks(cfg)
     build_pipeline(env, cfg, sources, sinks)
     env.execute(f"flowattr-collector-{cfg.region}")

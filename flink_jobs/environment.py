@@ -21,8 +21,8 @@ def embedded_python_path() -> str:
 
 
 def make_environment(parallelism: int, checkpoint_interval_ms: int = 0,
-                     checkpoint_dir: str | None = None,
-                     restore_path: str | None = None) -> StreamExecutionEnvironment:
+                     checkpoint_dir: str | None = None, restore_path: str | None = None,
+                     web_ui_port: int | None = None) -> StreamExecutionEnvironment:
     # Local mode: the JVM gateway started below is our child and inherits this.
     os.environ["PYTHONPATH"] = embedded_python_path()
     conf = Configuration()
@@ -31,6 +31,10 @@ def make_environment(parallelism: int, checkpoint_interval_ms: int = 0,
     # Workers must use this interpreter (the venv), not `python` from PATH.
     conf.set_string("python.executable", sys.executable)
     conf.set_string("python.client.executable", sys.executable)
+    if web_ui_port:  # local mode: the mini-cluster serves the web UI and REST API here
+        conf.set_string("rest.port", str(web_ui_port))
+        conf.set_string("rest.bind-address", "127.0.0.1")
+        conf.set_string("rest.address", "127.0.0.1")
     if checkpoint_dir:
         conf.set_string("execution.checkpointing.dir", checkpoint_dir)
     if restore_path:

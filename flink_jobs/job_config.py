@@ -30,6 +30,7 @@ class JobConfig:
     idleness_ms: int = 5_000                       # idle input detection
     max_future_ms: int = 600_000                   # window end beyond wall clock + this: dead letter
     other_regions: tuple[str, ...] = field(default=())  # regions flows may be forwarded to
+    web_ui_port: int | None = None                 # local mode only: serve the web UI on this port
 
     @property
     def topics(self) -> RegionTopics:
@@ -62,5 +63,5 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     for name, typ in (("parallelism", int), ("checkpoint_interval_ms", int), ("checkpoint_dir", str),
                       ("restore_path", str), ("group_id", str), ("hold_ms", int), ("retry_delay_ms", int),
                       ("max_attempts", int), ("retention_ms", int), ("out_of_orderness_ms", int),
-                      ("idleness_ms", int), ("max_future_ms", int)):
+                      ("idleness_ms", int), ("max_future_ms", int), ("web_ui_port", int)):
         parser.add_argument("--" + name.replace("_", "-"), type=typ, dest=name)

@@ -129,9 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _subparser(sub, "demo", "run the embedded stack end to end and print the report",
                    "flowattr demo --json")
     p.add_argument("--port", type=int, default=9092, help="broker port (default 9092)")
-    p.add_argument("--region", default="us-east-1")
-    p.add_argument("--batches", type=int, default=20)
-    p.add_argument("--flows-per-batch", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=7, help="simulator seed (default 7)")
+    p.add_argument("--minutes", type=int, default=5, help="simulated minutes of traffic (default 5)")
     p.add_argument("--keep-running", action="store_true",
                    help="leave the broker running afterwards, to inspect topics")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -244,10 +243,8 @@ def _cmd_evaluate(args) -> int:
 
 def _cmd_demo(args) -> int:
     from flowattr import demo
-    cfg = demo.DemoConfig(state=paths.state_dir(args.state_dir), port=args.port,
-                          region=args.region, batches=args.batches,
-                          flows_per_batch=args.flows_per_batch,
-                          keep_running=args.keep_running, as_json=args.json)
+    cfg = demo.DemoConfig(state=paths.state_dir(args.state_dir), port=args.port, seed=args.seed,
+                          minutes=args.minutes, keep_running=args.keep_running, as_json=args.json)
     demo.print_report(demo.run(cfg), args.json)
     return 0
 

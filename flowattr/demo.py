@@ -1,8 +1,10 @@
-"""`flowattr demo`: the embedded stack end to end, printed as a report.
+"""`flowattr demo`: the whole system on the embedded stack, scored against ground truth.
 
-Starts the broker, creates topics, produces flow batches, runs the job in local mode,
-reads its outputs back and prints what went in and what came out. Everything it started
-is stopped at the end unless --keep-running.
+Starts the broker, creates both regions' topics, simulates a fleet into Kafka (plus a few
+malformed records), runs each region's collector in local mode (web UI on :8081 and
+:8082 while it runs), waits until every flow has an outcome, scores the output topics
+against the simulator's ground truth and prints the report. Everything it started is
+stopped at the end unless --keep-running (then the broker stays up for `flowattr tail`).
 """
 
 from __future__ import annotations
@@ -12,100 +14,116 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from flowattr import broker, topics
+from flowattr.evaluate import score_topics
 from flowattr.kafka_clients import producer, read_topic
 from flowattr.local_job import LocalJob
+from flowattr.processes import port_is_free
+from flowattr.simulate import FleetScenario, batch_flows, build_fleet, produce_to_kafka, simulate_flows, write_truth
 from schemas import flowattr_pb2 as pb
-from schemas.columns import FlowColumns, decode_flow_batch, encode_flow_batch, ips_to_array
+from schemas.columns import FlowColumns, encode_flow_batch
+
+REGIONS = ("us-east-1", "eu-west-1")
 
 
 @dataclass(frozen=True)
 class DemoConfig:
     state: Path              # state directory of the embedded stack
     port: int                # broker port on 127.0.0.1
-    region: str              # region whose topics the demo uses
-    batches: int             # number of FlowBatch messages to produce
-    flows_per_batch: int     # flows in each batch
-    keep_running: bool       # leave the broker up afterwards (job is always stopped)
+    seed: int                # simulator seed
+    minutes: int             # simulated minutes of fleet traffic
+    keep_running: bool       # leave the broker up afterwards (jobs are always stopped)
     as_json: bool            # print one JSON object instead of the table
+    timeout_s: float = 600   # give up waiting for outcomes after this long
 
 
-def sample_batches(count: int, flows_per_batch: int, start_ms: int) -> list[bytes]:
-    """Deterministic sample batches: host h's workload svc-h talks to 10.1.0.x."""
-    out = []
-    rng = np.random.default_rng(1)
-    for h in range(count):
-        n = flows_per_batch
-        cols = FlowColumns.zeros(n)
-        cols.workloads = ["", f"svc-{h}"]
-        cols.columns["local_ip"][:] = ips_to_array([f"10.0.{h // 250}.{h % 250 + 1}"] * n)
-        cols.columns["remote_ip"][:] = ips_to_array([f"10.1.0.{rng.integers(1, 250)}" for _ in range(n)])
-        cols.columns["local_port"][:] = rng.integers(32768, 60999, n)
-        cols.columns["remote_port"][:] = 443
-        cols.columns["start_ms"][:] = start_ms + rng.integers(0, 50_000, n)
-        cols.columns["end_ms"][:] = cols["start_ms"] + rng.integers(1, 10_000, n)
-        cols.columns["local_workload_ref"][:] = 1
-        cols.columns["local_attribution"][:] = pb.LOCAL_ATTRIBUTION_IDENTITY_FILE
-        cols.columns["direction"][:] = pb.FLOW_DIRECTION_OUTBOUND
-        header = pb.FlowBatch(exporter_id=f"host-{h}", host=f"host-{h}", region="demo",
-                              window_start_ms=start_ms, window_end_ms=start_ms + 60_000,
-                              sequence=1, part=0, part_count=1)
-        out.append(encode_flow_batch(header, cols))
-    return out
+def malformed_samples() -> list[bytes]:
+    """Records an operator will meet: garbage, a truncated IP column, a window in 2096."""
+    header = pb.FlowBatch(exporter_id="broken-exporter", host="broken", region="us-east-1",
+                          window_start_ms=1_790_000_000_000, window_end_ms=1_790_000_060_000, sequence=1)
+    truncated = pb.FlowBatch.FromString(encode_flow_batch(header, FlowColumns.zeros(1)))
+    truncated.remote_ip = truncated.remote_ip[:4]
+    future = pb.FlowBatch()
+    future.CopyFrom(header)
+    future.window_start_ms, future.window_end_ms = 4_000_000_000_000, 4_000_000_060_000
+    return [b"\x08\x96\x01 this is not a FlowBatch", truncated.SerializeToString(),
+            encode_flow_batch(future, FlowColumns.zeros(1))]
 
 
 def run(cfg: DemoConfig) -> dict:
-    say = (lambda *_: None) if cfg.as_json else print
+    say = (lambda *_: None) if cfg.as_json else (lambda msg: print(msg, flush=True))
+    started = time.monotonic()
     b = broker.start(cfg.state, cfg.port, progress=say)
-    names = topics.RegionTopics(cfg.region)
-    wiring_topic = f"wiring.{cfg.region}"
+    jobs: list[LocalJob] = []
     try:
-        topics.create_topics(b.bootstrap, [cfg.region], progress=lambda *_: None)
-        from kafka.admin import KafkaAdminClient, NewTopic
-        admin = KafkaAdminClient(bootstrap_servers=b.bootstrap)
-        if wiring_topic not in admin.list_topics():
-            admin.create_topics([NewTopic(wiring_topic, 1, 1)])
-        admin.close()
-        now = int(time.time() * 1000) // 60_000 * 60_000
-        batches = sample_batches(cfg.batches, cfg.flows_per_batch, now - 120_000)
+        topics.create_topics(b.bootstrap, list(REGIONS), progress=lambda *_: None)
+        scenario = FleetScenario(seed=cfg.seed, minutes=cfg.minutes)
+        say(f"simulating {cfg.minutes} minutes of a {scenario.ec2_hosts + scenario.container_hosts}-host fleet "
+            f"(seed {cfg.seed}) ...")
+        fleet = build_fleet(scenario)
+        flows = simulate_flows(fleet)
+        deliveries = batch_flows(fleet, flows)
+        truth = cfg.state / "demo-truth.npz"
+        write_truth(truth, fleet, flows, deliveries)
+        run_id = int(time.time())
+        ports = [p if port_is_free(p) else None for p in (8081, 8082)]
+        for region, ui in zip(REGIONS, ports, strict=True):
+            args = ["--bootstrap", b.bootstrap, "--region", region, "--group-id", f"demo-{run_id}",
+                    "--checkpoint-dir", f"file://{cfg.state}/checkpoints/{run_id}-{region}"]
+            if ui:
+                args += ["--web-ui-port", str(ui)]
+            jobs.append(LocalJob("flink_jobs.attribution_job", args, cfg.state / f"demo-{region}.log").start())
+        say("started the collector of each region in local mode (start-up ~20 s); web UI: "
+            + ", ".join(f"http://127.0.0.1:{p}" for p in ports if p))
+        bad = malformed_samples()
         p = producer(b.bootstrap)
-        for value in batches:
-            p.send(names.flows, value)
-        p.send(names.flows, b"\x08\x96\x01 this is not a FlowBatch")  # one malformed record
+        for value in bad:
+            p.send(topics.RegionTopics("us-east-1").flows, value, timestamp_ms=1_790_000_060_000)
         p.flush()
         p.close()
-        say(f"produced {len(batches)} batches ({len(batches) * cfg.flows_per_batch} flows) "
-            f"and 1 malformed record to {names.flows}")
-        job = LocalJob("flink_jobs.wiring_job",
-                       ["--bootstrap", b.bootstrap, "--input", names.flows, "--output",
-                        wiring_topic, "--dead-letter", names.dead_letter, "--group-id",
-                        f"flowattr-demo-{now}"], cfg.state / "demo-job.log")
-        say("running the Flink job in local mode (start-up takes ~20 s) ...")
-        with job:
-            out = read_topic(b.bootstrap, wiring_topic,
-                             stop=lambda vals: len(vals) >= len(batches),
-                             idle_timeout_s=120, max_wait_s=240)
-            dead = read_topic(b.bootstrap, names.dead_letter, stop=lambda v: len(v) >= 1,
-                              idle_timeout_s=20, max_wait_s=60)
-            if len(out) < len(batches) and not job.running():
-                raise RuntimeError("the job exited early; its log ends with:\n" + job.log_tail())
-        flows_out = sum(len(decode_flow_batch(v)[1]) for v in out)
-        report = {"flows_in": len(batches) * cfg.flows_per_batch, "flows_out": flows_out,
-                  "batches_out": len(out), "dead_lettered": len(dead),
-                  "web_ui": "http://127.0.0.1:8081 (when submitted to `flowattr cluster start`)"}
-        return report
+        sent = produce_to_kafka(b.bootstrap, fleet, flows, deliveries, progress=lambda *_: None)
+        say(f"produced {sent:,} flow batches ({sum(len(d.rows) for d in deliveries if not d.lost):,} flows), "
+            f"{len(fleet.events):,} IP-change events and {len(bad)} malformed records")
+        scores = _wait_for_outcomes(b.bootstrap, truth, jobs, cfg, say)
+        dead = read_topic(b.bootstrap, topics.RegionTopics("us-east-1").dead_letter,
+                          stop=lambda v: len(v) >= len(bad), idle_timeout_s=20)
     finally:
+        for job in jobs:
+            job.stop()
         if not cfg.keep_running:
             broker.stop(cfg.state)
-            say("stopped the broker (use --keep-running to keep it for `flowattr tail`)")
+    return {"flows_in": scores["flows"], "attributed": scores["attributed"],
+            "unattributed": scores["unattributed"], "misattributed": scores["misattributed"],
+            "dead_lettered": len(dead), "missing": scores["missing"],
+            "gateway_edges_reported": scores["edges_reported"],
+            "gateway_edges_misattributed": scores["edges_misattributed"],
+            "unattributed_reasons": scores["unattributed_reasons"],
+            "seconds": round(time.monotonic() - started, 1),
+            "web_ui": "http://127.0.0.1:8081 (us-east-1) and :8082 (eu-west-1) while the jobs run"}
+
+
+def _wait_for_outcomes(bootstrap: str, truth: Path, jobs: list[LocalJob], cfg: DemoConfig, say) -> dict:
+    deadline = time.monotonic() + cfg.timeout_s
+    scores: dict = {}
+    while time.monotonic() < deadline:
+        time.sleep(10)
+        for job in jobs:
+            if not job.running():
+                raise RuntimeError(f"a collector exited early; see {job.log_path}:\n{job.log_tail()}")
+        scores = score_topics(bootstrap, truth, list(REGIONS), progress=lambda *_: None)
+        decided = scores["flows"] - scores["missing"]
+        say(f"  {decided:,} of {scores['flows']:,} flows have an outcome "
+            f"({scores['attributed']:,} attributed, {scores['unattributed']:,} unattributed)")
+        if scores["missing"] == 0:
+            return scores
+    raise RuntimeError(f"not every flow had an outcome after {cfg.timeout_s:.0f} s "
+                       f"({scores.get('missing')} missing); see the job logs in {cfg.state}")
 
 
 def print_report(report: dict, as_json: bool) -> None:
     if as_json:
         print(json.dumps(report))
         return
-    print("\nflowattr demo")
+    print("\nflowattr demo: simulated fleet -> Kafka -> two regional collectors -> scored against ground truth")
     for key, value in report.items():
-        print(f"  {key:<16} {value}")
+        print(f"  {key:<28} {value}")

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from flowattr import topics
-from flowattr.demo import sample_batches
 from flowattr.kafka_clients import producer, read_topic
 from flowattr.local_job import LocalJob
+from flowattr.simulate import FleetScenario, batch_flows, build_fleet, encode_delivery, simulate_flows
 from schemas import flowattr_pb2 as pb
 from schemas.columns import decode_flow_batch
 
@@ -21,7 +21,10 @@ def test_flow_batches_survive_the_round_trip_through_flink(kafka_bootstrap, uniq
                                                            tmp_path):
     names = topics.RegionTopics(unique_region)
     topics.create_topics(kafka_bootstrap, [unique_region], progress=lambda *_: None)
-    batches = sample_batches(6, 500, start_ms=1_790_000_040_000)
+    fleet = build_fleet(FleetScenario(seed=2, minutes=2, services=20, remote_region_services=0, ec2_hosts=30,
+                                      gateway_hosts=3, container_hosts=4, gateway_routes=8, deps_per_service=3))
+    flows = simulate_flows(fleet)
+    batches = [encode_delivery(fleet, flows, d) for d in batch_flows(fleet, flows)[:6]]
     malformed = [b"\x0a\xff\xff not protobuf", pb.FlowBatch(flow_count=2).SerializeToString()]
     p = producer(kafka_bootstrap)
     for value in batches[:3] + malformed[:1] + batches[3:] + malformed[1:]:
@@ -33,17 +36,20 @@ def test_flow_batches_survive_the_round_trip_through_flink(kafka_bootstrap, uniq
                     "--output", names.attributed, "--dead-letter", names.dead_letter,
                     "--parallelism", "2"], tmp_path / "job.log")
     with job:
-        out = read_topic(kafka_bootstrap, names.attributed, stop=lambda v: len(v) >= 6,
+        out = read_topic(kafka_bootstrap, names.attributed, stop=lambda v: len(v) >= len(batches),
                          idle_timeout_s=90, max_wait_s=180)
         dead = read_topic(kafka_bootstrap, names.dead_letter, stop=lambda v: len(v) >= 2,
                           idle_timeout_s=30, max_wait_s=60)
         assert job.running(), job.log_tail()
-    assert len(out) == 6, job.log_tail()
-    decoded_in = {decode_flow_batch(v)[0].exporter_id: decode_flow_batch(v)[1] for v in batches}
+    assert len(out) == len(batches) == 6, job.log_tail()
+    decoded_in = {}
+    for v in batches:
+        msg, cols = decode_flow_batch(v)
+        decoded_in[(msg.exporter_id, msg.sequence)] = cols
     for value in out:
         msg, cols = decode_flow_batch(value)
-        original = decoded_in.pop(msg.exporter_id)
-        assert len(cols) == 500
+        original = decoded_in.pop((msg.exporter_id, msg.sequence))
+        assert len(cols) == len(original) > 0
         for name in original.columns:
             np.testing.assert_array_equal(cols[name], original[name], err_msg=name)
     assert decoded_in == {}

@@ -1,0 +1,28 @@
+"""`flowattr demo --json`: the quick start's second command, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from flowattr.processes import free_port, port_accepts
+
+pytestmark = [pytest.mark.flink, pytest.mark.e2e, pytest.mark.slow]
+
+
+def test_demo_prints_the_report_and_leaves_nothing_running(tmp_path):
+    port = free_port()
+    out = subprocess.run([sys.executable, "-m", "flowattr.cli", "--state-dir", str(tmp_path), "demo", "--json",
+                          "--port", str(port), "--minutes", "2"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout)
+    for key in ("flows_in", "attributed", "unattributed", "misattributed", "dead_lettered"):
+        assert isinstance(report[key], int), key
+    assert report["flows_in"] > 50_000
+    assert report["misattributed"] == 0 and report["missing"] == 0
+    assert report["attributed"] + report["unattributed"] == report["flows_in"]
+    assert report["dead_lettered"] == 3  # the three malformed samples the demo injects
+    assert not port_accepts(port), "the demo's broker is still running"
