@@ -125,6 +125,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--region", action="append", help="with --score-topics: regions to read")
     _add_bootstrap(p)
 
+    # exporter / ipmap
+    p = _subparser(sub, "exporter", "run the per-host eBPF flow exporter (root)",
+                   "sudo flowattr exporter --bootstrap 127.0.0.1:9092 --region us-east-1 "
+                   "--identity-file /etc/flowattr/identity.pem")
+    p.add_argument("--bootstrap", default="127.0.0.1:9092")
+    p.add_argument("--region", default="us-east-1")
+    p.add_argument("--exporter-id", help="stable exporter id (default: the host name)")
+    p.add_argument("--window-s", type=float, default=60.0, help="batch window in seconds (default 60)")
+    p.add_argument("--identity-file", type=Path, help="host mode: PEM certificate whose subject CN is the workload")
+    p.add_argument("--spool-dir", type=Path, default=Path("/var/lib/flowattr/spool"))
+    p.add_argument("--spool-max-mb", type=int, default=256)
+    p.add_argument("--local-cidr", action="append", default=[],
+                   help="export only flows whose local IP is in this CIDR (repeatable; default all)")
+    p.add_argument("--duration-s", type=float, default=0.0, help="stop after this many seconds (0: run)")
+    p = _subparser(sub, "ipmap", "write the local-attribution BPF maps (the IP-assignment agent's side)",
+                   "flowattr ipmap assign 10.2.0.7 checkout   |   flowattr ipmap assign-port 10.0.0.5 40001 search")
+    isub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    pa = _subparser(isub, "assign", "IP -> workload", "flowattr ipmap assign 10.2.0.7 checkout")
+    pa.add_argument("ip")
+    pa.add_argument("workload")
+    pa = _subparser(isub, "release", "forget an IP", "flowattr ipmap release 10.2.0.7")
+    pa.add_argument("ip")
+    pa = _subparser(isub, "assign-port", "(local IPv4, local port) -> workload, for translated sockets",
+                    "flowattr ipmap assign-port 10.0.0.5 40001 search")
+    pa.add_argument("ip")
+    pa.add_argument("port", type=int)
+    pa.add_argument("workload")
+    pa = _subparser(isub, "release-port", "forget a translated socket", "flowattr ipmap release-port 10.0.0.5 40001")
+    pa.add_argument("ip")
+    pa.add_argument("port", type=int)
+
     # demo
     p = _subparser(sub, "demo", "run the embedded stack end to end and print the report",
                    "flowattr demo --json")
@@ -241,6 +272,41 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _cmd_exporter(args) -> int:
+    import logging
+    import socket
+
+    from exporter import agent
+    from exporter.probe import EbpfUnavailable
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    host = socket.gethostname()
+    cfg = agent.ExporterConfig(bootstrap=args.bootstrap, region=args.region, exporter_id=args.exporter_id or host,
+                               host=host, window_s=args.window_s, identity_file=args.identity_file,
+                               spool_dir=args.spool_dir, spool_max_bytes=args.spool_max_mb * 1024 * 1024,
+                               local_cidrs=tuple(args.local_cidr), duration_s=args.duration_s)
+    try:
+        print(json.dumps(agent.run(cfg)))
+    except EbpfUnavailable as exc:
+        raise RuntimeError(f"eBPF capture is unavailable here: {exc}") from exc
+    return 0
+
+
+def _cmd_ipmap(args) -> int:
+    from exporter import ipmap
+    try:
+        if args.action == "assign":
+            ipmap.assign(args.ip, args.workload)
+        elif args.action == "release":
+            ipmap.release(args.ip)
+        elif args.action == "assign-port":
+            ipmap.assign_port(args.ip, args.port, args.workload)
+        else:
+            ipmap.release_port(args.ip, args.port)
+    except (ipmap.IpMapError, ValueError) as exc:
+        raise RuntimeError(str(exc)) from exc
+    return 0
+
+
 def _cmd_demo(args) -> int:
     from flowattr import demo
     cfg = demo.DemoConfig(state=paths.state_dir(args.state_dir), port=args.port, seed=args.seed,
@@ -251,7 +317,8 @@ def _cmd_demo(args) -> int:
 
 COMMANDS = {"broker": _cmd_broker, "topics": _cmd_topics, "cluster": _cmd_cluster,
             "submit": _cmd_submit, "tail": _cmd_tail, "demo": _cmd_demo,
-            "simulate": _cmd_simulate, "evaluate": _cmd_evaluate}
+            "simulate": _cmd_simulate, "evaluate": _cmd_evaluate, "exporter": _cmd_exporter,
+            "ipmap": _cmd_ipmap}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,101 @@
+"""`flowattr exporter`: the per-host agent loop. Capture (probe) -> batch (batcher) ->
+durable spool -> Kafka (publisher). Logs one JSON metrics line a minute (and at exit)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from exporter.batcher import Batcher
+from exporter.identity import workload_from_certificate
+from exporter.publisher import KafkaSender, Publisher
+from exporter.spool import Spool
+
+log = logging.getLogger("flowattr.exporter")
+
+
+@dataclass(frozen=True)
+class ExporterConfig:
+    bootstrap: str                  # Kafka bootstrap servers
+    region: str                     # region of this host: batches go to flows.<region>
+    exporter_id: str                # stable id of this exporter (default: host name)
+    host: str                       # host name
+    window_s: float = 60.0          # batch window
+    identity_file: Path | None = None   # host mode: PEM certificate naming the workload
+    spool_dir: Path = Path("/var/lib/flowattr/spool")
+    spool_max_bytes: int = 256 * 1024 * 1024
+    local_cidrs: tuple[str, ...] = ()   # export only flows whose local IP is in these (empty: all)
+    duration_s: float = 0.0         # stop after this long (0: run until SIGTERM/SIGINT)
+    alive_file: Path = Path("/tmp/flowattr-exporter.alive")
+
+
+def _local_filter(cidrs: tuple[str, ...]):
+    if not cidrs:
+        return None
+    nets = [ipaddress.ip_network(c) for c in cidrs]
+    mapped = [ipaddress.ip_network(f"::ffff:{n.network_address}/{96 + n.prefixlen}") if n.version == 4 else n
+              for n in nets]
+
+    def accept(ip: bytes) -> bool:
+        addr = ipaddress.IPv6Address(ip)
+        return any(addr in n for n in mapped)
+    return accept
+
+
+def run(cfg: ExporterConfig, probe_factory=None) -> dict:
+    from exporter.probe import FlowProbe  # the only bcc import, and only when capturing
+
+    identity = workload_from_certificate(cfg.identity_file) if cfg.identity_file else ""
+    batcher = Batcher(cfg.exporter_id, cfg.host, cfg.region, int(cfg.window_s * 1000),
+                      identity_workload=identity, local_filter=_local_filter(cfg.local_cidrs))
+    spool = Spool(cfg.spool_dir, cfg.spool_max_bytes)
+    publisher = Publisher(spool, KafkaSender(cfg.bootstrap), f"flows.{cfg.region}", cfg.exporter_id)
+    events = 0
+
+    def on_event(ev):
+        nonlocal events
+        events += 1
+        batcher.add(ev)
+
+    probe = (probe_factory or FlowProbe)(on_event)
+    stop = False
+
+    def request_stop(*_):
+        nonlocal stop
+        stop = True
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    started = time.monotonic()
+    last_flush = last_metrics = 0.0
+
+    def metrics() -> dict:
+        return {"events": events, **probe.counters(), "batches_spooled_total": batcher.sequence,
+                "batches_sent": publisher.sent, "spool_batches": len(spool), "spool_bytes": spool.bytes,
+                "spool_full_rejections": spool.full_rejections}
+    log.info("exporter %s capturing; batches every %.0f s to flows.%s on %s (spool %s)", cfg.exporter_id,
+             cfg.window_s, cfg.region, cfg.bootstrap, cfg.spool_dir)
+    try:
+        while not stop and not (cfg.duration_s and time.monotonic() - started > cfg.duration_s):
+            probe.poll(100)
+            now = time.monotonic()
+            if now - last_flush >= 0.5:
+                last_flush = now
+                grace = int(min(2000, cfg.window_s * 200))
+                for ts, value in batcher.flush_due(int(time.time() * 1000), grace_ms=grace):
+                    spool.put(ts, value)
+                publisher.drain(budget_s=0.5)
+                cfg.alive_file.write_text(str(int(time.time())))
+            if now - last_metrics >= 60:
+                last_metrics = now
+                log.info("metrics %s", json.dumps(metrics()))
+        publisher.drain(budget_s=5.0)
+    finally:
+        probe.close()
+    final = metrics()
+    log.info("metrics %s", json.dumps(final))
+    return final
