@@ -4,7 +4,7 @@
  * any kernel). A socket's start is remembered when it enters SYN_SENT (connect) or
  * goes SYN_RECV -> ESTABLISHED (accept); when it enters TCP_CLOSE one flow_event is
  * emitted. Byte counts (payload only), retransmits and RTT are read from struct tcp_sock
- * (and sock.sk_shutdown) at offsets
+ * (and sock.sk_flags) at offsets
  * taken from the RUNNING kernel's BTF and passed in as -D constants (OFF_*): the
  * installed headers do not match this kernel, so their offsets would be wrong.
  *
@@ -30,7 +30,7 @@
 #define TCP_CLOSE_ 7
 #define TCP_LAST_ACK_ 9
 #define TCP_CLOSING_ 11
-#define RCV_SHUTDOWN_ 1
+#define SOCK_DONE_BIT 1  /* enum sock_flags SOCK_DONE: set by tcp_fin() when a FIN is processed */
 
 /* start_info.flags */
 #define SYN_ACKED 1   /* outbound socket reached ESTABLISHED: its SYN was acked */
@@ -105,13 +105,15 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state) {
     bpf_probe_read_kernel(&srtt8, sizeof(srtt8), (void *)(sk + OFF_SRTT_US));
     ev.srtt_us = srtt8 >> 3;
     /* Payload bytes: bytes_acked and bytes_received also count the SYN and FIN sequence
-     * numbers. An outbound socket's acked SYN adds 1 to bytes_acked, our acked FIN adds 1,
-     * and a received FIN (RCV_SHUTDOWN) adds 1 to bytes_received. */
-    __u8 shutdown = 0;
-    bpf_probe_read_kernel(&shutdown, sizeof(shutdown), (void *)(sk + OFF_SK_SHUTDOWN));
+     * numbers. An outbound socket's acked SYN adds 1 to bytes_acked and our acked FIN adds
+     * 1; a FIN processed by this socket (SOCK_DONE, set in tcp_fin()) adds 1 to
+     * bytes_received. (sk_shutdown is no signal: close() sets RCV_SHUTDOWN itself, and an
+     * orphaned FIN_WAIT2 socket hands the peer's FIN to its timewait socket.) */
+    unsigned long flag_bits = 0;  /* not "sk_flags": a macro in the kernel headers */
+    bpf_probe_read_kernel(&flag_bits, sizeof(flag_bits), (void *)(sk + OFF_SK_FLAGS));
     __u64 seq_extra = ((flags & SYN_ACKED) ? 1 : 0) + ((flags & FIN_ACKED) ? 1 : 0);
     ev.bytes_sent = ev.bytes_sent >= seq_extra ? ev.bytes_sent - seq_extra : 0;
-    if ((shutdown & RCV_SHUTDOWN_) && ev.bytes_received > 0)
+    if ((flag_bits & (1UL << SOCK_DONE_BIT)) && ev.bytes_received > 0)
         ev.bytes_received -= 1;
 
     struct workload_name *name = 0;

@@ -19,22 +19,42 @@ class BtfError(RuntimeError):
     pass
 
 
-def struct_member_offsets(raw_dump: str, struct: str, members: list[str]) -> dict[str, int]:
-    """Byte offsets of direct members of `struct` in `bpftool btf dump ... format raw` output."""
-    lines = raw_dump.splitlines()
-    start = next((i for i, line in enumerate(lines) if re.match(rf"\[\d+\] STRUCT '{struct}' size=", line)), None)
-    if start is None:
-        raise BtfError(f"struct {struct} not found in BTF")
-    found = {}
-    for line in lines[start + 1:]:
+def _parse_types(raw_dump: str) -> dict[int, tuple[str, list[tuple[str, int, int, bool]]]]:
+    """STRUCT/UNION id -> (name, [(member, type_id, bits_offset, is_bitfield)])."""
+    types: dict[int, tuple[str, list]] = {}
+    current = None
+    for line in raw_dump.splitlines():
+        head = re.match(r"\[(\d+)\] (STRUCT|UNION) '([^']*)' size=", line)
+        if head:
+            current = types[int(head.group(1))] = (head.group(3), [])
+            continue
         if line.startswith("["):
-            break
-        m = re.match(r"\s+'(\w+)' type_id=\d+ bits_offset=(\d+)", line)
-        if m and m.group(1) in members:
-            bits = int(m.group(2))
-            if bits % 8:
-                raise BtfError(f"{struct}.{m.group(1)} is a bit field")
-            found[m.group(1)] = bits // 8
+            current = None
+            continue
+        m = re.match(r"\s+'([^']*)' type_id=(\d+) bits_offset=(\d+)( bitfield_size=\d+)?", line)
+        if m and current is not None:
+            current[1].append((m.group(1), int(m.group(2)), int(m.group(3)), bool(m.group(4))))
+    return types
+
+
+def struct_member_offsets(raw_dump: str, struct: str, members: list[str]) -> dict[str, int]:
+    """Byte offsets of members of `struct` (looking inside anonymous structs and unions)
+    in `bpftool btf dump ... format raw` output."""
+    types = _parse_types(raw_dump)
+    root = next((tid for tid, (name, _) in types.items() if name == struct), None)
+    if root is None:
+        raise BtfError(f"struct {struct} not found in BTF")
+    found: dict[str, int] = {}
+
+    def walk(tid: int, base_bits: int) -> None:
+        for name, type_id, bits, bitfield in types[tid][1]:
+            if name in members and name not in found:
+                if bitfield or (base_bits + bits) % 8:
+                    raise BtfError(f"{struct}.{name} is a bit field")
+                found[name] = (base_bits + bits) // 8
+            elif name == "(anon)" and type_id in types:
+                walk(type_id, base_bits + bits)
+    walk(root, 0)
     missing = set(members) - set(found)
     if missing:
         raise BtfError(f"{struct} has no member(s) {sorted(missing)} in this kernel's BTF")
@@ -50,6 +70,6 @@ def tcp_sock_defines(vmlinux: str = "/sys/kernel/btf/vmlinux") -> list[str]:
     except (OSError, subprocess.SubprocessError) as exc:
         raise BtfError(f"cannot read BTF with bpftool ({exc}); install bpftool (make setup, as root)") from exc
     offsets = struct_member_offsets(dump, "tcp_sock", list(TCP_SOCK_FIELDS))
-    shutdown = struct_member_offsets(dump, "sock", ["sk_shutdown"])["sk_shutdown"]
-    return [f"-D{TCP_SOCK_FIELDS[name]}={off}" for name, off in sorted(offsets.items())] + \
-        [f"-DOFF_SK_SHUTDOWN={shutdown}"]
+    # sock.sk_flags is sock_common.skc_flags (struct sock starts with __sk_common).
+    flags = struct_member_offsets(dump, "sock_common", ["skc_flags"])["skc_flags"]
+    return [f"-D{TCP_SOCK_FIELDS[name]}={off}" for name, off in sorted(offsets.items())] + [f"-DOFF_SK_FLAGS={flags}"]

@@ -66,7 +66,8 @@ class FlowProbe:
 
         cflags = [f"-I{BPF_DIR}", *tcp_sock_defines(), "-Wno-macro-redefined"]
         try:
-            self.bpf = BPF(src_file=str(BPF_DIR / "flowtrace.c"), cflags=cflags)
+            # bcc warns (DeprecationWarning) on str arguments: pass bytes.
+            self.bpf = BPF(src_file=str(BPF_DIR / "flowtrace.c").encode(), cflags=cflags)
         except Exception as exc:
             raise EbpfUnavailable(f"loading bpf/flowtrace.c failed: {exc}") from exc
         self.lost = 0

@@ -1,0 +1,72 @@
+"""Known TCP traffic between two network-namespace "hosts", for the eBPF tests.
+
+  python -m tests.netns_traffic server HOST PORT COUNT
+  python -m tests.netns_traffic client HOST PORT PLAN_JSON   (prints one JSON line per connection)
+
+Each connection: the client sends an 8-byte header (payload length, reply length) and
+the payload; the server replies with exactly the reply length and closes first; the
+client reads to EOF and closes. Byte counts on the wire are therefore known exactly:
+client sends 8 + n, receives m.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import sys
+import time
+
+
+def _recv_exact(conn: socket.socket, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = conn.recv(min(1 << 16, n - len(buf)))
+        if not chunk:
+            raise ConnectionError("peer closed early")
+        buf += chunk
+    return buf
+
+
+def server(host: str, port: int, count: int) -> None:
+    with socket.socket() as srv:
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind((host, port))
+        srv.listen(64)
+        print("ready", flush=True)
+        for _ in range(count):
+            conn, _ = srv.accept()
+            with conn:
+                n, m = struct.unpack("<II", _recv_exact(conn, 8))
+                _recv_exact(conn, n)
+                conn.sendall(b"r" * m)
+
+
+def client(host: str, port: int, plan: list[dict]) -> None:
+    for step in plan:
+        sock = socket.socket()
+        if step.get("bind_port"):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("0.0.0.0", step["bind_port"]))
+        t0 = time.monotonic_ns()
+        sock.connect((host, port))
+        local_port = sock.getsockname()[1]
+        sock.sendall(struct.pack("<II", step["send"], step["reply"]) + b"s" * step["send"])
+        got = 0
+        while True:
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                break
+            got += len(chunk)
+        time.sleep(step.get("linger_ms", 0) / 1000)
+        sock.close()
+        t1 = time.monotonic_ns()
+        print(json.dumps({"local_port": local_port, "sent": 8 + step["send"], "received": got,
+                          "duration_ms": (t1 - t0) / 1e6}), flush=True)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "server":
+        server(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    else:
+        client(sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4]))

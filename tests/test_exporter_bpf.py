@@ -1,0 +1,144 @@
+"""The exporter on the real kernel (root): two network-namespace hosts joined by a veth
+pair, exactly 23 connections with known byte counts each way. Every connection must
+yield exactly one flow on each side with the right IPs, ports, byte counts and
+durations, local workloads resolved through the IP map and the translated-socket port
+map, and IPs, ports and durations that agree with tcplife-bpfcc on the same traffic."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from exporter.probe import unavailable_reason
+from schemas import flowattr_pb2 as pb
+from schemas.columns import bytes_to_ip
+
+REASON = unavailable_reason()
+pytestmark = [pytest.mark.bpf, pytest.mark.skipif(REASON is not None, reason=f"eBPF unavailable: {REASON}")]
+
+NS_A, NS_B = "fa_client", "fa_server"
+IP_A, IP_B, PORT = "10.201.0.1", "10.201.0.2", 5000
+TRANSLATED_PORT = 40123
+# 23 connections: payload n_i = 1000 * i + 7 bytes up, reply m_i = 517 * i + 3 bytes down.
+PLAN = [{"send": 1000 * i + 7, "reply": 517 * i + 3, "linger_ms": 20 + 5 * i} for i in range(23)]
+PLAN[5]["bind_port"] = TRANSLATED_PORT
+
+
+def sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, check=check, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def hosts():
+    for ns in (NS_A, NS_B):
+        sh("ip", "netns", "del", ns, check=False)
+    sh("ip", "netns", "add", NS_A)
+    sh("ip", "netns", "add", NS_B)
+    sh("ip", "link", "add", "fa_veth_a", "type", "veth", "peer", "name", "fa_veth_b")
+    sh("ip", "link", "set", "fa_veth_a", "netns", NS_A)
+    sh("ip", "link", "set", "fa_veth_b", "netns", NS_B)
+    for ns, dev, ip in ((NS_A, "fa_veth_a", IP_A), (NS_B, "fa_veth_b", IP_B)):
+        sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
+        sh("ip", "-n", ns, "link", "set", dev, "up")
+        sh("ip", "-n", ns, "link", "set", "lo", "up")
+    yield
+    for ns in (NS_A, NS_B):
+        sh("ip", "netns", "del", ns, check=False)
+
+
+@pytest.fixture(scope="module")
+def captured(hosts):
+    """Run the probe, tcplife-bpfcc and the known traffic; return (events, client log, tcplife lines)."""
+    from exporter import ipmap
+    from exporter.probe import FlowProbe
+    ipmap.assign(IP_B, "netns-server")
+    ipmap.assign(IP_A, "netns-client")
+    ipmap.assign_port(IP_A, TRANSLATED_PORT, "translated-client")
+    events = []
+    probe = FlowProbe(events.append)
+    stop = threading.Event()
+
+    def poll():
+        while not stop.is_set():
+            probe.poll(50)
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    tcplife = subprocess.Popen(["tcplife-bpfcc", "-L", str(PORT)], stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True)
+    try:
+        time.sleep(8)  # tcplife compiles its program before it sees anything
+        server = subprocess.Popen(["ip", "netns", "exec", NS_B, sys.executable, "-m", "tests.netns_traffic",
+                                   "server", IP_B, str(PORT), str(len(PLAN))], stdout=subprocess.PIPE, text=True)
+        assert server.stdout.readline().strip() == "ready"
+        client = sh("ip", "netns", "exec", NS_A, sys.executable, "-m", "tests.netns_traffic", "client", IP_B,
+                    str(PORT), json.dumps(PLAN))
+        server.wait(timeout=30)
+        server.stdout.close()
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        poller.join(timeout=5)
+        counters = probe.counters()
+        probe.close()
+        tcplife.terminate()
+        tcplife_out = tcplife.communicate(timeout=10)[0]
+        ipmap.release(IP_B)
+        ipmap.release(IP_A)
+        ipmap.release_port(IP_A, TRANSLATED_PORT)
+    conns = [json.loads(line) for line in client.stdout.splitlines()]
+    ours = [e for e in events if {bytes_to_ip(e.local_ip), bytes_to_ip(e.remote_ip)} == {IP_A, IP_B}]
+    return ours, conns, tcplife_out, counters
+
+
+def test_exactly_23_flows_per_side_with_exact_bytes_and_ports(captured):
+    events, conns, _, counters = captured
+    assert len(conns) == 23 and counters["events_lost"] == 0
+    client_side = {e.local_port: e for e in events if bytes_to_ip(e.local_ip) == IP_A}
+    server_side = {e.remote_port: e for e in events if bytes_to_ip(e.local_ip) == IP_B}
+    assert len([e for e in events if bytes_to_ip(e.local_ip) == IP_A]) == 23
+    assert len([e for e in events if bytes_to_ip(e.local_ip) == IP_B]) == 23
+    for step, conn in zip(PLAN, conns, strict=True):
+        c, s = client_side[conn["local_port"]], server_side[conn["local_port"]]
+        assert (c.remote_port, c.direction, s.local_port, s.direction) == (PORT, 1, PORT, 2)
+        assert (c.bytes_sent, c.bytes_received) == (8 + step["send"], step["reply"])
+        assert (s.bytes_sent, s.bytes_received) == (step["reply"], 8 + step["send"])
+        assert (conn["sent"], conn["received"]) == (8 + step["send"], step["reply"])
+        duration_ms = (c.end_ns - c.start_ns) / 1e6
+        assert abs(duration_ms - conn["duration_ms"]) < 5, (duration_ms, conn["duration_ms"])
+        assert duration_ms >= step["linger_ms"]
+
+
+def test_local_workloads_resolved_through_ip_map_and_port_map(captured):
+    events, conns, _, _ = captured
+    for e in events:
+        if bytes_to_ip(e.local_ip) == IP_B:
+            assert (e.workload, e.attribution) == ("netns-server", pb.LOCAL_ATTRIBUTION_IP_MAP)
+        elif e.local_port == TRANSLATED_PORT:
+            assert (e.workload, e.attribution) == ("translated-client", pb.LOCAL_ATTRIBUTION_PORT_MAP)
+        else:
+            assert (e.workload, e.attribution) == ("netns-client", pb.LOCAL_ATTRIBUTION_IP_MAP)
+    assert conns[5]["local_port"] == TRANSLATED_PORT
+
+
+def test_ips_ports_and_durations_agree_with_tcplife(captured):
+    events, conns, tcplife_out, _ = captured
+    rows = {}
+    for line in tcplife_out.splitlines():
+        parts = line.split()
+        if len(parts) >= 9 and re.match(r"\d+\.\d+\.\d+\.\d+", parts[2]):
+            laddr, lport, raddr, rport, ms = parts[2], int(parts[3]), parts[4], int(parts[5]), float(parts[-1])
+            rows[(laddr, lport, raddr, rport)] = ms
+    assert len(rows) >= 23, tcplife_out[-2000:]
+    matched = 0
+    for e in events:
+        key = (bytes_to_ip(e.local_ip), e.local_port, bytes_to_ip(e.remote_ip), e.remote_port)
+        if key in rows:
+            matched += 1
+            assert abs((e.end_ns - e.start_ns) / 1e6 - rows[key]) < 5, key
+    assert matched >= 23

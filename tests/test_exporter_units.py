@@ -1,0 +1,167 @@
+"""Exporter pieces without the kernel: the event contract, BTF parsing, identity,
+batching, the spool and the publisher (with a fake Kafka sender)."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from exporter.batcher import Batcher
+from exporter.btf import BtfError, struct_member_offsets
+from exporter.events import FLOW_EVENT, FlowEvent, decode
+from exporter.identity import IdentityError, workload_from_certificate
+from exporter.publisher import Publisher
+from exporter.spool import Spool
+from schemas import flowattr_pb2 as pb
+from schemas.columns import bytes_to_ip, decode_flow_batch, ip_to_bytes
+
+# Hand-annotated golden event, laid out as in bpf/flow_event.h.
+GOLDEN = (
+    (1_000_000_000).to_bytes(8, "little")       # 0   start_ns
+    + (1_250_000_000).to_bytes(8, "little")     # 8   end_ns
+    + (5000).to_bytes(8, "little")              # 16  bytes_sent
+    + (7000).to_bytes(8, "little")              # 24  bytes_received
+    + bytes(10) + b"\xff\xff" + bytes([10, 201, 0, 1])  # 32  local_ip ::ffff:10.201.0.1
+    + bytes(10) + b"\xff\xff" + bytes([10, 201, 0, 2])  # 48  remote_ip
+    + (123).to_bytes(4, "little")               # 64  srtt_us
+    + (2).to_bytes(4, "little")                 # 68  retransmits
+    + (40123).to_bytes(2, "little")             # 72  local_port
+    + (5000).to_bytes(2, "little")              # 74  remote_port
+    + bytes([1])                                # 76  direction: outbound
+    + bytes([3])                                # 77  attribution: port map
+    + bytes(2)                                  # 78  padding
+    + b"checkout".ljust(64, b"\0")              # 80  workload
+)
+
+
+def test_golden_event_bytes_decode_field_by_field():
+    assert len(GOLDEN) == FLOW_EVENT.size == 144
+    ev = decode(GOLDEN)
+    assert ev == FlowEvent(1_000_000_000, 1_250_000_000, 5000, 7000, ip_to_bytes("10.201.0.1"),
+                           ip_to_bytes("10.201.0.2"), 123, 2, 40123, 5000, 1, 3, "checkout")
+
+
+def test_header_and_python_agree_on_the_size():
+    from pathlib import Path
+    header = (Path(__file__).resolve().parent.parent / "bpf" / "flow_event.h").read_text()
+    assert "/* 144 bytes */" in header and "offset 80: NUL-padded workload name" in header
+
+
+BTF_SNIPPET = """[100] STRUCT 'tcp_sock' size=2368 vlen=3
+\t'inet_conn' type_id=5 bits_offset=0
+\t'bytes_received' type_id=38 bits_offset=14016
+\t'flags' type_id=29 bits_offset=14020 bitfield_size=3
+[101] STRUCT 'other' size=8 vlen=1
+\t'bytes_received' type_id=38 bits_offset=0
+"""
+
+
+def test_btf_offsets_come_from_the_named_struct_only():
+    assert struct_member_offsets(BTF_SNIPPET, "tcp_sock", ["bytes_received"]) == {"bytes_received": 1752}
+    with pytest.raises(BtfError, match="no member"):
+        struct_member_offsets(BTF_SNIPPET, "tcp_sock", ["bytes_acked"])
+    with pytest.raises(BtfError, match="bit field"):
+        struct_member_offsets(BTF_SNIPPET, "tcp_sock", ["flags"])
+
+
+def _certificate(tmp_path, cn: str | None):
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)] if cn else
+                     [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "fleet")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(7).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    path = tmp_path / "identity.pem"
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+def test_identity_certificate_names_the_workload(tmp_path):
+    assert workload_from_certificate(_certificate(tmp_path, "payments-api")) == "payments-api"
+    with pytest.raises(IdentityError, match="no subject CN"):
+        workload_from_certificate(_certificate(tmp_path, None))
+    (tmp_path / "junk.pem").write_text("not a certificate")
+    with pytest.raises(IdentityError, match="cannot read"):
+        workload_from_certificate(tmp_path / "junk.pem")
+
+
+class FixedClock:
+    def to_ms(self, ns: int) -> int:
+        return ns // 1_000_000
+
+
+def _event(start_ms, end_ms, attribution=4, workload="", local="10.0.0.1"):
+    return FlowEvent(start_ms * 1_000_000, end_ms * 1_000_000, 10, 20, ip_to_bytes(local),
+                     ip_to_bytes("10.0.0.2"), 5, 0, 40000, 443, 1, attribution, workload)
+
+
+def test_batcher_windows_by_close_time_and_sends_empty_windows():
+    b = Batcher("e1", "h1", "r1", window_ms=60_000, identity_workload="web", clock=FixedClock())
+    b.add(_event(59_000, 61_000))                                   # closes in window [60 s, 120 s)
+    b.add(_event(1_000, 2_000, attribution=2, workload="cache"))    # IP map wins over identity
+    out = b.flush_due(now_ms=185_000)                               # windows 0, 60 s, 120 s are due
+    assert [ts for ts, _ in out] == [60_000, 120_000, 180_000]
+    batches = [decode_flow_batch(v) for _, v in out]
+    assert [h.sequence for h, _ in batches] == [1, 2, 3]
+    first, second, third = (c for _, c in batches)
+    assert first.workloads[first["local_workload_ref"][0]] == "cache"
+    assert first["local_attribution"][0] == pb.LOCAL_ATTRIBUTION_IP_MAP
+    assert second.workloads[second["local_workload_ref"][0]] == "web"
+    assert second["local_attribution"][0] == pb.LOCAL_ATTRIBUTION_IDENTITY_FILE
+    assert len(third) == 0                                          # empty, but sent
+    assert b.flush_due(now_ms=185_000) == []
+
+
+def test_batcher_splits_large_windows_into_parts():
+    b = Batcher("e1", "h1", "r1", window_ms=60_000, max_flows_per_message=2, clock=FixedClock())
+    for i in range(5):
+        b.add(_event(1000 + i, 2000 + i))
+    out = [decode_flow_batch(v) for _, v in b.flush_due(now_ms=70_000)]
+    assert [(h.part, h.part_count, len(c)) for h, c in out] == [(0, 3, 2), (1, 3, 2), (2, 3, 1)]
+    assert [h.sequence for h, _ in out] == [1, 2, 3]
+    assert bytes_to_ip(out[0][1]["local_ip"][0].tobytes()) == "10.0.0.1"
+
+
+def test_spool_survives_reopen_keeps_order_and_refuses_loudly_when_full(tmp_path, caplog):
+    s = Spool(tmp_path, max_bytes=25)
+    assert s.put(1, b"aaaaaaaaaa") and s.put(2, b"bbbbbbbbbb")
+    assert not s.put(3, b"cccccccccc")                              # 30 > 25 bytes
+    assert s.full_rejections == 1 and "SPOOL FULL" in caplog.text
+    (tmp_path / "00000000000000000099.5.batch.tmp").write_bytes(b"half-written")  # crash mid-write
+    again = Spool(tmp_path, max_bytes=25)                           # a restarted exporter
+    assert [again.peek()[2]] == [b"aaaaaaaaaa"] and len(again) == 2
+    path, ts, value = again.peek()
+    again.remove(path)
+    assert again.peek()[1:] == (2, b"bbbbbbbbbb")
+    assert again.put(3, b"cccccccccc")                              # room again, numbered after
+    assert [p.name.split(".")[0][-1] for p in again.entries()] == ["2", "3"]
+
+
+class FlakySender:
+    def __init__(self):
+        self.up = False
+        self.sent: list[tuple[bytes, int]] = []
+
+    def send(self, topic, key, value, timestamp_ms):
+        if not self.up:
+            raise ConnectionError("broker down")
+        self.sent.append((value, timestamp_ms))
+
+
+def test_publisher_keeps_batches_until_acknowledged_and_sends_in_order(tmp_path):
+    s = Spool(tmp_path, max_bytes=10_000)
+    sender = FlakySender()
+    pub = Publisher(s, sender, "flows.r1", "e1")
+    for i in range(3):
+        s.put(1000 + i, f"batch-{i}".encode())
+    assert pub.drain() == 0 and len(s) == 3                         # broker down: nothing lost
+    sender.up = True
+    pub._retry_at = 0
+    assert pub.drain() == 3 and len(s) == 0
+    assert sender.sent == [(b"batch-0", 1000), (b"batch-1", 1001), (b"batch-2", 1002)]
