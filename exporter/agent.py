@@ -7,6 +7,7 @@ import ipaddress
 import json
 import logging
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,7 @@ def run(cfg: ExporterConfig, probe_factory=None) -> dict:
     batcher = Batcher(cfg.exporter_id, cfg.host, cfg.region, int(cfg.window_s * 1000),
                       identity_workload=identity, local_filter=_local_filter(cfg.local_cidrs))
     spool = Spool(cfg.spool_dir, cfg.spool_max_bytes)
+    batcher.sequence = spool.last_sequence()
     publisher = Publisher(spool, KafkaSender(cfg.bootstrap), f"flows.{cfg.region}", cfg.exporter_id)
     events = 0
 
@@ -72,6 +74,17 @@ def run(cfg: ExporterConfig, probe_factory=None) -> dict:
     signal.signal(signal.SIGINT, request_stop)
     started = time.monotonic()
     last_flush = last_metrics = 0.0
+    # Sending runs in its own thread: a broker outage (blocking sends, backoff) must never
+    # stall capture; batches meanwhile wait in the durable spool.
+    sending = threading.Event()
+    sending.set()
+
+    def send_loop():
+        while sending.is_set():
+            if publisher.drain(budget_s=1.0) == 0:
+                time.sleep(0.2)
+    sender = threading.Thread(target=send_loop, name="publisher", daemon=True)
+    sender.start()
 
     def metrics() -> dict:
         return {"events": events, **probe.counters(), "batches_spooled_total": batcher.sequence,
@@ -86,15 +99,26 @@ def run(cfg: ExporterConfig, probe_factory=None) -> dict:
             if now - last_flush >= 0.5:
                 last_flush = now
                 grace = int(min(2000, cfg.window_s * 200))
-                for ts, value in batcher.flush_due(int(time.time() * 1000), grace_ms=grace):
+                due = batcher.flush_due(int(time.time() * 1000), grace_ms=grace)
+                if due:
+                    spool.save_sequence(batcher.sequence)  # before the batches: never reuse a number
+                for ts, value in due:
                     spool.put(ts, value)
-                publisher.drain(budget_s=0.5)
                 cfg.alive_file.write_text(str(int(time.time())))
             if now - last_metrics >= 60:
                 last_metrics = now
                 log.info("metrics %s", json.dumps(metrics()))
-        publisher.drain(budget_s=5.0)
+        # Last windows: flush everything closed so far and give the sender a moment.
+        last = batcher.flush_due(int(time.time() * 1000) + int(cfg.window_s * 1000), grace_ms=0)
+        spool.save_sequence(batcher.sequence)  # before the batches: never reuse a number
+        for ts, value in last:
+            spool.put(ts, value)
+        deadline = time.monotonic() + 5
+        while len(spool) and time.monotonic() < deadline:
+            time.sleep(0.1)
     finally:
+        sending.clear()
+        sender.join(timeout=15)
         probe.close()
     final = metrics()
     log.info("metrics %s", json.dumps(final))

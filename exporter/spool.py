@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
 
 log = logging.getLogger("flowattr.exporter.spool")
@@ -21,11 +22,28 @@ class Spool:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
         self.full_rejections = 0
+        self._lock = threading.Lock()  # the capture loop puts while the publisher thread removes
         for tmp in self.dir.glob("*.tmp"):  # a crash mid-write: that batch was never accepted
             tmp.unlink()
         entries = self.entries()
         self._next = int(entries[-1].name.split(".")[0]) + 1 if entries else 1
         self._bytes = sum(p.stat().st_size for p in entries)
+
+    def last_sequence(self) -> int:
+        """The last batch sequence number handed out (persisted, so ids stay unique
+        across exporter restarts)."""
+        try:
+            return int((self.dir / "sequence").read_text())
+        except (OSError, ValueError):
+            return 0
+
+    def save_sequence(self, sequence: int) -> None:
+        tmp = self.dir / "sequence.tmp"
+        with open(tmp, "w") as f:
+            f.write(str(sequence))
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.rename(self.dir / "sequence")
 
     def entries(self) -> list[Path]:
         return sorted(self.dir.glob("*.batch"))
@@ -39,6 +57,10 @@ class Spool:
 
     def put(self, timestamp_ms: int, value: bytes) -> bool:
         """Durably append; False (and a loud log line) when the spool is full."""
+        with self._lock:
+            return self._put(timestamp_ms, value)
+
+    def _put(self, timestamp_ms: int, value: bytes) -> bool:
         if self._bytes + len(value) > self.max_bytes:
             self.full_rejections += 1
             log.error("SPOOL FULL (%d bytes of %d): batch of %d bytes REJECTED; %d rejected so far. "
@@ -69,5 +91,6 @@ class Spool:
         return path, int(path.name.split(".")[1]), path.read_bytes()
 
     def remove(self, path: Path) -> None:
-        self._bytes -= path.stat().st_size
-        path.unlink()
+        with self._lock:
+            self._bytes -= path.stat().st_size
+            path.unlink()

@@ -1,6 +1,6 @@
 """Known TCP traffic between two network-namespace "hosts", for the eBPF tests.
 
-  python -m tests.netns_traffic server HOST PORT COUNT
+  python -m tests.netns_traffic server HOST PORT COUNT        (COUNT 0: until killed)
   python -m tests.netns_traffic client HOST PORT PLAN_JSON   (prints one JSON line per connection)
 
 Each connection: the client sends an 8-byte header (payload length, reply length) and
@@ -34,7 +34,9 @@ def server(host: str, port: int, count: int) -> None:
         srv.bind((host, port))
         srv.listen(64)
         print("ready", flush=True)
-        for _ in range(count):
+        served = 0
+        while count == 0 or served < count:  # count 0: serve until killed
+            served += 1
             conn, _ = srv.accept()
             with conn:
                 n, m = struct.unpack("<II", _recv_exact(conn, 8))

@@ -160,7 +160,7 @@ def test_restart_from_checkpoint_restores_broadcast_and_keyed_state(kafka_bootst
     first = LocalJob("flink_jobs.attribution_job", args, tmp_path / "first.log").start()
     try:
         # Wait until early minutes are attributed and a checkpoint taken after that.
-        _wait(lambda: read_topic(kafka_bootstrap, f"attributed.{region}", idle_timeout_s=2), 180, first)
+        _wait(lambda: read_topic(kafka_bootstrap, f"attributed.{region}", idle_timeout_s=2), 360, first)
         time.sleep(6)
     finally:
         first.kill_hard()

@@ -7,7 +7,9 @@ map, and IPs, ports and durations that agree with tcplife-bpfcc on the same traf
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -142,3 +144,120 @@ def test_ips_ports_and_durations_agree_with_tcplife(captured):
             matched += 1
             assert abs((e.end_ns - e.start_ns) / 1e6 - rows[key]) < 5, key
     assert matched >= 23
+
+
+# -- the durable spool, with a real exporter process, real capture and a real broker ---------
+
+SPOOL_PORT = 5001
+
+
+class Traffic:
+    """A server in the server namespace and a client loop in the client namespace."""
+
+    def __enter__(self):
+        self.server = subprocess.Popen(["ip", "netns", "exec", NS_B, sys.executable, "-m", "tests.netns_traffic",
+                                        "server", IP_B, str(SPOOL_PORT), "0"], stdout=subprocess.PIPE, text=True)
+        assert self.server.stdout.readline().strip() == "ready"
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+        return self
+
+    def _loop(self):
+        plan = json.dumps([{"send": 100, "reply": 100}] * 5)
+        while not self.stop.is_set():
+            sh("ip", "netns", "exec", NS_A, sys.executable, "-m", "tests.netns_traffic", "client", IP_B,
+               str(SPOOL_PORT), plan, check=False)
+            time.sleep(0.2)
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=30)
+        self.server.kill()
+        self.server.wait()
+        self.server.stdout.close()
+
+
+def _exporter(bootstrap: str, region: str, spool, log):
+    from flowattr.processes import start_background
+    return start_background([sys.executable, "-m", "flowattr.cli", "exporter", "--bootstrap", bootstrap,
+                             "--region", region, "--exporter-id", "spool-test", "--window-s", "2",
+                             "--spool-dir", str(spool), "--local-cidr", "10.201.0.0/24"], log)
+
+
+def _spooled_sequences(spool) -> list[int]:
+    from schemas.columns import decode_flow_batch
+    return [decode_flow_batch(p.read_bytes())[0].sequence for p in sorted(spool.glob("*.batch"))]
+
+
+def _consume_sequences(bootstrap: str, topic: str, until_seq: int, timeout_s: float) -> list[int]:
+    from flowattr.kafka_clients import iter_topic
+    from schemas.columns import decode_flow_batch
+    seqs: list[int] = []
+    for batch in iter_topic(bootstrap, topic, idle_timeout_s=timeout_s, max_wait_s=timeout_s):
+        seqs += [decode_flow_batch(v)[0].sequence for v in batch]
+        if seqs and max(seqs) >= until_seq:
+            break
+    return seqs
+
+
+def test_sigkilled_exporter_loses_nothing_it_spooled_and_resends_in_order(hosts, tmp_path):
+    """Broker down: capture continues into the spool. SIGKILL the exporter. Broker up, a
+    new exporter on the same spool sends every spooled batch once, in order, then new ones."""
+    from flowattr import broker, topics
+    from flowattr.processes import free_port, stop_group
+    port = free_port()
+    spool = tmp_path / "spool"
+    region = "spooltest"
+    with Traffic():
+        first = _exporter(f"127.0.0.1:{port}", region, spool, tmp_path / "first.log")
+        time.sleep(12)                                   # ~5 windows of 2 s, broker unreachable
+        os.killpg(first.pid, signal.SIGKILL)
+        first.poll()
+        spooled = _spooled_sequences(spool)
+        assert len(spooled) >= 3 and spooled == sorted(spooled), (spooled, (tmp_path / "first.log").read_text()[-2000:])
+        b = broker.start(tmp_path / "broker", port, progress=lambda *_: None)
+        try:
+            topics.create_topics(b.bootstrap, [region], progress=lambda *_: None)
+            second = _exporter(b.bootstrap, region, spool, tmp_path / "second.log")
+            time.sleep(10)
+            stop_group(second.pid, timeout_s=20)
+            second.poll()
+            received = _consume_sequences(b.bootstrap, f"flows.{region}", until_seq=spooled[-1] + 3, timeout_s=20)
+        finally:
+            broker.stop(tmp_path / "broker")
+    log = (tmp_path / "second.log").read_text()[-2000:]
+    assert received[:len(spooled)] == spooled, (received, spooled, log)   # the spool first, in order
+    assert received == sorted(set(received)), received                      # once each, in order
+    assert received[-1] > spooled[-1]                                       # then new windows
+    assert received == list(range(received[0], received[-1] + 1))          # no gap
+    assert _spooled_sequences(spool) == []                                  # all acknowledged
+
+
+def test_broker_outage_batches_wait_in_the_spool_and_arrive_once_in_order(hosts, tmp_path):
+    from flowattr import broker, topics
+    from flowattr.processes import free_port, stop_group
+    port = free_port()
+    spool = tmp_path / "spool"
+    region = "outagetest"
+    state = tmp_path / "broker"
+    b = broker.start(state, port, progress=lambda *_: None)
+    topics.create_topics(b.bootstrap, [region], progress=lambda *_: None)
+    with Traffic():
+        exporter = _exporter(b.bootstrap, region, spool, tmp_path / "exporter.log")
+        try:
+            before = _consume_sequences(b.bootstrap, f"flows.{region}", until_seq=3, timeout_s=30)
+            broker.stop(state)                           # memory storage: the broker forgets everything
+            time.sleep(8)                                # windows close meanwhile: they go to the spool
+            waiting = _spooled_sequences(spool)
+            assert len(waiting) >= 2, (tmp_path / "exporter.log").read_text()[-2000:]
+            broker.start(state, port, progress=lambda *_: None)
+            topics.create_topics(b.bootstrap, [region], progress=lambda *_: None)
+            after = _consume_sequences(b.bootstrap, f"flows.{region}", until_seq=waiting[-1] + 2, timeout_s=60)
+        finally:
+            stop_group(exporter.pid, timeout_s=20)
+            exporter.poll()
+            broker.stop(state)
+    assert before == sorted(set(before)) and after == sorted(set(after)), (before, after)
+    assert set(waiting) <= set(after)                    # everything spooled during the outage arrived
+    assert after == list(range(after[0], after[-1] + 1))  # in order, no gap, no duplicate
