@@ -162,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=9092, help="broker port (default 9092)")
     p.add_argument("--seed", type=int, default=7, help="simulator seed (default 7)")
     p.add_argument("--minutes", type=int, default=5, help="simulated minutes of traffic (default 5)")
+    p.add_argument("--source", choices=["auto", "ebpf", "simulator"], default="auto",
+                   help="auto (default): real eBPF capture between namespace hosts when available, else simulator")
+    p.add_argument("--traffic-s", type=float, default=40, help="eBPF demo: seconds of traffic (default 40)")
     p.add_argument("--keep-running", action="store_true",
                    help="leave the broker running afterwards, to inspect topics")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -310,7 +313,8 @@ def _cmd_ipmap(args) -> int:
 def _cmd_demo(args) -> int:
     from flowattr import demo
     cfg = demo.DemoConfig(state=paths.state_dir(args.state_dir), port=args.port, seed=args.seed,
-                          minutes=args.minutes, keep_running=args.keep_running, as_json=args.json)
+                          minutes=args.minutes, keep_running=args.keep_running, as_json=args.json,
+                          source=args.source, traffic_s=args.traffic_s)
     demo.print_report(demo.run(cfg), args.json)
     return 0
 

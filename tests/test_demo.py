@@ -15,8 +15,9 @@ pytestmark = [pytest.mark.flink, pytest.mark.e2e, pytest.mark.slow]
 
 def test_demo_prints_the_report_and_leaves_nothing_running(tmp_path):
     port = free_port()
-    out = subprocess.run([sys.executable, "-m", "flowattr.cli", "--state-dir", str(tmp_path), "demo", "--json",
-                          "--port", str(port), "--minutes", "2"], capture_output=True, text=True, timeout=600)
+    cmd = [sys.executable, "-m", "flowattr.cli", "--state-dir", str(tmp_path), "demo", "--json",
+           "--source", "simulator", "--port", str(port), "--minutes", "2"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads(out.stdout)
     for key in ("flows_in", "attributed", "unattributed", "misattributed", "dead_lettered"):
@@ -26,3 +27,21 @@ def test_demo_prints_the_report_and_leaves_nothing_running(tmp_path):
     assert report["attributed"] + report["unattributed"] == report["flows_in"]
     assert report["dead_lettered"] == 3  # the three malformed samples the demo injects
     assert not port_accepts(port), "the demo's broker is still running"
+
+
+@pytest.mark.bpf
+@pytest.mark.skipif(__import__("exporter.probe", fromlist=["x"]).unavailable_reason() is not None,
+                    reason="eBPF capture unavailable here")
+def test_demo_with_real_exporters_between_namespace_hosts(tmp_path):
+    port = free_port()
+    cmd = [sys.executable, "-m", "flowattr.cli", "--state-dir", str(tmp_path), "demo", "--json",
+           "--source", "ebpf", "--port", str(port), "--traffic-s", "20"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout)
+    assert report["source"] == "ebpf"
+    assert report["flows_in"] >= 2 * report["connections"] > 0    # both ends of every connection
+    assert report["misattributed"] == 0
+    assert report["attributed"] + report["unattributed"] == report["flows_in"]
+    assert report["attributed"] >= 0.9 * report["flows_in"], report
+    assert not port_accepts(port)

@@ -18,6 +18,7 @@ import time
 import pytest
 
 from exporter.probe import unavailable_reason
+from flowattr.netns import HostPair, sh
 from schemas import flowattr_pb2 as pb
 from schemas.columns import bytes_to_ip
 
@@ -32,26 +33,10 @@ PLAN = [{"send": 1000 * i + 7, "reply": 517 * i + 3, "linger_ms": 20 + 5 * i} fo
 PLAN[5]["bind_port"] = TRANSLATED_PORT
 
 
-def sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, check=check, capture_output=True, text=True)
-
-
 @pytest.fixture(scope="module")
 def hosts():
-    for ns in (NS_A, NS_B):
-        sh("ip", "netns", "del", ns, check=False)
-    sh("ip", "netns", "add", NS_A)
-    sh("ip", "netns", "add", NS_B)
-    sh("ip", "link", "add", "fa_veth_a", "type", "veth", "peer", "name", "fa_veth_b")
-    sh("ip", "link", "set", "fa_veth_a", "netns", NS_A)
-    sh("ip", "link", "set", "fa_veth_b", "netns", NS_B)
-    for ns, dev, ip in ((NS_A, "fa_veth_a", IP_A), (NS_B, "fa_veth_b", IP_B)):
-        sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
-        sh("ip", "-n", ns, "link", "set", dev, "up")
-        sh("ip", "-n", ns, "link", "set", "lo", "up")
-    yield
-    for ns in (NS_A, NS_B):
-        sh("ip", "netns", "del", ns, check=False)
+    with HostPair(NS_A, NS_B, (IP_A,), (IP_B,)):
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -75,10 +60,10 @@ def captured(hosts):
                                stderr=subprocess.DEVNULL, text=True)
     try:
         time.sleep(8)  # tcplife compiles its program before it sees anything
-        server = subprocess.Popen(["ip", "netns", "exec", NS_B, sys.executable, "-m", "tests.netns_traffic",
+        server = subprocess.Popen(["ip", "netns", "exec", NS_B, sys.executable, "-m", "flowattr.netns_traffic",
                                    "server", IP_B, str(PORT), str(len(PLAN))], stdout=subprocess.PIPE, text=True)
         assert server.stdout.readline().strip() == "ready"
-        client = sh("ip", "netns", "exec", NS_A, sys.executable, "-m", "tests.netns_traffic", "client", IP_B,
+        client = sh("ip", "netns", "exec", NS_A, sys.executable, "-m", "flowattr.netns_traffic", "client", IP_B,
                     str(PORT), json.dumps(PLAN))
         server.wait(timeout=30)
         server.stdout.close()
@@ -155,7 +140,7 @@ class Traffic:
     """A server in the server namespace and a client loop in the client namespace."""
 
     def __enter__(self):
-        self.server = subprocess.Popen(["ip", "netns", "exec", NS_B, sys.executable, "-m", "tests.netns_traffic",
+        self.server = subprocess.Popen(["ip", "netns", "exec", NS_B, sys.executable, "-m", "flowattr.netns_traffic",
                                         "server", IP_B, str(SPOOL_PORT), "0"], stdout=subprocess.PIPE, text=True)
         assert self.server.stdout.readline().strip() == "ready"
         self.stop = threading.Event()
@@ -166,7 +151,7 @@ class Traffic:
     def _loop(self):
         plan = json.dumps([{"send": 100, "reply": 100}] * 5)
         while not self.stop.is_set():
-            sh("ip", "netns", "exec", NS_A, sys.executable, "-m", "tests.netns_traffic", "client", IP_B,
+            sh("ip", "netns", "exec", NS_A, sys.executable, "-m", "flowattr.netns_traffic", "client", IP_B,
                str(SPOOL_PORT), plan, check=False)
             time.sleep(0.2)
 

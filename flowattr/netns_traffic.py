@@ -1,7 +1,7 @@
 """Known TCP traffic between two network-namespace "hosts", for the eBPF tests.
 
-  python -m tests.netns_traffic server HOST PORT COUNT        (COUNT 0: until killed)
-  python -m tests.netns_traffic client HOST PORT PLAN_JSON   (prints one JSON line per connection)
+  python -m flowattr.netns_traffic server HOST PORT COUNT        (COUNT 0: until killed)
+  python -m flowattr.netns_traffic client HOST PORT PLAN_JSON   (prints one JSON line per connection)
 
 Each connection: the client sends an 8-byte header (payload length, reply length) and
 the payload; the server replies with exactly the reply length and closes first; the
