@@ -39,11 +39,15 @@ from schemas.columns import decode_attributed_batch, encode_attributed_batch
 
 KEYED_ROW = Types.ROW([Types.STRING(), BYTES])  # (exporter id, pending AttributedFlowBatch)
 DEAD_LETTER = OutputTag("dead-letter", BYTES)
-CLAIMS = OutputTag("claims", BYTES)
 UNATTRIBUTED = OutputTag("unattributed", BYTES)
 RETRY = OutputTag("retry", BYTES)
 OWNERSHIP = MapStateDescriptor("ownership", Types.STRING(), Types.STRING())
+# Broadcast records: tag (1 byte) + payload. Claims leave ValidateFlows on its MAIN output
+# (key "" marks them) and are split off by a filter: side outputs from Python (thread
+# mode) lose the record timestamp, which left the broadcast watermark at Long.MIN and
+# stalled every timer whenever no timestamped IP-change events flowed.
 CLAIM_TAG, EVENT_TAG = b"C", b"E"
+CLAIMS_KEY = ""
 # Attribute's output is route-prefixed and split by Route: PyFlink 2.0.2's embedded
 # (thread mode) keyed-broadcast operator drops side outputs yielded from on_timer (its
 # on_timer_func skips the side-output routing that process_element gets).
@@ -62,7 +66,7 @@ def _dead_letter(topic: str, raw: bytes, reason: str) -> bytes:
 
 
 class ValidateFlows(ProcessFunction):
-    """FlowBatch -> (exporter, pending batch); its heartbeat claims -> CLAIMS side output."""
+    """FlowBatch -> (exporter, pending batch) and ("", its heartbeat claims)."""
 
     def __init__(self, cfg: JobConfig):
         self.cfg = cfg
@@ -86,7 +90,7 @@ class ValidateFlows(ProcessFunction):
         self.flows_in.inc(len(cols))
         claims = self.attributor.claims(cols)
         if claims:
-            yield CLAIMS, CLAIM_TAG + batches.ownership_update(header, claims)
+            yield Row(CLAIMS_KEY, CLAIM_TAG + batches.ownership_update(header, claims))
         pending = batches.to_pending(header, cols, self.cfg.region,
                                      header.window_end_ms + self.cfg.attribution.hold_ms)
         yield Row(header.exporter_id, pending)
@@ -196,15 +200,16 @@ class Attribute(KeyedBroadcastProcessFunction):
             self._sync(state)
         raw = bytes(value)
         table = self.attributor.heartbeats
-        if raw[:1] == CLAIM_TAG:
-            for claim in batches.claims_of_update(raw[1:]):
+        tag, raw = raw[:1], raw[1:]
+        if tag == CLAIM_TAG:
+            for claim in batches.claims_of_update(raw):
                 result = table.learn(claim.ip, claim.workload, claim.start_ms, claim.end_ms)
                 if result.conflicts:
                     self.metrics["conflicts"].inc(result.conflicts)
                 if not result.ignored:
                     state.put("hb:" + claim.ip.hex(), table.encode_ip(claim.ip).decode("latin-1"))
-        elif raw[:1] == EVENT_TAG:
-            event = pb.IpChangeEvent.FromString(raw[1:])
+        elif tag == EVENT_TAG:
+            event = pb.IpChangeEvent.FromString(raw)
             self.attributor.apply_event(event.ip, event.workload, event.action, event.event_time_ms)
             key = "ev:" + event.ip.hex()
             log = _decode_event_log(state.get(key).encode("latin-1")) if state.contains(key) else []
@@ -347,9 +352,9 @@ def build_pipeline(env, cfg: JobConfig, sources: dict, sinks: dict) -> None:
     raw_events = env.from_source(sources["events"], WatermarkStrategy.no_watermarks(), "ip-change-events")
     events = raw_events.process(ValidateEvents(cfg), output_type=BYTES).name("validate-events").uid("validate-events")
 
-    ownership = (flows.get_side_output(CLAIMS).union(events)
-                 .assign_timestamps_and_watermarks(watermarks).broadcast(OWNERSHIP))
-    keyed = (flows.assign_timestamps_and_watermarks(watermarks)
+    claims = flows.filter(lambda row: row[0] == CLAIMS_KEY).map(lambda row: row[1], output_type=BYTES)
+    ownership = (claims.union(events).assign_timestamps_and_watermarks(watermarks).broadcast(OWNERSHIP))
+    keyed = (flows.filter(lambda row: row[0] != CLAIMS_KEY).assign_timestamps_and_watermarks(watermarks)
              .union(pending.assign_timestamps_and_watermarks(watermarks))
              .key_by(lambda row: row[0], key_type=Types.STRING()))
     routed = keyed.connect(ownership).process(Attribute(cfg), output_type=BYTES).name("attribute") \

@@ -156,6 +156,19 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument("ip")
     pa.add_argument("port", type=int)
 
+    # bench
+    p = _subparser(sub, "bench", "measure throughput, latency, state size and exporter overhead; "
+                   "print a table and write bench/results.json", "flowattr bench --e2e-flows 20000000")
+    p.add_argument("--port", type=int, default=9192, help="broker port for the benchmark (default 9192)")
+    p.add_argument("--e2e-flows", type=int, default=20_000_000, help="flows pre-loaded for the e2e run")
+    p.add_argument("--parallelism", type=int, default=2)
+    p.add_argument("--latency-s", type=float, default=60, help="seconds of live traffic for the latency run")
+    p.add_argument("--latency-hold-s", type=float, default=10, help="hold used in the latency run")
+    p.add_argument("--exporter-s", type=float, default=20, help="seconds of 1k conn/s for the exporter run")
+    p.add_argument("--only", action="append", choices=["limit", "state", "e2e", "latency", "exporter"],
+                   help="run only these parts (repeatable); results merge into the JSON")
+    p.add_argument("--out", type=Path, default=Path("bench/results.json"))
+
     # demo
     p = _subparser(sub, "demo", "run the embedded stack end to end and print the report",
                    "flowattr demo --json")
@@ -310,6 +323,17 @@ def _cmd_ipmap(args) -> int:
     return 0
 
 
+def _cmd_bench(args) -> int:
+    from flowattr import bench
+    cfg = bench.BenchConfig(state=paths.state_dir(args.state_dir), port=args.port, e2e_flows=args.e2e_flows,
+                            parallelism=args.parallelism, latency_s=args.latency_s,
+                            latency_hold_s=args.latency_hold_s, exporter_s=args.exporter_s, out=args.out)
+    results = bench.run(cfg, _progress, args.only)
+    print(bench.format_table(results))
+    _progress(f"saved {args.out}")
+    return 0
+
+
 def _cmd_demo(args) -> int:
     from flowattr import demo
     cfg = demo.DemoConfig(state=paths.state_dir(args.state_dir), port=args.port, seed=args.seed,
@@ -322,7 +346,7 @@ def _cmd_demo(args) -> int:
 COMMANDS = {"broker": _cmd_broker, "topics": _cmd_topics, "cluster": _cmd_cluster,
             "submit": _cmd_submit, "tail": _cmd_tail, "demo": _cmd_demo,
             "simulate": _cmd_simulate, "evaluate": _cmd_evaluate, "exporter": _cmd_exporter,
-            "ipmap": _cmd_ipmap}
+            "ipmap": _cmd_ipmap, "bench": _cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

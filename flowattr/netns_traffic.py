@@ -2,6 +2,7 @@
 
   python -m flowattr.netns_traffic server HOST PORT COUNT        (COUNT 0: until killed)
   python -m flowattr.netns_traffic client HOST PORT PLAN_JSON   (prints one JSON line per connection)
+  python -m flowattr.netns_traffic rate HOST PORT PER_SECOND SECONDS
 
 Each connection: the client sends an 8-byte header (payload length, reply length) and
 the payload; the server replies with exactly the reply length and closes first; the
@@ -67,8 +68,30 @@ def client(host: str, port: int, plan: list[dict]) -> None:
                           "duration_ms": (t1 - t0) / 1e6}), flush=True)
 
 
+def rate(host: str, port: int, per_second: float, seconds: float) -> None:
+    """Open-and-close connections at a steady rate (for the exporter overhead benchmark);
+    prints the number made and this process's CPU seconds as JSON."""
+    start = time.monotonic()
+    made = 0
+    while time.monotonic() - start < seconds:
+        due = int((time.monotonic() - start) * per_second)
+        while made < due:
+            sock = socket.create_connection((host, port))
+            sock.sendall(struct.pack("<II", 16, 16) + b"s" * 16)
+            while sock.recv(1 << 16):
+                pass
+            sock.close()
+            made += 1
+        time.sleep(0.001)
+    usage = __import__("resource").getrusage(__import__("resource").RUSAGE_SELF)
+    print(json.dumps({"connections": made, "seconds": time.monotonic() - start,
+                      "cpu_s": usage.ru_utime + usage.ru_stime}), flush=True)
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "server":
+    if sys.argv[1] == "rate":
+        rate(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]))
+    elif sys.argv[1] == "server":
         server(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     else:
         client(sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4]))

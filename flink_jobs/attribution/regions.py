@@ -13,12 +13,17 @@ import ipaddress
 import numpy as np
 import pytricia
 
+_MISSING = object()
+
 
 class RegionMap:
     def __init__(self, cidrs: dict[str, str]):
         """cidrs: CIDR text -> region, e.g. {"10.0.0.0/16": "us-east-1"}."""
         self.trie = pytricia.PyTricia(128)
         self.regions = sorted(set(cidrs.values()))
+        # IP -> region cache: the trie wants text keys, and formatting an IPv6 address costs
+        # ~5 us; the same IPs recur batch after batch. Bounded: cleared when it grows too big.
+        self._cache: dict[bytes, str | None] = {}
         for cidr, region in cidrs.items():
             net = ipaddress.ip_network(cidr)
             if net.version == 4:  # stored IPv4-mapped, like every IP here
@@ -26,7 +31,12 @@ class RegionMap:
             self.trie[str(net)] = region
 
     def region_of(self, ip: bytes) -> str | None:
-        return self.trie.get(str(ipaddress.IPv6Address(ip)))
+        found = self._cache.get(ip, _MISSING)
+        if found is _MISSING:
+            if len(self._cache) > 2_000_000:
+                self._cache.clear()
+            found = self._cache[ip] = self.trie.get(str(ipaddress.IPv6Address(ip)))
+        return found
 
     def regions_of(self, ips: np.ndarray) -> np.ndarray:
         """(n, 16) uint8 IPs -> object array of region names (None where unknown).

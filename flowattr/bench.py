@@ -1,0 +1,334 @@
+"""`flowattr bench`: how fast, measured on this machine, printed and saved as JSON.
+
+1. limit: the attribution core over pre-generated batches in memory (decode, learn the
+   batch's heartbeats, attribute its flows), no I/O: the most this code can do per core.
+2. e2e: N flows pre-loaded into the flows topic of the embedded broker, then the job;
+   sustained attributed flows/s from the first to the last output (start-up separate).
+3. latency: batches produced live (window end = now), hold shortened to --latency-hold-s;
+   p50/p99 from window end to the consumer receiving the attributed batch.
+4. state: bytes per ownership range as held in the job's broadcast state (key + value),
+   and the total for 1 million IPs.
+5. exporter: CPU of the real exporter at ~1,000 connections/s between namespace hosts,
+   beside the traffic generator's own CPU (root and eBPF only; otherwise reported as null).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from flink_jobs.attribution.attributor import Attributor
+from flowattr.evaluate import default_config
+from flowattr.simulate import FleetScenario, batch_flows, build_fleet, encode_delivery, simulate_flows
+from schemas.columns import decode_flow_batch
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    state: Path                 # state dir of the embedded stack
+    port: int                   # broker port
+    e2e_flows: int              # flows pre-loaded for the end-to-end run
+    parallelism: int            # job parallelism
+    latency_s: float            # seconds of live traffic for the latency run
+    latency_hold_s: float       # hold used in the latency run
+    exporter_s: float           # seconds of 1k conn/s traffic for the exporter run
+    out: Path                   # results JSON
+
+
+def _machine() -> dict:
+    mem_kb = int(next(line.split()[1] for line in open("/proc/meminfo") if line.startswith("MemTotal")))
+    return {"cores": os.cpu_count(), "memory_gib": round(mem_kb / 2**20, 1), "kernel": platform.release(),
+            "python": platform.python_version()}
+
+
+def _dataset(minutes: int = 30, seed: int = 7):
+    fleet = build_fleet(FleetScenario(seed=seed, minutes=minutes))
+    flows = simulate_flows(fleet)
+    deliveries = [d for d in batch_flows(fleet, flows) if not d.lost]
+    return fleet, flows, deliveries
+
+
+def bench_limit(say) -> dict:
+    fleet, flows, deliveries = _dataset()
+    values = [encode_delivery(fleet, flows, d) for d in deliveries]
+    n = sum(len(d.rows) for d in deliveries)
+    att = Attributor(default_config())
+    t0 = time.perf_counter()
+    for value in values:  # the job's per-batch work: decode, learn heartbeats, attribute
+        _, cols = decode_flow_batch(value)
+        att.learn_claims(att.claims(cols))
+        att.attribute(cols, attempt=1)
+    seconds = time.perf_counter() - t0
+    say(f"limit: {n:,} flows in {len(values):,} batches, {seconds:.2f} s -> {n / seconds:,.0f} flows/s (1 core)")
+    return {"limit_flows_per_s": round(n / seconds), "limit_flows": n, "limit_seconds": round(seconds, 2)}
+
+
+def bench_state(say) -> dict:
+    """Bytes per range as stored in broadcast state: key "hb:<32 hex>" + encoded value."""
+    cfg = default_config()
+    att = Attributor(cfg)
+    rng = np.random.default_rng(1)
+    n_ips = 1_000_000
+    base = 1_790_000_000_000
+    ips = [bytes(10) + b"\xff\xff" + int(10 << 24 | i).to_bytes(4, "big") for i in range(n_ips)]
+    workloads = [f"svc-{i:03d}" for i in range(300)]
+    t0 = time.perf_counter()
+    for i, ip in enumerate(ips):
+        start = base + int(rng.integers(0, 3_600_000))
+        att.heartbeats.learn(ip, workloads[i % 300], start, start + int(rng.integers(1000, 600_000)))
+    learn_s = time.perf_counter() - t0
+    total = sum(len("hb:" + ip.hex()) + len(att.heartbeats.encode_ip(ip)) for ip in ips)
+    ranges = att.heartbeats.range_count()
+    # The same for the simulated fleet's real range mix (IPs with many ranges).
+    fleet, flows, deliveries = _dataset(minutes=10)
+    sim = Attributor(cfg)
+    for d in deliveries:
+        sim.learn_claims(sim.claims(flows.cols.take(d.rows)))
+    sim_bytes = sum(len("hb:" + ip.hex()) + len(sim.heartbeats.encode_ip(ip)) for ip in sim.heartbeats.by_ip)
+    sim_ranges = sim.heartbeats.range_count()
+    say(f"state: {total / ranges:.1f} bytes per range with 1 range per IP ({total / 2**20:.0f} MiB for 1 M IPs); "
+        f"simulated fleet: {sim_bytes / sim_ranges:.1f} bytes per range over {sim_ranges:,} ranges")
+    return {"bytes_per_range": round(total / ranges, 1), "state_bytes_1m_ips": total,
+            "bytes_per_range_simulated_fleet": round(sim_bytes / sim_ranges, 1),
+            "learn_ranges_per_s": round(n_ips / learn_s)}
+
+
+def bench_e2e(cfg: BenchConfig, say) -> dict:
+    """Pre-load cfg.e2e_flows flows (a 30-minute simulated fleet repeated, shifted in time),
+    then run the job and time its attributed output."""
+    from flowattr import broker, topics
+    from flowattr.kafka_clients import iter_topic, producer
+    from flowattr.local_job import LocalJob
+    from flowattr.simulate import T0_MS, advance_event_time, encode_event
+    from schemas.columns import decode_attributed_batch
+
+    fleet, flows, deliveries = _dataset()
+    per_copy = sum(len(d.rows) for d in deliveries)
+    copies = max(1, -(-cfg.e2e_flows // per_copy))
+    span = 30 * 60_000
+    b = broker.start(cfg.state, cfg.port, progress=say)
+    region = f"bench{int(time.time())}"
+    try:
+        topics.create_topics(b.bootstrap, [region], progress=lambda *_: None)
+        p = producer(b.bootstrap)
+        say(f"e2e: pre-loading {copies} x {per_copy:,} = {copies * per_copy:,} flows into flows.{region} ...")
+        base = [(d, encode_delivery(fleet, flows, d)) for d in deliveries]
+        from schemas import flowattr_pb2 as pb
+        t0 = time.perf_counter()
+        for c in range(copies):
+            shift = c * span
+            for i, ev in enumerate(fleet.events):
+                if ev[1] < T0_MS - span or ev[1] > T0_MS + span:
+                    continue
+                p.send(f"ipchanges.{region}", encode_event((ev[0] + shift, ev[1] + shift, *ev[2:]), i),
+                       timestamp_ms=ev[0] + shift)
+            for d, value in base:
+                if shift:
+                    msg = pb.FlowBatch.FromString(value)
+                    msg.window_start_ms += shift
+                    msg.window_end_ms += shift
+                    msg.sequence += c * 100_000
+                    cols = decode_flow_batch(value)[1]
+                    starts = (cols["start_ms"] + shift).astype("<i8").tobytes()
+                    ends = (cols["end_ms"] + shift).astype("<i8").tobytes()
+                    msg.start_ms, msg.end_ms = starts, ends
+                    value = msg.SerializeToString()
+                p.send(f"flows.{region}", value, timestamp_ms=d.window_start_ms + 60_000 + shift)
+            say(f"  copy {c + 1}/{copies} produced ({time.perf_counter() - t0:.0f} s)")
+        advance_event_time(p, [region], T0_MS + copies * span + 60_000, 45)
+        p.close()
+        total = copies * per_copy
+        config = cfg.state / "bench-config.yaml"
+        import yaml
+
+        from flink_jobs.job_config import DEFAULT_CONFIG
+        raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
+        raw["region_cidrs"] = {cidr: region for cidr in raw["region_cidrs"]}
+        config.write_text(yaml.safe_dump(raw))
+        job = LocalJob("flink_jobs.attribution_job",
+                       ["--config", str(config), "--bootstrap", b.bootstrap, "--region", region,
+                        "--parallelism", str(cfg.parallelism), "--group-id", region], cfg.state / "bench-job.log")
+        started = time.monotonic()
+        first = last = None
+        seen = 0
+        with job:
+            for batch in iter_topic(b.bootstrap, f"attributed.{region}", idle_timeout_s=90, max_wait_s=1800):
+                now = time.monotonic()
+                first = first or now
+                last = now
+                seen += sum(decode_attributed_batch(v)[0].flow_count for v in batch)
+                if seen >= 0.99 * total * 0.995:  # ~99.6 % are attributed; the rest go unattributed
+                    break
+        if first is None:
+            raise RuntimeError(f"no attributed output; see {cfg.state / 'bench-job.log'}")
+        rate = seen / max(last - first, 1e-9)
+        say(f"e2e: {seen:,} attributed flows; first output {first - started:.1f} s after start; "
+            f"{rate:,.0f} flows/s sustained (parallelism {cfg.parallelism})")
+        return {"e2e_flows_per_s": round(rate), "e2e_flows": total, "e2e_attributed_seen": seen,
+                "e2e_startup_s": round(first - started, 1), "e2e_seconds": round(last - first, 1),
+                "parallelism": cfg.parallelism}
+    finally:
+        broker.stop(cfg.state)
+
+
+def bench_latency(cfg: BenchConfig, say) -> dict:
+    """Live traffic: every second a batch per simulated host with window end = now."""
+    from flowattr import broker, topics
+    from flowattr.kafka_clients import iter_topic, producer
+    from flowattr.local_job import LocalJob
+    from schemas import flowattr_pb2 as pb
+    from schemas.columns import decode_attributed_batch
+
+    fleet, flows, deliveries = _dataset(minutes=5)
+    b = broker.start(cfg.state, cfg.port, progress=say)
+    region = "us-east-1"
+    try:
+        topics.create_topics(b.bootstrap, [region, "eu-west-1"], progress=lambda *_: None)
+        hold_ms = int(cfg.latency_hold_s * 1000)
+        job = LocalJob("flink_jobs.attribution_job",
+                       ["--bootstrap", b.bootstrap, "--region", region, "--group-id", f"lat{int(time.time())}",
+                        "--hold-ms", str(hold_ms), "--out-of-orderness-ms", "1000", "--idleness-ms", "2000"],
+                       cfg.state / "bench-latency-job.log")
+        latencies: list[float] = []
+        with job:
+            time.sleep(20)
+            p = producer(b.bootstrap)
+            window_ms = 1000
+            sent = 0
+            t_end = time.time() + cfg.latency_s
+            i = 0
+            import threading
+            done = threading.Event()
+
+            def consume():
+                for batch in iter_topic(b.bootstrap, f"attributed.{region}", idle_timeout_s=cfg.latency_hold_s + 30,
+                                        max_wait_s=cfg.latency_s + cfg.latency_hold_s + 60, from_beginning=True):
+                    now_ms = time.time() * 1000
+                    for v in batch:
+                        msg = decode_attributed_batch(v)[0]
+                        latencies.append((now_ms - msg.window_end_ms) / 1000)
+                    if done.is_set() and now_ms / 1000 > t_end + cfg.latency_hold_s + 10:
+                        break
+            reader = threading.Thread(target=consume, daemon=True)
+            reader.start()
+            while time.time() < t_end:
+                end = int(time.time() * 1000) // window_ms * window_ms
+                d = deliveries[i % len(deliveries)]
+                i += 1
+                msg = pb.FlowBatch.FromString(encode_delivery(fleet, flows, d))
+                shift = end - msg.window_end_ms
+                cols = decode_flow_batch(msg.SerializeToString())[1]
+                msg.start_ms = (cols["start_ms"] + shift).astype("<i8").tobytes()
+                msg.end_ms = (cols["end_ms"] + shift).astype("<i8").tobytes()
+                msg.window_start_ms, msg.window_end_ms = end - window_ms, end
+                msg.sequence += 10_000_000
+                p.send(f"flows.{region}", msg.SerializeToString(), timestamp_ms=end)
+                for part in range(4):  # every partition moves on, as real exporters' batches do
+                    p.send(f"flows.{region}", pb.FlowBatch(exporter_id=f"tick-{part}", window_start_ms=end - window_ms,
+                                                            window_end_ms=end, sequence=i).SerializeToString(),
+                           partition=part, timestamp_ms=end)
+                sent += 1
+                p.flush()
+                time.sleep(max(0.0, (end + window_ms) / 1000 - time.time()))
+            done.set()
+            reader.join(timeout=cfg.latency_hold_s + 90)
+            p.close()
+        if not latencies:
+            raise RuntimeError(f"no attributed output in the latency run; see {cfg.state / 'bench-latency-job.log'}")
+        p50, p99 = np.percentile(latencies, [50, 99])
+        say(f"latency: {len(latencies):,} batches, window end -> attributed output p50 {p50:.2f} s, "
+            f"p99 {p99:.2f} s (hold {cfg.latency_hold_s:.0f} s)")
+        return {"latency_p50_s": round(float(p50), 2), "latency_p99_s": round(float(p99), 2),
+                "latency_hold_s": cfg.latency_hold_s, "latency_batches": len(latencies)}
+    finally:
+        broker.stop(cfg.state)
+
+
+def bench_exporter(cfg: BenchConfig, say) -> dict:
+    from exporter.probe import unavailable_reason
+    reason = unavailable_reason()
+    if reason:
+        say(f"exporter: not measured ({reason})")
+        return {"exporter_cpu_pct_at_1k_cps": None, "exporter_not_measured": reason}
+    from flowattr import broker, topics
+    from flowattr.netns import HostPair
+    from flowattr.processes import start_background, stop_group
+    b = broker.start(cfg.state, cfg.port, progress=say)
+    try:
+        topics.create_topics(b.bootstrap, ["benchx"], progress=lambda *_: None)
+        with HostPair("fa_bench_a", "fa_bench_b", ("10.15.202.1",), ("10.15.202.2",)):
+            server = subprocess.Popen(["ip", "netns", "exec", "fa_bench_b", sys.executable, "-m",
+                                       "flowattr.netns_traffic", "server", "10.15.202.2", "7000", "0"],
+                                      stdout=subprocess.PIPE, text=True)
+            server.stdout.readline()
+            exporter = start_background([sys.executable, "-m", "flowattr.cli", "exporter", "--bootstrap",
+                                         b.bootstrap, "--region", "benchx", "--window-s", "10", "--spool-dir",
+                                         str(cfg.state / f"bench-spool-{int(time.time())}"), "--local-cidr",
+                                         "10.15.202.0/24"], cfg.state / "bench-exporter.log")
+            time.sleep(15)  # compile and load the BPF program
+            cpu0 = _cpu_seconds(exporter.pid)
+            out = subprocess.run(["ip", "netns", "exec", "fa_bench_a", sys.executable, "-m", "flowattr.netns_traffic",
+                                  "rate", "10.15.202.2", "7000", "1000", str(cfg.exporter_s)],
+                                 capture_output=True, text=True, check=True)
+            cpu1 = _cpu_seconds(exporter.pid)
+            gen = json.loads(out.stdout.strip().splitlines()[-1])
+            stop_group(exporter.pid, timeout_s=20)
+            server.kill()
+            server.wait()
+            server.stdout.close()
+        cps = gen["connections"] / gen["seconds"]
+        exporter_pct = 100 * (cpu1 - cpu0) / gen["seconds"]
+        say(f"exporter: {cps:,.0f} connections/s ({2 * cps:,.0f} flows/s, both ends) for {gen['seconds']:.0f} s: "
+            f"exporter {exporter_pct:.2f} % of one core; traffic generator {100 * gen['cpu_s'] / gen['seconds']:.1f} %")
+        generator_pct = round(100 * gen["cpu_s"] / gen["seconds"], 1)
+        return {"exporter_cpu_pct_at_1k_cps": round(exporter_pct * 1000 / cps, 3),
+                "exporter_connections_per_s": round(cps), "generator_cpu_pct": generator_pct}
+    finally:
+        broker.stop(cfg.state)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a process and its children that were waited for, in seconds."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def run(cfg: BenchConfig, say, only: list[str] | None = None) -> dict:
+    results: dict = {"machine": _machine()}
+    steps = {"limit": lambda: bench_limit(say), "state": lambda: bench_state(say),
+             "e2e": lambda: bench_e2e(cfg, say), "latency": lambda: bench_latency(cfg, say),
+             "exporter": lambda: bench_exporter(cfg, say)}
+    for name, step in steps.items():
+        if only and name not in only:
+            continue
+        results.update(step())
+    if "limit_flows_per_s" in results and "e2e_flows_per_s" in results:
+        results["ratio_to_limit"] = round(results["e2e_flows_per_s"] / results["limit_flows_per_s"], 3)
+    cfg.out.parent.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(cfg.out.read_text()) if cfg.out.exists() and only else {}
+    cfg.out.write_text(json.dumps(previous | results, indent=2))
+    return previous | results
+
+
+def format_table(r: dict) -> str:
+    rows = [("in-process limit (flows/s, 1 core)", r.get("limit_flows_per_s")),
+            ("end to end (flows/s)", r.get("e2e_flows_per_s")),
+            ("ratio to limit", r.get("ratio_to_limit")),
+            ("job parallelism", r.get("parallelism")),
+            ("e2e start-up (s)", r.get("e2e_startup_s")),
+            ("latency p50 / p99 (s)", f"{r.get('latency_p50_s')} / {r.get('latency_p99_s')}"
+             f" (hold {r.get('latency_hold_s')} s)"),
+            ("bytes per range (broadcast state)", r.get("bytes_per_range")),
+            ("state for 1 M IPs (bytes)", r.get("state_bytes_1m_ips")),
+            ("exporter CPU % of a core at 1k conn/s", r.get("exporter_cpu_pct_at_1k_cps")),
+            ("traffic generator CPU %", r.get("generator_cpu_pct")),
+            ("machine", json.dumps(r.get("machine")))]
+    return "\n".join(f"{name:<40} {value}" for name, value in rows)
