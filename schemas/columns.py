@@ -132,27 +132,24 @@ def decode_flow_batch(value: bytes) -> tuple[pb.FlowBatch, FlowColumns]:
     return msg, FlowColumns(cols, workloads)
 
 
-def encode_flow_batch(header: pb.FlowBatch, cols: FlowColumns) -> bytes:
-    """Header fields (exporter_id, host, region, window, sequence, part) + columns -> bytes."""
-    msg = pb.FlowBatch()
+def _encode(msg, header, cols: FlowColumns, specs: tuple[dict[str, np.dtype], ...]) -> bytes:
     msg.CopyFrom(header)
     msg.flow_count = len(cols)
     del msg.workloads[:]
     msg.workloads.extend(cols.workloads)
-    _encode_columns(msg, cols, FLOW_COLUMNS)
+    for spec in specs:
+        _encode_columns(msg, cols, spec)
     return msg.SerializeToString()
+
+
+def encode_flow_batch(header: pb.FlowBatch, cols: FlowColumns) -> bytes:
+    """Header fields (exporter_id, host, region, window, sequence, part) + columns -> bytes."""
+    return _encode(pb.FlowBatch(), header, cols, (FLOW_COLUMNS,))
 
 
 def encode_attributed_batch(header: pb.AttributedFlowBatch, cols: FlowColumns) -> bytes:
     """Header + flow columns + attribution columns -> AttributedFlowBatch bytes."""
-    msg = pb.AttributedFlowBatch()
-    msg.CopyFrom(header)
-    msg.flow_count = len(cols)
-    del msg.workloads[:]
-    msg.workloads.extend(cols.workloads)
-    _encode_columns(msg, cols, FLOW_COLUMNS)
-    _encode_columns(msg, cols, ATTRIBUTION_COLUMNS)
-    return msg.SerializeToString()
+    return _encode(pb.AttributedFlowBatch(), header, cols, (FLOW_COLUMNS, ATTRIBUTION_COLUMNS))
 
 
 def decode_attributed_batch(value: bytes) -> tuple[pb.AttributedFlowBatch, FlowColumns]:
