@@ -30,7 +30,8 @@ from pyflink.datastream.state import MapStateDescriptor
 
 from flink_jobs import batches
 from flink_jobs.attribution.attributor import Attributor
-from flink_jobs.attribution.regions import RegionMap
+from flink_jobs.attribution.heartbeats import claims_from_batch
+from flink_jobs.attribution.regions import CidrSet, RegionMap
 from flink_jobs.environment import make_environment
 from flink_jobs.job_config import JobConfig, add_flags, load
 from flink_jobs.kafka_connectors import BYTES, bytes_sink, bytes_source
@@ -65,30 +66,46 @@ def _dead_letter(topic: str, raw: bytes, reason: str) -> bytes:
                          detected_at_ms=int(time.time() * 1000)).SerializeToString()
 
 
-class ValidateFlows(ProcessFunction):
-    """FlowBatch -> (exporter, pending batch) and ("", its heartbeat claims)."""
+class Validator(ProcessFunction):
+    """Shared by the validators: the config, a `dead_lettered` counter and one counter of
+    accepted records, and the dead-letter side output with the original bytes."""
+
+    accepted_metric = ""  # set by each subclass
 
     def __init__(self, cfg: JobConfig):
         self.cfg = cfg
 
     def open(self, runtime_context):
-        self.attributor = Attributor(self.cfg.attribution)  # only for claims(): the event-CIDR filter
         group = runtime_context.get_metrics_group()
-        self.flows_in = group.counter("flows_in")
-        self.batches_in = group.counter("batches_in")
         self.dead = group.counter("dead_lettered")
+        self.accepted = group.counter(self.accepted_metric)
+
+    def reject(self, topic: str, raw: bytes, reason: str):
+        self.dead.inc()
+        return DEAD_LETTER, _dead_letter(topic, raw, reason)
+
+
+class ValidateFlows(Validator):
+    """FlowBatch -> (exporter, pending batch) and ("", its heartbeat claims)."""
+
+    accepted_metric = "batches_in"
+
+    def open(self, runtime_context):
+        super().open(runtime_context)
+        self.flows_in = runtime_context.get_metrics_group().counter("flows_in")
+        self.event_cidrs = CidrSet(self.cfg.attribution.event_cidrs)  # never learned from heartbeats
 
     def process_element(self, value, ctx):
         raw = bytes(value)
         try:
             header, cols = batches.validate_flow_batch(raw, int(time.time() * 1000), self.cfg.max_future_ms)
         except batches.InvalidRecord as exc:
-            self.dead.inc()
-            yield DEAD_LETTER, _dead_letter(self.cfg.topics.flows, raw, str(exc))
+            yield self.reject(self.cfg.topics.flows, raw, str(exc))
             return
-        self.batches_in.inc()
+        self.accepted.inc()
         self.flows_in.inc(len(cols))
-        claims = self.attributor.claims(cols)
+        claims = claims_from_batch(cols, self.cfg.attribution.min_reuse_gap_ms,
+                                   exclude=self.event_cidrs.contains(cols["local_ip"]))
         if claims:
             yield Row(CLAIMS_KEY, CLAIM_TAG + batches.ownership_update(header, claims))
         pending = batches.to_pending(header, cols, self.cfg.region,
@@ -96,37 +113,24 @@ class ValidateFlows(ProcessFunction):
         yield Row(header.exporter_id, pending)
 
 
-class ValidatePending(ProcessFunction):
+class ValidatePending(Validator):
     """Pending batches from the retry topic and other regions' forwards."""
 
-    def __init__(self, cfg: JobConfig):
-        self.cfg = cfg
-
-    def open(self, runtime_context):
-        group = runtime_context.get_metrics_group()
-        self.dead = group.counter("dead_lettered")
-        self.inbound = group.counter("pending_in")
+    accepted_metric = "pending_in"
 
     def process_element(self, value, ctx):
         raw = bytes(value)
         try:
             header, _ = batches.validate_pending(raw, int(time.time() * 1000), self.cfg.max_future_ms)
         except batches.InvalidRecord as exc:
-            self.dead.inc()
-            yield DEAD_LETTER, _dead_letter(f"{self.cfg.topics.retry}|{self.cfg.topics.inbound}", raw, str(exc))
+            yield self.reject(f"{self.cfg.topics.retry}|{self.cfg.topics.inbound}", raw, str(exc))
             return
-        self.inbound.inc()
+        self.accepted.inc()
         yield Row(header.source_exporter_id, raw)
 
 
-class ValidateEvents(ProcessFunction):
-    def __init__(self, cfg: JobConfig):
-        self.cfg = cfg
-
-    def open(self, runtime_context):
-        group = runtime_context.get_metrics_group()
-        self.dead = group.counter("dead_lettered")
-        self.events_in = group.counter("ip_change_events_in")
+class ValidateEvents(Validator):
+    accepted_metric = "ip_change_events_in"
 
     def process_element(self, value, ctx):
         raw = bytes(value)
@@ -143,10 +147,9 @@ class ValidateEvents(ProcessFunction):
         except Exception as exc:  # protobuf DecodeError
             problem = f"not an IpChangeEvent: {exc}"
         if problem:
-            self.dead.inc()
-            yield DEAD_LETTER, _dead_letter(self.cfg.topics.ip_changes, raw, problem)
+            yield self.reject(self.cfg.topics.ip_changes, raw, problem)
             return
-        self.events_in.inc()
+        self.accepted.inc()
         yield EVENT_TAG + raw
 
 

@@ -8,18 +8,23 @@ import sys
 
 import pytest
 
+from exporter.probe import unavailable_reason
 from flowattr.processes import free_port, port_accepts
 
 pytestmark = [pytest.mark.flink, pytest.mark.e2e, pytest.mark.slow]
 
 
-def test_demo_prints_the_report_and_leaves_nothing_running(tmp_path):
-    port = free_port()
+def _run_demo(tmp_path, port: int, *args: str) -> dict:
     cmd = [sys.executable, "-m", "flowattr.cli", "--state-dir", str(tmp_path), "demo", "--json",
-           "--source", "simulator", "--port", str(port), "--minutes", "2"]
+           "--port", str(port), *args]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    report = json.loads(out.stdout)
+    return json.loads(out.stdout)
+
+
+def test_demo_prints_the_report_and_leaves_nothing_running(tmp_path):
+    port = free_port()
+    report = _run_demo(tmp_path, port, "--source", "simulator", "--minutes", "2")
     for key in ("flows_in", "attributed", "unattributed", "misattributed", "dead_lettered"):
         assert isinstance(report[key], int), key
     assert report["flows_in"] > 50_000
@@ -30,15 +35,10 @@ def test_demo_prints_the_report_and_leaves_nothing_running(tmp_path):
 
 
 @pytest.mark.bpf
-@pytest.mark.skipif(__import__("exporter.probe", fromlist=["x"]).unavailable_reason() is not None,
-                    reason="eBPF capture unavailable here")
+@pytest.mark.skipif(unavailable_reason() is not None, reason=f"eBPF capture unavailable: {unavailable_reason()}")
 def test_demo_with_real_exporters_between_namespace_hosts(tmp_path):
     port = free_port()
-    cmd = [sys.executable, "-m", "flowattr.cli", "--state-dir", str(tmp_path), "demo", "--json",
-           "--source", "ebpf", "--port", str(port), "--traffic-s", "20"]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    report = json.loads(out.stdout)
+    report = _run_demo(tmp_path, port, "--source", "ebpf", "--traffic-s", "20")
     assert report["source"] == "ebpf"
     assert report["flows_in"] >= 2 * report["connections"] > 0    # both ends of every connection
     assert report["misattributed"] == 0
