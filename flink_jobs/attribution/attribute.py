@@ -4,8 +4,8 @@ For each flow: the range containing its start (within the skew tolerance, with n
 owner within it) gives the workload; otherwise a reason. Flows with NO_EVIDENCE are
 retried while attempts remain; every other reason is final. Never a best guess.
 
-Array work per batch; the only Python loop is per DISTINCT remote IP (a binary search in
-that IP's few ranges), not per flow.
+Array work per batch: one binary search over the concatenated ranges of the batch's
+distinct remote IPs; the only Python loop is a dict lookup per DISTINCT remote IP.
 """
 
 from __future__ import annotations
@@ -43,47 +43,93 @@ class Attribution:
     reason: np.ndarray           # uint8 UnattributedReason (0 if attributed)
 
 
-def lookup_ip(ranges: IpRanges | None, starts: np.ndarray, tolerance_ms: int, horizon_ms: int):
-    """Vectorized lookup of many start times in ONE IP's ranges.
+def _search(rs: np.ndarray, re_: np.ndarray, ro: np.ndarray, offsets: np.ndarray, segment: np.ndarray,
+            starts: np.ndarray, tolerance_ms: int):
+    """Look up many (segment, start) pairs at once in concatenated per-IP ranges.
 
-    Returns (owner, range_start, range_end, reason) arrays; owner -1 where unattributed.
+    rs/re_/ro hold the ranges of several IPs back to back, each IP's slice
+    [offsets[k], offsets[k + 1]) sorted and disjoint; segment[i] names the IP of query i.
+    One searchsorted over combined keys (segment << bits | time - base) replaces one per
+    IP. Returns (owner, range_start, range_end, reason), owner -1 where unattributed.
     """
     n = len(starts)
     owner = np.full(n, -1, np.int64)
     r_start = np.zeros(n, np.int64)
     r_end = np.zeros(n, np.int64)
     reason = np.full(n, NO_EVIDENCE, np.uint8)
-    if ranges is not None and len(ranges):
-        rs, re_, ro = ranges.arrays()
-        lo = np.searchsorted(re_, starts - tolerance_ms, "left")   # first range ending >= t - tol
-        hi = np.searchsorted(rs, starts + tolerance_ms, "right")   # ranges starting <= t + tol
-        count = hi - lo
-        single = count == 1
-        idx = np.where(single, lo, 0)
-        single_owner = ro[idx]
-        ok = single & (single_owner != CONTESTED)
-        owner[ok] = single_owner[ok]
-        r_start[ok], r_end[ok] = rs[idx[ok]], re_[idx[ok]]
-        reason[ok] = 0
-        # A lone contested interval near t: CONFLICT if it contains t, else CLOCK_SKEW.
-        lone_contested = single & (single_owner == CONTESTED)
-        inside = (rs[idx] <= starts) & (starts <= re_[idx])
-        reason[lone_contested] = np.where(inside[lone_contested], CONFLICT, CLOCK_SKEW)
-        for i in np.flatnonzero(count > 1):  # rare: several ranges within the tolerance
-            owners = set(ro[lo[i]:hi[i]].tolist())
-            t = starts[i]
-            containing = [k for k in range(lo[i], hi[i]) if rs[k] <= t <= re_[k]]
-            if len(owners) == 1 and CONTESTED not in owners:
-                k = containing[0] if containing else lo[i]
-                owner[i], r_start[i], r_end[i], reason[i] = ro[k], rs[k], re_[k], 0
-            elif any(ro[k] == CONTESTED for k in containing):
-                reason[i] = CONFLICT
-            else:
-                reason[i] = CLOCK_SKEW
+    if not n or not len(rs):
+        return owner, r_start, r_end, reason
+    # Clipping a query time into [low, high] changes no comparison with any range bound
+    # (all lie strictly inside), and keeps every key within `width` of its segment base.
+    low, high = int(rs.min()) - 1, int(re_.max()) + 1
+    width = high - low + 1
+    segments = len(offsets) - 1
+    if segments > 1 and segments * width >= 2**62:  # absurd time spread: one search per IP instead
+        for k in range(segments):
+            rows = np.flatnonzero(segment == k)
+            sl = slice(offsets[k], offsets[k + 1])
+            o, s, e, r = _search(rs[sl], re_[sl], ro[sl], np.array([0, offsets[k + 1] - offsets[k]]),
+                                 np.zeros(len(rows), np.int64), starts[rows], tolerance_ms)
+            owner[rows], r_start[rows], r_end[rows], reason[rows] = o, s, e, r
+        return owner, r_start, r_end, reason
+    range_segment = np.repeat(np.arange(segments, dtype=np.int64), np.diff(offsets)) * width
+    seg_base = segment.astype(np.int64) * width
+    lo = np.searchsorted(range_segment + (re_ - low), seg_base + (np.clip(starts - tolerance_ms, low, high) - low),
+                         "left")   # first range of the IP ending >= t - tol
+    hi = np.searchsorted(range_segment + (rs - low), seg_base + (np.clip(starts + tolerance_ms, low, high) - low),
+                         "right")  # ranges of the IP starting <= t + tol
+    count = hi - lo
+    single = count == 1
+    idx = np.where(single, lo, 0)
+    single_owner = ro[idx]
+    ok = single & (single_owner != CONTESTED)
+    owner[ok] = single_owner[ok]
+    r_start[ok], r_end[ok] = rs[idx[ok]], re_[idx[ok]]
+    reason[ok] = 0
+    # A lone contested interval near t: CONFLICT if it contains t, else CLOCK_SKEW.
+    lone_contested = single & (single_owner == CONTESTED)
+    inside = (rs[idx] <= starts) & (starts <= re_[idx])
+    reason[lone_contested] = np.where(inside[lone_contested], CONFLICT, CLOCK_SKEW)
+    for i in np.flatnonzero(count > 1):  # rare: several ranges within the tolerance
+        owners = set(ro[lo[i]:hi[i]].tolist())
+        t = starts[i]
+        containing = [k for k in range(lo[i], hi[i]) if rs[k] <= t <= re_[k]]
+        if len(owners) == 1 and CONTESTED not in owners:
+            k = containing[0] if containing else lo[i]
+            owner[i], r_start[i], r_end[i], reason[i] = ro[k], rs[k], re_[k], 0
+        elif any(ro[k] == CONTESTED for k in containing):
+            reason[i] = CONFLICT
+        else:
+            reason[i] = CLOCK_SKEW
+    return owner, r_start, r_end, reason
+
+
+def lookup_ip(ranges: IpRanges | None, starts: np.ndarray, tolerance_ms: int, horizon_ms: int):
+    """Look up many start times in ONE IP's ranges (the same search attribute_batch runs
+    over all of a batch's IPs at once). Returns (owner, range_start, range_end, reason)."""
+    starts = np.asarray(starts, np.int64)
+    rs, re_, ro = ranges.arrays() if ranges is not None else (_EMPTY, _EMPTY, _EMPTY)
+    owner, r_start, r_end, reason = _search(rs, re_, ro, np.array([0, len(rs)]), np.zeros(len(starts), np.int64),
+                                            starts, tolerance_ms)
     expired = starts < horizon_ms
     owner[expired] = -1
     reason[expired] = EXPIRED
     return owner, r_start, r_end, reason
+
+
+_EMPTY = np.zeros(0, np.int64)
+
+
+def distinct_ips(ips: np.ndarray) -> tuple[list[bytes], np.ndarray]:
+    """(distinct 16-byte IPs, index of each row's IP in that list). Fast path: when all IPs
+    share their first 8 bytes (IPv4-mapped, or one /64), dedupe on the last 8 as uint64."""
+    ips = np.ascontiguousarray(ips, np.uint8).reshape(-1, 16)
+    halves = ips.view("<u8")
+    if len(ips) and (halves[:, 0] == halves[0, 0]).all():
+        _, first, inverse = np.unique(halves[:, 1], return_index=True, return_inverse=True)
+    else:
+        _, first, inverse = np.unique(ips.view("V16").ravel(), return_index=True, return_inverse=True)
+    return [ips[f].tobytes() for f in first.tolist()], inverse.ravel()
 
 
 def attribute_batch(remote_ips: np.ndarray, starts: np.ndarray, ends: np.ndarray, attempt: int,
@@ -97,26 +143,41 @@ def attribute_batch(remote_ips: np.ndarray, starts: np.ndarray, ends: np.ndarray
     ev_end = np.zeros(n, np.int64)
     reason = np.full(n, NO_EVIDENCE, np.uint8)
     if n:
+        starts = np.asarray(starts, np.int64)
         by_event = event_cidrs.contains(remote_ips)
-        flat = np.ascontiguousarray(remote_ips).view("V16").ravel()
-        uniq, inverse = np.unique(flat, return_inverse=True)
-        order = np.argsort(inverse, kind="stable")
-        bounds = np.searchsorted(inverse[order], np.arange(len(uniq) + 1))
-        for u in range(len(uniq)):
-            rows = order[bounds[u]:bounds[u + 1]]
-            ip = uniq[u].tobytes()
-            if by_event[rows[0]]:
-                if events is None:
-                    continue
-                table, src = events.table, pb.EVIDENCE_SOURCE_IP_CHANGE_EVENT
-            else:
-                table, src = heartbeats, pb.EVIDENCE_SOURCE_HEARTBEAT
-            o, s, e, r = lookup_ip(table.by_ip.get(ip), starts[rows], cfg.skew_tolerance_ms,
-                                   table.horizon_ms)
-            owner[rows], ev_start[rows], ev_end[rows], reason[rows] = o, s, e, r
-            source[rows] = np.where(o >= 0, src, 0)
+        ips, inverse = distinct_ips(remote_ips)
+        ip_by_event = np.zeros(len(ips), bool)
+        ip_by_event[inverse] = by_event
+        # The ranges of the batch's distinct IPs, back to back (dict lookups per distinct
+        # IP; the arrays are cached in IpRanges until the IP's next change).
+        parts, sizes = [], []
+        for ip, evented in zip(ips, ip_by_event.tolist(), strict=True):
+            table = (events.table if events is not None else None) if evented else heartbeats
+            ranges = table.by_ip.get(ip) if table is not None else None
+            if ranges is None:
+                sizes.append(0)
+                continue
+            parts.append(ranges.arrays())
+            sizes.append(len(ranges))
+        if parts:
+            rs, re_, ro = (np.concatenate([p[c] for p in parts]) for c in range(3))
+        else:
+            rs = re_ = ro = _EMPTY
+        offsets = np.zeros(len(ips) + 1, np.int64)
+        np.cumsum(sizes, out=offsets[1:])
+        owner, ev_start, ev_end, reason = _search(rs, re_, ro, offsets, inverse, starts, cfg.skew_tolerance_ms)
+        source = np.where(owner >= 0, np.where(by_event, pb.EVIDENCE_SOURCE_IP_CHANGE_EVENT,
+                                               pb.EVIDENCE_SOURCE_HEARTBEAT), 0).astype(np.uint8)
+        horizon = np.where(by_event, events.table.horizon_ms if events is not None else -(2**62),
+                           heartbeats.horizon_ms)
+        expired = starts < horizon
+        if events is None:
+            expired &= ~by_event  # no event table: event-CIDR flows simply have no evidence
         invalid = ends < starts
-        owner[invalid], source[invalid], reason[invalid] = -1, 0, INVALID_TIME
+        owner[expired | invalid] = -1
+        source[expired | invalid] = 0
+        reason[expired] = EXPIRED
+        reason[invalid] = INVALID_TIME
     attributed = owner >= 0
     retry = ~attributed & np.isin(reason, RETRYABLE) & (attempt < cfg.max_attempts)
     outcome = np.where(attributed, ATTRIBUTED, np.where(retry, RETRY, UNATTRIBUTED)).astype(np.uint8)
