@@ -261,9 +261,9 @@ class Attribute(KeyedBroadcastProcessFunction):
         header, cols = decode_attributed_batch(payload)
         if not len(cols):
             return
-        remote_regions = self.regions.regions_of(cols["remote_ip"])
+        remote_regions = self.regions.codes_of(cols["remote_ip"])
         for region in self.cfg.other_regions:
-            away = remote_regions == region
+            away = remote_regions == self.regions.regions.index(region)
             if away.any():
                 out = pb.AttributedFlowBatch()
                 out.CopyFrom(header)

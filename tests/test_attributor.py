@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import numpy as np
 import pytest
 
@@ -118,6 +120,22 @@ def test_region_map_uses_longest_prefix_and_ipv4_mapping():
     regions = RegionMap({"10.0.0.0/8": "us-east-1", "10.16.0.0/12": "eu-west-1"})
     got = regions.regions_of(ips_to_array(["10.1.2.3", "10.17.0.1", "192.168.1.1", "10.16.0.0"]))
     assert got.tolist() == ["us-east-1", "eu-west-1", None, "eu-west-1"]
+
+
+def test_region_map_edges_ipv6_and_nesting_agree_with_the_trie_per_ip():
+    """codes_of answers IPv4 by interval search: at every CIDR edge (first, last, one
+    outside) it must agree with the longest-prefix trie, as must IPv6 addresses."""
+    cidrs = {"10.0.0.0/8": "a", "10.16.0.0/12": "b", "10.16.4.0/24": "c", "0.0.0.0/1": "d",
+             "255.255.255.0/24": "e", "2001:db8::/32": "f"}
+    regions = RegionMap(cidrs)
+    texts = ["0.0.0.0", "127.255.255.255", "128.0.0.0", "9.255.255.255", "10.0.0.0", "10.15.255.255",
+             "10.16.0.0", "10.16.3.255", "10.16.4.0", "10.16.4.255", "10.16.5.0", "10.31.255.255",
+             "10.32.0.0", "11.0.0.0", "255.255.254.255", "255.255.255.0", "255.255.255.255",
+             "2001:db8::1", "2001:db9::1", "::1"]
+    got = regions.regions_of(ips_to_array(texts)).tolist()
+    want = [regions.trie.get(str(ipaddress.IPv6Address(ip_to_bytes(t)))) for t in texts]
+    assert got == want
+    assert got[:3] == ["d", "d", None] and got[6:11] == ["b", "b", "c", "c", "b"] and got[-3:] == ["f", None, None]
 
 
 def test_config_rejects_a_tolerance_that_breaks_the_reuse_assumption():
