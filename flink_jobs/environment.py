@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import sysconfig
+import tempfile
 
 from pyflink.common import Configuration
 from pyflink.datastream import StreamExecutionEnvironment
@@ -18,6 +19,9 @@ def embedded_python_path() -> str:
     # Both: .pth files (the editable install's finder) are not processed for PYTHONPATH.
     entries = [sysconfig.get_paths()["purelib"], project_root, os.environ.get("PYTHONPATH", "")]
     return os.pathsep.join(e for e in entries if e)
+
+
+DEFAULT_CHECKPOINT_DIR = "file://" + os.path.join(tempfile.gettempdir(), "flowattr-checkpoints")
 
 
 def make_environment(parallelism: int, checkpoint_interval_ms: int = 0,
@@ -35,8 +39,14 @@ def make_environment(parallelism: int, checkpoint_interval_ms: int = 0,
         conf.set_string("rest.port", str(web_ui_port))
         conf.set_string("rest.bind-address", "127.0.0.1")
         conf.set_string("rest.address", "127.0.0.1")
-    if checkpoint_dir:
-        conf.set_string("execution.checkpointing.dir", checkpoint_dir)
+    if checkpoint_interval_ms:
+        # Never the JobManager's in-memory checkpoint storage (Flink's default without a
+        # dir): it caps state at 5 MB, so a backlog of held batches fails every checkpoint,
+        # the job restarts from the earliest offsets and re-emits everything.
+        conf.set_string("execution.checkpointing.dir", checkpoint_dir or DEFAULT_CHECKPOINT_DIR)
+        # One failed checkpoint (a slow disk, a timeout) must not restart the pipeline;
+        # failures stay visible in the web UI's checkpoint statistics.
+        conf.set_string("execution.checkpointing.tolerable-failed-checkpoints", "3")
     if restore_path:
         conf.set_string("execution.state-recovery.path", restore_path)
     env = StreamExecutionEnvironment.get_execution_environment(conf)

@@ -23,7 +23,7 @@ class JobConfig:
     attribution: AttributionConfig                 # the core's rules
     parallelism: int = 2                           # of every operator
     checkpoint_interval_ms: int = 10_000           # 0 disables checkpointing
-    checkpoint_dir: str | None = None              # file:///... for checkpoints
+    checkpoint_dir: str | None = None              # file:///... (default file:///tmp/flowattr-checkpoints)
     restore_path: str | None = None                # a checkpoint to restore from
     group_id: str = "flowattr-collector"           # Kafka consumer group prefix
     out_of_orderness_ms: int = 10_000              # watermark bound

@@ -161,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "print a table and write bench/results.json", "flowattr bench --e2e-flows 20000000")
     p.add_argument("--port", type=int, default=9192, help="broker port for the benchmark (default 9192)")
     p.add_argument("--e2e-flows", type=int, default=20_000_000, help="flows pre-loaded for the e2e run")
+    p.add_argument("--busy-factor", type=float, default=20,
+                   help="connection rates x this in the throughput runs: busy hosts, large batches (default 20)")
     p.add_argument("--parallelism", type=int, default=2)
     p.add_argument("--latency-s", type=float, default=60, help="seconds of live traffic for the latency run")
     p.add_argument("--latency-hold-s", type=float, default=10, help="hold used in the latency run")
@@ -326,7 +328,7 @@ def _cmd_ipmap(args) -> int:
 def _cmd_bench(args) -> int:
     from flowattr import bench
     cfg = bench.BenchConfig(state=paths.state_dir(args.state_dir), port=args.port, e2e_flows=args.e2e_flows,
-                            parallelism=args.parallelism, latency_s=args.latency_s,
+                            busy_factor=args.busy_factor, parallelism=args.parallelism, latency_s=args.latency_s,
                             latency_hold_s=args.latency_hold_s, exporter_s=args.exporter_s, out=args.out)
     results = bench.run(cfg, _progress, args.only)
     print(bench.format_table(results))

@@ -224,12 +224,14 @@ def score_topics(bootstrap: str, truth_path, regions: list[str], progress=print)
     routes = set(truth["gateway_routes"].tolist())
     attributed: dict[tuple, str] = {}
     unattributed: dict[tuple, int] = {}
+    outcomes = 0  # flow outcomes read, duplicates included
     for region in regions:
         for topic, sink in ((f"attributed.{region}", attributed), (f"unattributed.{region}", unattributed)):
             values = read_topic(bootstrap, topic, idle_timeout_s=5)
             progress(f"read {len(values):,} batches from {topic}")
             for value in values:
                 msg, cols = decode_attributed_batch(value)
+                outcomes += len(cols)
                 names = cols.workloads
                 for i, ref, why in zip(cols["flow_index"].tolist(), cols["remote_workload_ref"].tolist(),
                                        cols["unattributed_reason"].tolist(), strict=True):
@@ -246,4 +248,6 @@ def score_topics(bootstrap: str, truth_path, regions: list[str], progress=print)
     return {"flows": len(true_owner), "attributed": len(attributed), "misattributed": len(wrong),
             "unattributed": len([k for k in unattributed if k not in attributed]), "missing": len(missing),
             "edges_reported": len(edges), "edges_misattributed": len(edges - routes),
-            "not_in_truth": len(unknown), "unattributed_reasons": dict(reasons)}
+            "not_in_truth": len(unknown), "unattributed_reasons": dict(reasons),
+            # Outcomes emitted more than once: AT_LEAST_ONCE allows them only after a restart.
+            "duplicates": outcomes - len(set(attributed) | set(unattributed)) - len(unknown)}

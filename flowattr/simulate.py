@@ -280,10 +280,10 @@ def simulate_flows(fleet: Fleet) -> SimulatedFlows:
     names = sorted(set(records["local_workload"]))
     cols.workloads = [""] + names
     ref = {w: i + 1 for i, w in enumerate(names)}
-    ip_cache: dict[str, bytes] = {}
+    ip_cache = {t: ip_to_bytes(t) for t in set(records["local_ip"]) | set(records["remote_ip"])}
 
     def ip_array(texts):
-        buf = b"".join(ip_cache.setdefault(t, ip_to_bytes(t)) for t in texts)
+        buf = b"".join([ip_cache[t] for t in texts])
         return np.frombuffer(buf, np.uint8).reshape(len(texts), 16)
 
     cols.columns.update({
