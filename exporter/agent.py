@@ -3,7 +3,6 @@ durable spool -> Kafka (publisher). Logs one JSON metrics line a minute (and at 
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import signal
@@ -12,7 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from exporter.batcher import Batcher
+from exporter.batcher import Batcher, LocalFilter
 from exporter.identity import workload_from_certificate
 from exporter.publisher import KafkaSender, Publisher
 from exporter.spool import Spool
@@ -35,36 +34,24 @@ class ExporterConfig:
     alive_file: Path = Path("/tmp/flowattr-exporter.alive")
 
 
-def _local_filter(cidrs: tuple[str, ...]):
-    if not cidrs:
-        return None
-    nets = [ipaddress.ip_network(c) for c in cidrs]
-    mapped = [ipaddress.ip_network(f"::ffff:{n.network_address}/{96 + n.prefixlen}") if n.version == 4 else n
-              for n in nets]
-
-    def accept(ip: bytes) -> bool:
-        addr = ipaddress.IPv6Address(ip)
-        return any(addr in n for n in mapped)
-    return accept
-
-
 def run(cfg: ExporterConfig, probe_factory=None) -> dict:
     from exporter.probe import FlowProbe  # the only bcc import, and only when capturing
 
     identity = workload_from_certificate(cfg.identity_file) if cfg.identity_file else ""
+    local_filter = LocalFilter(cfg.local_cidrs) if cfg.local_cidrs else None
     batcher = Batcher(cfg.exporter_id, cfg.host, cfg.region, int(cfg.window_s * 1000),
-                      identity_workload=identity, local_filter=_local_filter(cfg.local_cidrs))
+                      identity_workload=identity, local_filter=local_filter)
     spool = Spool(cfg.spool_dir, cfg.spool_max_bytes)
     batcher.sequence = spool.last_sequence()
     publisher = Publisher(spool, KafkaSender(cfg.bootstrap), f"flows.{cfg.region}", cfg.exporter_id)
     events = 0
 
-    def on_event(ev):
+    def on_records(rows):
         nonlocal events
-        events += 1
-        batcher.add(ev)
+        events += len(rows)
+        batcher.add_records(rows)
 
-    probe = (probe_factory or FlowProbe)(on_event)
+    probe = (probe_factory or FlowProbe)(on_records)
     stop = False
 
     def request_stop(*_):

@@ -1,16 +1,43 @@
 """Flow events -> one FlowBatch per window (by close time), split when too large for one
 Kafka message, with per-exporter sequence numbers. Windows with no flows still produce an
-(empty) batch: it tells the collector that this exporter's time has moved on."""
+(empty) batch: it tells the collector that this exporter's time has moved on.
+
+Columnar throughout: events arrive as FLOW_EVENT_DTYPE rows in bulk from the ring buffer
+and stay numpy arrays until they are encoded, with no Python object per flow.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from exporter.events import FlowEvent, MonotonicToWall
+from exporter.events import FLOW_EVENT_DTYPE, FlowEvent, MonotonicToWall, records
 from schemas import flowattr_pb2 as pb
 from schemas.columns import FlowColumns, encode_flow_batch
+
+_V4_PREFIX = np.array([0] * 10 + [0xFF, 0xFF], np.uint8)
+
+
+class LocalFilter:
+    """Which local IPs this exporter reports (IPv4 CIDRs by interval test, IPv6 per row)."""
+
+    def __init__(self, cidrs: tuple[str, ...]):
+        nets = [ipaddress.ip_network(c) for c in cidrs]
+        self.v4 = [(int(n.network_address), int(n.broadcast_address)) for n in nets if n.version == 4]
+        self.v6 = [n for n in nets if n.version == 6]
+
+    def accept(self, ips: np.ndarray) -> np.ndarray:
+        """(n, 16) uint8 IPv4-mapped/IPv6 -> bool per row."""
+        is_v4 = (ips[:, :12] == _V4_PREFIX).all(axis=1)
+        v4 = ips[:, 12:16].copy().view(">u4").ravel().astype(np.int64)
+        ok = np.zeros(len(ips), bool)
+        for lo, hi in self.v4:
+            ok |= is_v4 & (v4 >= lo) & (v4 <= hi)
+        for row in np.flatnonzero(~is_v4) if self.v6 else ():
+            ok[row] = any(ipaddress.IPv6Address(ips[row].tobytes()) in n for n in self.v6)
+        return ok
 
 
 @dataclass
@@ -21,23 +48,34 @@ class Batcher:
     window_ms: int = 60_000
     max_flows_per_message: int = 50_000   # ~5 MB per message at ~100 bytes per flow
     identity_workload: str = ""           # host mode: the identity file's workload
-    local_filter: object = None           # optional callable(local_ip bytes) -> bool
+    local_filter: LocalFilter | None = None
     clock: MonotonicToWall = field(default_factory=MonotonicToWall)
     sequence: int = 0
-    windows: dict[int, list[tuple]] = field(default_factory=dict)
+    # window start -> list of (rows, start_ms, end_ms) chunks as they arrived
+    windows: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = field(default_factory=dict)
     next_window_start: int | None = None
 
     def add(self, ev: FlowEvent) -> None:
-        if self.local_filter is not None and not self.local_filter(ev.local_ip):
+        self.add_records(records([ev]))
+
+    def add_records(self, rows: np.ndarray) -> None:
+        """Add FLOW_EVENT_DTYPE rows (one ring-buffer read)."""
+        if self.local_filter is not None and len(rows):
+            rows = rows[self.local_filter.accept(rows["local_ip"])]
+        if not len(rows):
             return
-        start_ms, end_ms = self.clock.to_ms(ev.start_ns), self.clock.to_ms(ev.end_ns)
-        workload, attribution = ev.workload, ev.attribution
-        if attribution == pb.LOCAL_ATTRIBUTION_UNKNOWN and self.identity_workload:
-            workload, attribution = self.identity_workload, pb.LOCAL_ATTRIBUTION_IDENTITY_FILE
+        if self.identity_workload:
+            unknown = rows["attribution"] == pb.LOCAL_ATTRIBUTION_UNKNOWN
+            if unknown.any():
+                rows = rows.copy()
+                rows["workload"][unknown] = self.identity_workload.encode()[:64]
+                rows["attribution"][unknown] = pb.LOCAL_ATTRIBUTION_IDENTITY_FILE
+        start_ms = self.clock.to_ms_array(rows["start_ns"])
+        end_ms = self.clock.to_ms_array(rows["end_ns"])
         window = end_ms // self.window_ms * self.window_ms
-        self.windows.setdefault(window, []).append(
-            (ev.local_ip, ev.remote_ip, ev.local_port, ev.remote_port, start_ms, end_ms, ev.bytes_sent,
-             ev.bytes_received, ev.retransmits, ev.srtt_us, workload, attribution, ev.direction))
+        for w in np.unique(window).tolist():
+            sel = window == w
+            self.windows.setdefault(w, []).append((rows[sel], start_ms[sel], end_ms[sel]))
 
     def flush_due(self, now_ms: int, grace_ms: int = 2_000) -> list[tuple[int, bytes]]:
         """Encoded messages (window end, FlowBatch bytes) of every window that ended at
@@ -54,28 +92,40 @@ class Batcher:
             out.extend(self._encode(late, self.windows.pop(late)))
         return out
 
-    def _encode(self, window: int, rows: list[tuple]) -> list[tuple[int, bytes]]:
-        chunks = [rows[i:i + self.max_flows_per_message] for i in range(0, len(rows), self.max_flows_per_message)]
-        chunks = chunks or [[]]
+    def _encode(self, window: int, chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> list[tuple[int, bytes]]:
+        if chunks:
+            rows = np.concatenate([c[0] for c in chunks])
+            start_ms = np.concatenate([c[1] for c in chunks])
+            end_ms = np.concatenate([c[2] for c in chunks])
+        else:
+            rows, start_ms, end_ms = np.zeros(0, FLOW_EVENT_DTYPE), np.zeros(0, np.int64), np.zeros(0, np.int64)
+        cuts = list(range(0, len(rows), self.max_flows_per_message)) or [0]
         out = []
-        for part, chunk in enumerate(chunks):
+        for part, lo in enumerate(cuts):
+            hi = lo + self.max_flows_per_message
             self.sequence += 1
+            chunk = rows[lo:hi]
             cols = FlowColumns.zeros(len(chunk))
-            names = sorted({r[10] for r in chunk if r[10]})
-            cols.workloads = [""] + names
-            if chunk:
-                ref = {w: i + 1 for i, w in enumerate(names)}
-                for name, idx, dtype in (("local_port", 2, np.uint16), ("remote_port", 3, np.uint16),
-                                         ("start_ms", 4, np.int64), ("end_ms", 5, np.int64),
-                                         ("bytes_sent", 6, np.uint64), ("bytes_received", 7, np.uint64),
-                                         ("retransmits", 8, np.uint32), ("rtt_us", 9, np.uint32),
-                                         ("local_attribution", 11, np.uint8), ("direction", 12, np.uint8)):
-                    cols.columns[name] = np.array([r[idx] for r in chunk], dtype)
-                cols.columns["local_ip"] = np.frombuffer(b"".join(r[0] for r in chunk), np.uint8).reshape(-1, 16)
-                cols.columns["remote_ip"] = np.frombuffer(b"".join(r[1] for r in chunk), np.uint8).reshape(-1, 16)
-                cols.columns["local_workload_ref"] = np.array([ref.get(r[10], 0) for r in chunk], np.uint32)
+            # Workload names: NUL-padded in the event; ref 0 is "unknown".
+            names, ref = np.unique(chunk["workload"], return_inverse=True)
+            texts = [n.split(b"\0", 1)[0].decode("utf-8", "replace") for n in names.tolist()]
+            if texts and texts[0] == "":
+                cols.workloads = texts
+                cols.columns["local_workload_ref"] = ref.ravel().astype(np.uint32)
+            else:
+                cols.workloads = [""] + texts
+                cols.columns["local_workload_ref"] = ref.ravel().astype(np.uint32) + 1
+            for name in ("local_port", "remote_port", "bytes_sent", "bytes_received", "retransmits",
+                         "local_attribution", "direction"):
+                source = "attribution" if name == "local_attribution" else name
+                cols.columns[name] = chunk[source].astype(cols.columns[name].dtype)
+            cols.columns["rtt_us"] = chunk["srtt_us"].astype(np.uint32)
+            cols.columns["start_ms"] = start_ms[lo:hi]
+            cols.columns["end_ms"] = end_ms[lo:hi]
+            cols.columns["local_ip"] = np.ascontiguousarray(chunk["local_ip"])
+            cols.columns["remote_ip"] = np.ascontiguousarray(chunk["remote_ip"])
             header = pb.FlowBatch(exporter_id=self.exporter_id, host=self.host, region=self.region,
                                   window_start_ms=window, window_end_ms=window + self.window_ms,
-                                  sequence=self.sequence, part=part, part_count=len(chunks))
+                                  sequence=self.sequence, part=part, part_count=len(cuts))
             out.append((window + self.window_ms, encode_flow_batch(header, cols)))
         return out

@@ -26,8 +26,17 @@ import struct
 import time
 from dataclasses import dataclass
 
+import numpy as np
+
 FLOW_EVENT = struct.Struct("<QQQQ16s16sIIHHBB2x64s")
 assert FLOW_EVENT.size == 144
+# The same layout as a numpy record, for events read in bulk from the ring buffer.
+FLOW_EVENT_DTYPE = np.dtype([
+    ("start_ns", "<u8"), ("end_ns", "<u8"), ("bytes_sent", "<u8"), ("bytes_received", "<u8"),
+    ("local_ip", "u1", 16), ("remote_ip", "u1", 16), ("srtt_us", "<u4"), ("retransmits", "<u4"),
+    ("local_port", "<u2"), ("remote_port", "<u2"), ("direction", "u1"), ("attribution", "u1"),
+    ("pad", "V2"), ("workload", "S64")])
+assert FLOW_EVENT_DTYPE.itemsize == FLOW_EVENT.size
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,19 @@ def decode(raw: bytes) -> FlowEvent:
                      workload.split(b"\0", 1)[0].decode("utf-8", "replace"))
 
 
+def records(events: list[FlowEvent]) -> np.ndarray:
+    """FlowEvents as FLOW_EVENT_DTYPE rows (what the ring buffer delivers)."""
+    raw = b"".join(FLOW_EVENT.pack(e.start_ns, e.end_ns, e.bytes_sent, e.bytes_received, e.local_ip, e.remote_ip,
+                                   e.srtt_us, e.retransmits, e.local_port, e.remote_port, e.direction,
+                                   e.attribution, e.workload.encode()) for e in events)
+    return np.frombuffer(raw, FLOW_EVENT_DTYPE).copy()
+
+
+def events_of(rows: np.ndarray) -> list[FlowEvent]:
+    """FLOW_EVENT_DTYPE rows as FlowEvents (for tests and tools; the agent stays columnar)."""
+    return [decode(row.tobytes()) for row in rows]
+
+
 class MonotonicToWall:
     """Converts CLOCK_MONOTONIC ns (bpf_ktime_get_ns) to epoch ms; the offset is
     re-measured every minute so wall-clock adjustments (NTP) are followed."""
@@ -68,3 +90,7 @@ class MonotonicToWall:
             self._offset_ns = time.time_ns() - time.monotonic_ns()
             self._measured = now
         return (monotonic_ns + self._offset_ns) // 1_000_000
+
+    def to_ms_array(self, monotonic_ns: np.ndarray) -> np.ndarray:
+        self.to_ms(0)  # refresh the offset when due
+        return ((monotonic_ns.astype(np.int64) + self._offset_ns) // 1_000_000).astype(np.int64)

@@ -63,8 +63,8 @@ def _dataset(minutes: int = 30, seed: int = 7, busy_factor: float = 1.0):
 # The simulated fleet at its evaluation rates makes ~220 flows per host-minute batch; a
 # fleet handling millions of flows/s sends batches of thousands (5 M flows/s over 10k hosts
 # is 30k flows per host-minute). The throughput runs use busy hosts (rates x busy_factor),
-# sized by how many flows they need (~1.2 M flows per simulated minute at x20).
-FLOWS_PER_MINUTE_PER_BUSY = 60_000
+# sized by how many flows they need (~0.84 M flows per simulated minute at x20).
+FLOWS_PER_MINUTE_PER_BUSY = 42_000
 
 
 @dataclass

@@ -47,8 +47,9 @@ def captured(hosts):
     ipmap.assign(IP_B, "netns-server")
     ipmap.assign(IP_A, "netns-client")
     ipmap.assign_port(IP_A, TRANSLATED_PORT, "translated-client")
+    from exporter.events import events_of
     events = []
-    probe = FlowProbe(events.append)
+    probe = FlowProbe(lambda rows: events.extend(events_of(rows)))
     stop = threading.Event()
 
     def poll():

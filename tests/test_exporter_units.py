@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import datetime
 
+import numpy as np
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from exporter.batcher import Batcher
+from exporter.batcher import Batcher, LocalFilter
 from exporter.btf import BtfError, struct_member_offsets
-from exporter.events import FLOW_EVENT, FlowEvent, decode
+from exporter.events import FLOW_EVENT, FLOW_EVENT_DTYPE, FlowEvent, decode, events_of, records
 from exporter.identity import IdentityError, workload_from_certificate
 from exporter.publisher import Publisher
 from exporter.spool import Spool
@@ -95,6 +96,9 @@ class FixedClock:
     def to_ms(self, ns: int) -> int:
         return ns // 1_000_000
 
+    def to_ms_array(self, ns):
+        return (ns // 1_000_000).astype("int64")
+
 
 def _event(start_ms, end_ms, attribution=4, workload="", local="10.0.0.1"):
     return FlowEvent(start_ms * 1_000_000, end_ms * 1_000_000, 10, 20, ip_to_bytes(local),
@@ -126,6 +130,43 @@ def test_batcher_splits_large_windows_into_parts():
     assert [(h.part, h.part_count, len(c)) for h, c in out] == [(0, 3, 2), (1, 3, 2), (2, 3, 1)]
     assert [h.sequence for h, _ in out] == [1, 2, 3]
     assert bytes_to_ip(out[0][1]["local_ip"][0].tobytes()) == "10.0.0.1"
+
+
+def test_golden_event_decodes_the_same_as_a_ring_record():
+    rows = np.frombuffer(GOLDEN, FLOW_EVENT_DTYPE)
+    assert events_of(rows) == [decode(GOLDEN)]
+    assert records([decode(GOLDEN)]).tobytes()[:78] == GOLDEN[:78]   # up to the padding
+    assert rows["workload"][0].split(b"\0")[0].decode() == decode(GOLDEN).workload
+
+
+def test_one_bulk_read_is_batched_like_the_same_events_one_by_one():
+    """A ring read of mixed windows, local IPs and attributions, worked by hand: only the
+    10.0.0.0/24 and 2001:db8::/64 rows are kept; unknown rows take the identity workload."""
+    evs = [_event(1_000, 2_000, attribution=2, workload="cache"),             # window 0
+           _event(1_500, 59_999, local="10.0.1.1"),                           # filtered out
+           _event(50_000, 61_000),                                            # window 60 s, identity
+           _event(3_000, 4_000, local="2001:db8::5", attribution=3, workload="proxy"),  # window 0
+           _event(5_000, 6_000, local="2001:db9::5")]                         # filtered out
+    bulk = Batcher("e1", "h1", "r1", identity_workload="web", clock=FixedClock(),
+                   local_filter=LocalFilter(("10.0.0.0/24", "2001:db8::/64")))
+    bulk.add_records(records(evs))
+    out = [decode_flow_batch(v) for _, v in bulk.flush_due(now_ms=125_000)]
+    assert [(h.window_start_ms, len(c)) for h, c in out] == [(0, 2), (60_000, 1)]
+    first, second = out[0][1], out[1][1]
+    assert [bytes_to_ip(ip.tobytes()) for ip in first["local_ip"]] == ["10.0.0.1", "2001:db8::5"]
+    assert [first.workloads[r] for r in first["local_workload_ref"]] == ["cache", "proxy"]
+    assert first["start_ms"].tolist() == [1_000, 3_000] and first["end_ms"].tolist() == [2_000, 4_000]
+    assert first["local_attribution"].tolist() == [pb.LOCAL_ATTRIBUTION_IP_MAP, pb.LOCAL_ATTRIBUTION_PORT_MAP]
+    assert second.workloads[second["local_workload_ref"][0]] == "web"
+    assert second["local_attribution"][0] == pb.LOCAL_ATTRIBUTION_IDENTITY_FILE
+    assert (second["bytes_sent"][0], second["bytes_received"][0], second["rtt_us"][0]) == (10, 20, 5)
+    one_by_one = Batcher("e1", "h1", "r1", identity_workload="web", clock=FixedClock(),
+                         local_filter=LocalFilter(("10.0.0.0/24", "2001:db8::/64")))
+    for ev in evs:
+        one_by_one.add(ev)
+    again = [decode_flow_batch(v) for _, v in one_by_one.flush_due(now_ms=125_000)]
+    assert [(h, c.workloads, {k: a.tolist() for k, a in c.columns.items()}) for h, c in again] == \
+           [(h, c.workloads, {k: a.tolist() for k, a in c.columns.items()}) for h, c in out]
 
 
 def test_spool_survives_reopen_keeps_order_and_refuses_loudly_when_full(tmp_path, caplog):
