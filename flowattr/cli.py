@@ -84,8 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = _subparser(sub, "cluster", "run a standalone Flink cluster with the web UI on :8081",
                    "flowattr cluster start --slots 4")
     csub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    pc = _subparser(csub, "start", "start JobManager + TaskManager", "flowattr cluster start")
-    pc.add_argument("--slots", type=int, default=4, help="task slots (default 4)")
+    pc = _subparser(csub, "start", "start JobManager + TaskManager(s)", "flowattr cluster start --taskmanagers 2 --slots 1")
+    pc.add_argument("--slots", type=int, default=4, help="task slots per TaskManager (default 4)")
+    pc.add_argument("--taskmanagers", type=int, default=1,
+                    help="TaskManager JVMs (default 1); Python (thread mode) scales with these, one GIL each")
     _subparser(csub, "stop", "stop the cluster", "flowattr cluster stop")
     _subparser(csub, "status", "show the cluster overview", "flowattr cluster status")
 
@@ -219,7 +221,7 @@ def _cmd_cluster(args) -> int:
     from flowattr import flink_cluster
     state = paths.state_dir(args.state_dir)
     if args.action == "start":
-        flink_cluster.start(state, args.slots)
+        flink_cluster.start(state, args.slots, taskmanagers=args.taskmanagers)
     elif args.action == "stop":
         flink_cluster.stop(state)
     else:

@@ -1,5 +1,9 @@
-"""A standalone Flink cluster (JobManager + one TaskManager) run from the apache-flink
-wheel, with its configuration, logs and pids under the state directory.
+"""A standalone Flink cluster (JobManager + TaskManagers) run from the apache-flink wheel,
+with its configuration, logs and pids under the state directory.
+
+Thread mode runs Python inside each TaskManager JVM, under that interpreter's one GIL:
+Python work scales with TaskManagers, not with slots. Run one TaskManager per core the
+job's Python should use (`--taskmanagers`), each with `slots` slots.
 
 Web UI and REST API: http://127.0.0.1:8081 (`/jobs/overview`,
 `/jobs/<id>/vertices/<vertex>/backpressure`, `/jobs/<id>/vertices/<vertex>/metrics`).
@@ -38,7 +42,7 @@ def _env(state: Path) -> dict[str, str]:
     return env
 
 
-def write_config(state: Path, slots: int = 4, rest_port: int = REST_PORT) -> Path:
+def write_config(state: Path, slots: int = 4, rest_port: int = REST_PORT, taskmanagers: int = 1) -> Path:
     """Copy the wheel's conf/ into the state dir and set loopback addresses, slots and
     the venv's Python for workers."""
     conf_dir = state / "flink-conf"
@@ -58,7 +62,7 @@ def write_config(state: Path, slots: int = 4, rest_port: int = REST_PORT) -> Pat
     config["python"] = {"executable": py, "client": {"executable": py}, "execution-mode": "thread"}
     (conf_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     (conf_dir / "masters").write_text(f"127.0.0.1:{rest_port}\n")
-    (conf_dir / "workers").write_text("127.0.0.1\n")
+    (conf_dir / "workers").write_text("127.0.0.1\n" * taskmanagers)  # start-cluster.sh: one TM per line
     for d in ("flink-log", "flink-pid"):
         (state / d).mkdir(exist_ok=True)
     return conf_dir
@@ -77,7 +81,7 @@ def is_running(rest_port: int = REST_PORT) -> bool:
         return False
 
 
-def start(state: Path, slots: int = 4, timeout_s: float = 90.0, progress=print) -> None:
+def start(state: Path, slots: int = 4, timeout_s: float = 90.0, progress=print, taskmanagers: int = 1) -> None:
     if is_running():
         progress("Flink cluster already running: http://127.0.0.1:8081")
         return
@@ -85,16 +89,16 @@ def start(state: Path, slots: int = 4, timeout_s: float = 90.0, progress=print) 
         if not port_is_free(port):
             raise PortInUseError(f"port {port} on 127.0.0.1 is in use; stop whatever holds it "
                                  "(another Flink cluster? `flowattr cluster stop`) and retry")
-    write_config(state, slots)
+    write_config(state, slots, taskmanagers=taskmanagers)
     script = paths.pyflink_home() / "bin" / "start-cluster.sh"
-    progress("starting Flink cluster (JobManager + TaskManager, ~10-20 s)")
+    progress(f"starting Flink cluster (JobManager + {taskmanagers} TaskManager(s) x {slots} slots, ~10-20 s)")
     subprocess.run(["bash", str(script)], env=_env(state), check=True,
                    stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if is_running():
             overview = rest_get("/overview")
-            if overview.get("taskmanagers", 0) >= 1:
+            if overview.get("taskmanagers", 0) >= taskmanagers:
                 progress(f"Flink cluster up: web UI http://127.0.0.1:{REST_PORT} "
                          f"({overview.get('slots-total')} slots); logs {state / 'flink-log'}")
                 return

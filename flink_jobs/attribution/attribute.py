@@ -148,6 +148,8 @@ def attribute_batch(remote_ips: np.ndarray, starts: np.ndarray, ends: np.ndarray
         ips, inverse = distinct_ips(remote_ips)
         ip_by_event = np.zeros(len(ips), bool)
         ip_by_event[inverse] = by_event
+        if events is not None:  # open assignments of this batch's event IPs, up to the horizon
+            events.materialize_open([ip for ip, evented in zip(ips, ip_by_event.tolist(), strict=True) if evented])
         # The ranges of the batch's distinct IPs, back to back (dict lookups per distinct
         # IP; the arrays are cached in IpRanges until the IP's next change).
         parts, sizes = [], []

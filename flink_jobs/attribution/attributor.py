@@ -33,11 +33,16 @@ class Attributor:
         return sum(self.heartbeats.learn(c.ip, c.workload, c.start_ms, c.end_ms).conflicts
                    for c in claims)
 
-    def apply_event(self, ip: bytes, workload: str, action: int, event_ms: int) -> None:
+    def apply_event(self, ip: bytes, workload: str, action: int, event_ms: int) -> bool:
+        """Apply an IP-change event; False if its IP is outside the event CIDRs (such IPs
+        are never attributed from events: only the stream's event time is taken)."""
+        if not self.event_cidrs.contains(np.frombuffer(ip, np.uint8).reshape(1, 16))[0]:
+            self.events.observe(event_ms)
+            return False
         self.events.apply(ip, workload, action, event_ms)
+        return True
 
     def attribute(self, cols: FlowColumns, attempt: int) -> Attribution:
-        self.events.materialize_open()
         return attribute_batch(cols["remote_ip"], cols["start_ms"], cols["end_ms"], attempt,
                                self.heartbeats, self.events, self.event_cidrs, self.cfg)
 

@@ -44,10 +44,15 @@ class EventTable:
     def horizon_ms(self) -> int:
         return self.latest_event_ms - self.max_delay_ms
 
-    def apply(self, ip: bytes, workload: str, action: int, event_ms: int) -> None:
+    def observe(self, event_ms: int) -> None:
+        """Event time of the stream moves on (every event, whatever its IP: the horizon is
+        a promise about the whole stream's delay)."""
         if event_ms < self.horizon_ms:
             self.late_events += 1  # beyond the delay bound: the horizon promise was broken
         self.latest_event_ms = max(self.latest_event_ms, event_ms)
+
+    def apply(self, ip: bytes, workload: str, action: int, event_ms: int) -> None:
+        self.observe(event_ms)
         if action == ASSIGNED:
             pending = self.early_unassigned.get(ip, [])
             match = next((p for p in pending if p[1] == workload and p[0] >= event_ms), None)
@@ -74,12 +79,13 @@ class EventTable:
         if s <= e:
             self.table.learn(ip, workload, s, e)
 
-    def materialize_open(self) -> None:
-        """Make open assignments visible as ranges ending at the current horizon.
+    def materialize_open(self, ips) -> None:
+        """Make the open assignments of `ips` visible as ranges ending at the current horizon.
 
-        Called before each attribution pass; each open assignment's range only grows
+        Called before attributing flows to these IPs; an open assignment's range only grows
         (the horizon only advances), so re-learning it just extends the same range."""
         end = self.horizon_ms - self.time_error_ms  # the unassignment may be err early
-        for ip, current in self.open.items():
-            if current.start_ms + self.time_error_ms <= end:
+        for ip in ips:
+            current = self.open.get(ip)
+            if current is not None and current.start_ms + self.time_error_ms <= end:
                 self.table.learn(ip, current.workload, current.start_ms + self.time_error_ms, end)
