@@ -84,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _subparser(sub, "cluster", "run a standalone Flink cluster with the web UI on :8081",
                    "flowattr cluster start --slots 4")
     csub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    pc = _subparser(csub, "start", "start JobManager + TaskManager(s)", "flowattr cluster start --taskmanagers 2 --slots 1")
+    pc = _subparser(csub, "start", "start JobManager + TaskManager(s)",
+                    "flowattr cluster start --taskmanagers 2 --slots 1")
     pc.add_argument("--slots", type=int, default=4, help="task slots per TaskManager (default 4)")
     pc.add_argument("--taskmanagers", type=int, default=1,
                     help="TaskManager JVMs (default 1); Python (thread mode) scales with these, one GIL each")
