@@ -292,7 +292,7 @@ class Attribute(KeyedBroadcastProcessFunction):
         attempt = header.attempts + 1
         self.metrics["attempts"].inc()
         result = self.attributor.attribute(cols, attempt)
-        out = batches.split_attempt(header, cols, result, self.attributor.owner_names(result.owner), attempt,
+        out = batches.split_attempt(header, cols, result, self.attributor.names.names, attempt,
                                     now_ms, self.cfg.attribution.retry_delay_ms, self.cfg.region)
         for name, count in out.counts.items():
             if name.startswith("unattributed_"):

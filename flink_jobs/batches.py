@@ -104,18 +104,23 @@ class AttemptOutput:
 
 
 def split_attempt(header: pb.AttributedFlowBatch, cols: FlowColumns, result: Attribution,
-                  owner_names: list[str], attempt: int, now_ms: int, retry_delay_ms: int,
+                  names: list[str], attempt: int, now_ms: int, retry_delay_ms: int,
                   region: str) -> AttemptOutput:
-    """Turn one attempt's result into output records (each None when empty)."""
+    """Turn one attempt's result into output records (each None when empty). `names`
+    maps the result's owner ids to workload names (the attributor's WorkloadNames)."""
     workloads = list(cols.workloads)
     refs = {w: i for i, w in enumerate(workloads)}
-    remote_ref = np.zeros(len(cols), np.uint32)
-    for i, name in enumerate(owner_names):
-        if name:
+    # One dictionary entry per DISTINCT owner, then one gather for all flows.
+    owners, inverse = np.unique(result.owner, return_inverse=True)
+    ref_of_owner = np.zeros(len(owners), np.uint32)
+    for k, owner in enumerate(owners.tolist()):
+        if owner >= 0:
+            name = names[owner]
             if name not in refs:
                 refs[name] = len(workloads)
                 workloads.append(name)
-            remote_ref[i] = refs[name]
+            ref_of_owner[k] = refs[name]
+    remote_ref = ref_of_owner[inverse.ravel()] if len(cols) else np.zeros(0, np.uint32)
     full = FlowColumns(dict(cols.columns), workloads)
     full.columns.update({"remote_workload_ref": remote_ref, "evidence_source": result.source,
                          "evidence_start_ms": result.evidence_start, "evidence_end_ms": result.evidence_end,

@@ -146,3 +146,30 @@ def test_config_rejects_a_tolerance_that_breaks_the_reuse_assumption():
 def test_empty_batch():
     result = Attributor(CFG).attribute(FlowColumns.zeros(0), attempt=1)
     assert len(result.outcome) == 0 and np.asarray(result.owner).dtype == np.int64
+
+
+def test_split_attempt_names_owners_per_flow_and_routes_each_outcome():
+    """Owner ids -> the output's workload dictionary, worked by hand: the batch already
+    names "web" (its local workload, ref 1); owners db, web, db, none, none."""
+    from flink_jobs.attribution.attribute import Attribution
+    from flink_jobs.batches import split_attempt
+    from schemas.columns import ATTRIBUTION_COLUMNS, FLOW_COLUMNS, decode_attributed_batch
+    cols = FlowColumns.zeros(5, FLOW_COLUMNS | ATTRIBUTION_COLUMNS)
+    cols.workloads = ["", "web"]
+    names = ["cache", "db", "web"]                      # the attributor's ids 0, 1, 2
+    result = Attribution(outcome=np.array([ATTRIBUTED, ATTRIBUTED, ATTRIBUTED, RETRY, UNATTRIBUTED], np.uint8),
+                         owner=np.array([1, 2, 1, -1, -1], np.int64), source=np.array([1, 1, 1, 0, 0], np.uint8),
+                         evidence_start=np.array([10, 20, 30, 0, 0], np.int64),
+                         evidence_end=np.array([11, 21, 31, 0, 0], np.int64),
+                         reason=np.array([0, 0, 0, NO_EVIDENCE, CONFLICT], np.uint8))
+    out = split_attempt(pb.AttributedFlowBatch(source_exporter_id="e1"), cols, result, names, 2, 5_000, 60_000,
+                        "r1")
+    header, hit = decode_attributed_batch(out.attributed)
+    assert [hit.workloads[r] for r in hit["remote_workload_ref"]] == ["db", "web", "db"]
+    assert hit.workloads == ["", "web", "db"] and hit["evidence_start_ms"].tolist() == [10, 20, 30]
+    assert header.attempts == 2 and header.region == "r1"
+    retry_header, retry = decode_attributed_batch(out.retry)
+    assert len(retry) == 1 and retry_header.next_attempt_ms == 65_000 and retry["remote_workload_ref"][0] == 0
+    _, final = decode_attributed_batch(out.unattributed)
+    assert final["unattributed_reason"].tolist() == [CONFLICT]
+    assert out.counts == {"attributed": 3, "retried": 1, "unattributed": 1, "unattributed_CONFLICT": 1}
