@@ -194,17 +194,20 @@ class Attribute(KeyedBroadcastProcessFunction):
 
     # -- broadcast side: learn ---------------------------------------------------------
     def _sync(self, state) -> None:
-        events_by_ip = []
+        events_by_ip, saved_event_time = [], None
         for key, value in state.items():
             if key.startswith("hb:"):
                 self.attributor.heartbeats.restore_ip(bytes.fromhex(key[3:]), value.encode("latin-1"))
             elif key.startswith("ev:"):
                 events_by_ip.append(_decode_event_log(value.encode("latin-1")))
             elif key == EVENT_TIME_KEY:
-                self.attributor.events.observe(int(value))
+                saved_event_time = int(value)
         for log in events_by_ip:
             for event in sorted(log, key=lambda e: e.emit_time_ms):
                 self.attributor.apply_event(event.ip, event.workload, event.action, event.event_time_ms)
+        if saved_event_time is not None:  # after the replay, so replayed events do not count as late
+            self.attributor.events.observe(saved_event_time)
+            self.event_time_saved_ms = saved_event_time
         self.synced = True
 
     def process_broadcast_element(self, value, ctx):
