@@ -11,10 +11,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from exporter.batcher import Batcher, LocalFilter
+from exporter.batcher import Batcher
 from exporter.identity import workload_from_certificate
 from exporter.publisher import KafkaSender, Publisher
 from exporter.spool import Spool
+from flink_jobs.attribution.regions import CidrSet
 
 log = logging.getLogger("flowattr.exporter")
 
@@ -38,7 +39,7 @@ def run(cfg: ExporterConfig, probe_factory=None) -> dict:
     from exporter.probe import FlowProbe  # the only bcc import, and only when capturing
 
     identity = workload_from_certificate(cfg.identity_file) if cfg.identity_file else ""
-    local_filter = LocalFilter(cfg.local_cidrs) if cfg.local_cidrs else None
+    local_filter = CidrSet(cfg.local_cidrs) if cfg.local_cidrs else None
     batcher = Batcher(cfg.exporter_id, cfg.host, cfg.region, int(cfg.window_s * 1000),
                       identity_workload=identity, local_filter=local_filter)
     spool = Spool(cfg.spool_dir, cfg.spool_max_bytes)

@@ -8,36 +8,14 @@ and stay numpy arrays until they are encoded, with no Python object per flow.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from exporter.events import FLOW_EVENT_DTYPE, FlowEvent, MonotonicToWall, records
+from flink_jobs.attribution.regions import CidrSet
 from schemas import flowattr_pb2 as pb
 from schemas.columns import FlowColumns, encode_flow_batch
-
-_V4_PREFIX = np.array([0] * 10 + [0xFF, 0xFF], np.uint8)
-
-
-class LocalFilter:
-    """Which local IPs this exporter reports (IPv4 CIDRs by interval test, IPv6 per row)."""
-
-    def __init__(self, cidrs: tuple[str, ...]):
-        nets = [ipaddress.ip_network(c) for c in cidrs]
-        self.v4 = [(int(n.network_address), int(n.broadcast_address)) for n in nets if n.version == 4]
-        self.v6 = [n for n in nets if n.version == 6]
-
-    def accept(self, ips: np.ndarray) -> np.ndarray:
-        """(n, 16) uint8 IPv4-mapped/IPv6 -> bool per row."""
-        is_v4 = (ips[:, :12] == _V4_PREFIX).all(axis=1)
-        v4 = ips[:, 12:16].copy().view(">u4").ravel().astype(np.int64)
-        ok = np.zeros(len(ips), bool)
-        for lo, hi in self.v4:
-            ok |= is_v4 & (v4 >= lo) & (v4 <= hi)
-        for row in np.flatnonzero(~is_v4) if self.v6 else ():
-            ok[row] = any(ipaddress.IPv6Address(ips[row].tobytes()) in n for n in self.v6)
-        return ok
 
 
 @dataclass
@@ -48,7 +26,7 @@ class Batcher:
     window_ms: int = 60_000
     max_flows_per_message: int = 50_000   # ~5 MB per message at ~100 bytes per flow
     identity_workload: str = ""           # host mode: the identity file's workload
-    local_filter: LocalFilter | None = None
+    local_filter: CidrSet | None = None   # report only flows whose local IP is in these CIDRs
     clock: MonotonicToWall = field(default_factory=MonotonicToWall)
     sequence: int = 0
     # window start -> list of (rows, start_ms, end_ms) chunks as they arrived
@@ -61,7 +39,7 @@ class Batcher:
     def add_records(self, rows: np.ndarray) -> None:
         """Add FLOW_EVENT_DTYPE rows (one ring-buffer read)."""
         if self.local_filter is not None and len(rows):
-            rows = rows[self.local_filter.accept(rows["local_ip"])]
+            rows = rows[self.local_filter.contains(rows["local_ip"])]
         if not len(rows):
             return
         if self.identity_workload:

@@ -84,13 +84,9 @@ class MonotonicToWall:
         self._measured = -1e18
         self._offset_ns = 0
 
-    def to_ms(self, monotonic_ns: int) -> int:
+    def to_ms_array(self, monotonic_ns: np.ndarray) -> np.ndarray:
         now = time.monotonic()
         if now - self._measured > 60:
             self._offset_ns = time.time_ns() - time.monotonic_ns()
             self._measured = now
-        return (monotonic_ns + self._offset_ns) // 1_000_000
-
-    def to_ms_array(self, monotonic_ns: np.ndarray) -> np.ndarray:
-        self.to_ms(0)  # refresh the offset when due
-        return ((monotonic_ns.astype(np.int64) + self._offset_ns) // 1_000_000).astype(np.int64)
+        return (monotonic_ns.astype(np.int64) + self._offset_ns) // 1_000_000

@@ -12,12 +12,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from exporter.batcher import Batcher, LocalFilter
+from exporter.batcher import Batcher
 from exporter.btf import BtfError, struct_member_offsets
 from exporter.events import FLOW_EVENT, FLOW_EVENT_DTYPE, FlowEvent, decode, events_of, records
 from exporter.identity import IdentityError, workload_from_certificate
 from exporter.publisher import Publisher
 from exporter.spool import Spool
+from flink_jobs.attribution.regions import CidrSet
 from schemas import flowattr_pb2 as pb
 from schemas.columns import bytes_to_ip, decode_flow_batch, ip_to_bytes
 
@@ -93,9 +94,6 @@ def test_identity_certificate_names_the_workload(tmp_path):
 
 
 class FixedClock:
-    def to_ms(self, ns: int) -> int:
-        return ns // 1_000_000
-
     def to_ms_array(self, ns):
         return (ns // 1_000_000).astype("int64")
 
@@ -148,7 +146,7 @@ def test_one_bulk_read_is_batched_like_the_same_events_one_by_one():
            _event(3_000, 4_000, local="2001:db8::5", attribution=3, workload="proxy"),  # window 0
            _event(5_000, 6_000, local="2001:db9::5")]                         # filtered out
     bulk = Batcher("e1", "h1", "r1", identity_workload="web", clock=FixedClock(),
-                   local_filter=LocalFilter(("10.0.0.0/24", "2001:db8::/64")))
+                   local_filter=CidrSet(("10.0.0.0/24", "2001:db8::/64")))
     bulk.add_records(records(evs))
     out = [decode_flow_batch(v) for _, v in bulk.flush_due(now_ms=125_000)]
     assert [(h.window_start_ms, len(c)) for h, c in out] == [(0, 2), (60_000, 1)]
@@ -161,7 +159,7 @@ def test_one_bulk_read_is_batched_like_the_same_events_one_by_one():
     assert second["local_attribution"][0] == pb.LOCAL_ATTRIBUTION_IDENTITY_FILE
     assert (second["bytes_sent"][0], second["bytes_received"][0], second["rtt_us"][0]) == (10, 20, 5)
     one_by_one = Batcher("e1", "h1", "r1", identity_workload="web", clock=FixedClock(),
-                         local_filter=LocalFilter(("10.0.0.0/24", "2001:db8::/64")))
+                         local_filter=CidrSet(("10.0.0.0/24", "2001:db8::/64")))
     for ev in evs:
         one_by_one.add(ev)
     again = [decode_flow_batch(v) for _, v in one_by_one.flush_due(now_ms=125_000)]
