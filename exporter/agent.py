@@ -16,6 +16,7 @@ from exporter.identity import workload_from_certificate
 from exporter.publisher import KafkaSender, Publisher
 from exporter.spool import Spool
 from flink_jobs.attribution.regions import CidrSet
+from schemas.addresses import HOST_LOCAL_CIDRS
 
 log = logging.getLogger("flowattr.exporter")
 
@@ -31,17 +32,27 @@ class ExporterConfig:
     spool_dir: Path = Path("/var/lib/flowattr/spool")
     spool_max_bytes: int = 256 * 1024 * 1024
     local_cidrs: tuple[str, ...] = ()   # export only flows whose local IP is in these (empty: all)
+    # Never export flows whose local IP is in these (host-local, non-unique addresses);
+    # () exports them too. Applied before local_cidrs.
+    host_local_cidrs: tuple[str, ...] = HOST_LOCAL_CIDRS
     duration_s: float = 0.0         # stop after this long (0: run until SIGTERM/SIGINT)
     alive_file: Path = Path("/tmp/flowattr-exporter.alive")
+
+
+def make_batcher(cfg: ExporterConfig, identity_workload: str = "") -> Batcher:
+    """The batcher with the config's filters (separate from run() so it is testable
+    without a kernel or a broker)."""
+    local_filter = CidrSet(cfg.local_cidrs) if cfg.local_cidrs else None
+    return Batcher(cfg.exporter_id, cfg.host, cfg.region, int(cfg.window_s * 1000),
+                   identity_workload=identity_workload, local_filter=local_filter,
+                   host_local=CidrSet(cfg.host_local_cidrs))
 
 
 def run(cfg: ExporterConfig, probe_factory=None) -> dict:
     from exporter.probe import FlowProbe  # the only bcc import, and only when capturing
 
     identity = workload_from_certificate(cfg.identity_file) if cfg.identity_file else ""
-    local_filter = CidrSet(cfg.local_cidrs) if cfg.local_cidrs else None
-    batcher = Batcher(cfg.exporter_id, cfg.host, cfg.region, int(cfg.window_s * 1000),
-                      identity_workload=identity, local_filter=local_filter)
+    batcher = make_batcher(cfg, identity)
     spool = Spool(cfg.spool_dir, cfg.spool_max_bytes)
     batcher.sequence = spool.last_sequence()
     publisher = Publisher(spool, KafkaSender(cfg.bootstrap), f"flows.{cfg.region}", cfg.exporter_id)
@@ -76,6 +87,7 @@ def run(cfg: ExporterConfig, probe_factory=None) -> dict:
 
     def metrics() -> dict:
         return {"events": events, **probe.counters(), "batches_spooled_total": batcher.sequence,
+                "dropped_host_local": batcher.dropped_host_local,
                 "batches_sent": publisher.sent, "spool_batches": len(spool), "spool_bytes": spool.bytes,
                 "spool_full_rejections": spool.full_rejections}
     log.info("exporter %s capturing; batches every %.0f s to flows.%s on %s (spool %s)", cfg.exporter_id,

@@ -15,6 +15,7 @@ import numpy as np
 from exporter.events import FLOW_EVENT_DTYPE, FlowEvent, MonotonicToWall, records
 from flink_jobs.attribution.regions import CidrSet
 from schemas import flowattr_pb2 as pb
+from schemas.addresses import HOST_LOCAL_CIDRS
 from schemas.columns import FlowColumns, encode_flow_batch
 
 
@@ -27,6 +28,10 @@ class Batcher:
     max_flows_per_message: int = 50_000   # ~5 MB per message at ~100 bytes per flow
     identity_workload: str = ""           # host mode: the identity file's workload
     local_filter: CidrSet | None = None   # report only flows whose local IP is in these CIDRs
+    # Flows whose local IP is host-local (loopback, link-local, docker0, ...) are dropped
+    # before anything else: such an IP exists on many hosts and names no workload.
+    host_local: CidrSet = field(default_factory=lambda: CidrSet(HOST_LOCAL_CIDRS))
+    dropped_host_local: int = 0           # flows dropped for a host-local local IP (a metric)
     clock: MonotonicToWall = field(default_factory=MonotonicToWall)
     sequence: int = 0
     # window start -> list of (rows, start_ms, end_ms) chunks as they arrived
@@ -38,6 +43,11 @@ class Batcher:
 
     def add_records(self, rows: np.ndarray) -> None:
         """Add FLOW_EVENT_DTYPE rows (one ring-buffer read)."""
+        if len(rows):
+            host_local = self.host_local.contains(rows["local_ip"])
+            if host_local.any():
+                self.dropped_host_local += int(host_local.sum())
+                rows = rows[~host_local]
         if self.local_filter is not None and len(rows):
             rows = rows[self.local_filter.contains(rows["local_ip"])]
         if not len(rows):

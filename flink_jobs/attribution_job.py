@@ -4,14 +4,16 @@
                   │  └─ claims (heartbeats) ─┐       ├─ key_by ──► Attribute ─┼─► unattributed.R (side)
     inbound.R, retry.R ──► ValidatePending ──┘       │  exporter  (keyed      ├─► retry.R (side)
     ipchanges.R ──► ValidateEvents ──────────┴──► broadcast ──►  broadcast) └─► inbound.<other> (side)
-    every validator ──► deadletter.R (side)
+    every validator, and Attribute (events from the future) ──► deadletter.R (side)
 
 Event time is the Kafka record timestamp: window end for batches (producers set it),
 next_attempt_ms for pending batches, emit time for IP-change events. A pending batch is
 held in keyed state until an event-time timer at its next attempt (window end + hold, then
-+ retry delay). Ownership ranges live in broadcast state (keys "hb:<ip hex>" and
-"ev:<ip hex>", STRING values holding latin-1 bytes: thread mode cannot match byte-array
-keys) mirrored by a plain-Python Attributor that every instance rebuilds after a restore.
++ retry delay). Every decision (hold, attempt, retry, forward, give up) is the pure
+engine's (flink_jobs/attribution/engine.py), the one `flowattr evaluate` drives too.
+Ownership evidence lives in broadcast state (STRING keys and latin-1 STRING values:
+thread mode cannot match byte-array keys; see Attribute), mirrored by the engine that
+every instance rebuilds after a restore.
 
 Example:
     python -m flink_jobs.attribution_job --bootstrap 127.0.0.1:9092 --region us-east-1 \
@@ -22,16 +24,18 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import struct
 import time
 
+import numpy as np
 from pyflink.common import Duration, Row, Types, WatermarkStrategy
 from pyflink.datastream import KeyedBroadcastProcessFunction, OutputTag, ProcessFunction
 from pyflink.datastream.state import MapStateDescriptor
 
 from flink_jobs import batches
-from flink_jobs.attribution.attributor import Attributor
-from flink_jobs.attribution.heartbeats import claims_from_batch
-from flink_jobs.attribution.regions import CidrSet, RegionMap
+from flink_jobs.attribution.engine import Engine
+from flink_jobs.attribution.events import APPLIED, DUPLICATE, FUTURE, LATE, WARMING_UP, LoggedEvent
+from flink_jobs.attribution.rows import RowRules
 from flink_jobs.environment import make_environment
 from flink_jobs.job_config import JobConfig, add_flags, load
 from flink_jobs.kafka_connectors import BYTES, bytes_sink, bytes_source
@@ -52,10 +56,8 @@ CLAIMS_KEY = ""
 # Attribute's output is route-prefixed and split by Route: PyFlink 2.0.2's embedded
 # (thread mode) keyed-broadcast operator drops side outputs yielded from on_timer (its
 # on_timer_func skips the side-output routing that process_element gets).
-TO_ATTRIBUTED, TO_UNATTRIBUTED, TO_RETRY, TO_FORWARD = b"A", b"U", b"R", b"F"
-PRUNE_EVERY_MS = 60_000
-EVENT_TIME_KEY = "ev-latest"  # broadcast state: the IP-change stream's latest event time
-MAX_EVENTS_PER_IP = 64
+TO_ATTRIBUTED, TO_UNATTRIBUTED, TO_RETRY, TO_FORWARD, TO_DEAD = b"A", b"U", b"R", b"F", b"D"
+EVENT_CLOCK_KEY = "ev-clock"  # broadcast state: the event stream's clock (events.StreamClock)
 
 
 def forward_tag(region: str) -> OutputTag:
@@ -75,6 +77,8 @@ class Validator(ProcessFunction):
 
     def __init__(self, cfg: JobConfig):
         self.cfg = cfg
+        # A long-lived connection may have started up to the retention before its window.
+        self.rules = RowRules(max_flow_age_ms=cfg.attribution.retention_ms)
 
     def open(self, runtime_context):
         group = runtime_context.get_metrics_group()
@@ -87,31 +91,42 @@ class Validator(ProcessFunction):
 
 
 class ValidateFlows(Validator):
-    """FlowBatch -> (exporter, pending batch) and ("", its heartbeat claims)."""
+    """FlowBatch -> (exporter, pending batch of its valid rows) and ("", the batch's
+    ownership update: its claims and its sequence number, sent for every batch)."""
 
     accepted_metric = "batches_in"
 
     def open(self, runtime_context):
         super().open(runtime_context)
-        self.flows_in = runtime_context.get_metrics_group().counter("flows_in")
-        self.event_cidrs = CidrSet(self.cfg.attribution.event_cidrs)  # never learned from heartbeats
+        group = runtime_context.get_metrics_group()
+        self.flows_in = group.counter("flows_in")
+        self.rows_rejected = group.counter("rows_rejected")
+        # Only for its claims() scope rules (attributable, host-local, event-only CIDRs).
+        self.engine = Engine(self.cfg.attribution, self.cfg.region, self.cfg.region_cidrs)
 
     def process_element(self, value, ctx):
         raw = bytes(value)
+        now = int(time.time() * 1000)
         try:
-            header, cols = batches.validate_flow_batch(raw, int(time.time() * 1000), self.cfg.max_future_ms)
+            header, cols, check = batches.validate_flow_batch(raw, now, self.cfg.max_future_ms, self.rules)
         except batches.InvalidRecord as exc:
             yield self.reject(self.cfg.topics.flows, raw, str(exc))
             return
+        letter = batches.dead_letter_rows(self.cfg.topics.flows, raw, check, now)
+        rows = None
+        if letter is not None:  # invalid rows are never learned nor attributed
+            self.dead.inc()
+            self.rows_rejected.inc(len(letter.rejected_rows))
+            yield DEAD_LETTER, letter.SerializeToString()
+            rows = check.valid
+        good = cols if rows is None else cols.take(rows)
         self.accepted.inc()
-        self.flows_in.inc(len(cols))
-        claims = claims_from_batch(cols, self.cfg.attribution.min_reuse_gap_ms,
-                                   exclude=self.event_cidrs.contains(cols["local_ip"]))
-        if claims:
-            yield Row(CLAIMS_KEY, CLAIM_TAG + batches.ownership_update(header, claims))
-        pending = batches.to_pending(header, cols, self.cfg.region,
-                                     header.window_end_ms + self.cfg.attribution.hold_ms)
-        yield Row(header.exporter_id, pending)
+        self.flows_in.inc(len(good))
+        yield Row(CLAIMS_KEY, CLAIM_TAG + batches.ownership_update(header, self.engine.claims(good)))
+        if len(good):
+            yield Row(header.exporter_id, batches.to_pending(header, cols, self.cfg.region,
+                                                             self.engine.first_attempt_ms(header.window_end_ms),
+                                                             rows=rows))
 
 
 class ValidatePending(Validator):
@@ -121,11 +136,20 @@ class ValidatePending(Validator):
 
     def process_element(self, value, ctx):
         raw = bytes(value)
+        now = int(time.time() * 1000)
+        topic = f"{self.cfg.topics.retry}|{self.cfg.topics.inbound}"
         try:
-            header, _ = batches.validate_pending(raw, int(time.time() * 1000), self.cfg.max_future_ms)
+            header, cols, check = batches.validate_pending(raw, now, self.cfg.max_future_ms, self.rules)
         except batches.InvalidRecord as exc:
-            yield self.reject(f"{self.cfg.topics.retry}|{self.cfg.topics.inbound}", raw, str(exc))
+            yield self.reject(topic, raw, str(exc))
             return
+        letter = batches.dead_letter_rows(topic, raw, check, now)
+        if letter is not None:
+            self.dead.inc()
+            yield DEAD_LETTER, letter.SerializeToString()
+            if not check.valid.any():
+                return
+            raw = batches.pending_rows(header, cols, check.valid)
         self.accepted.inc()
         yield Row(header.source_exporter_id, raw)
 
@@ -137,14 +161,7 @@ class ValidateEvents(Validator):
         raw = bytes(value)
         try:
             event = pb.IpChangeEvent.FromString(raw)
-            now_ms = int(time.time() * 1000)
-            problem = ("ip is not 16 bytes" if len(event.ip) != 16 else
-                       "action is unspecified" if event.action not in (1, 2) else
-                       "workload is empty" if not event.workload else
-                       "event_time_ms is not positive" if event.event_time_ms <= 0 else
-                       "event_time_ms is after emit_time_ms" if event.event_time_ms > event.emit_time_ms else
-                       "emit_time_ms is in the future" if event.emit_time_ms > now_ms + self.cfg.max_future_ms
-                       else None)
+            problem = event_problem(event, int(time.time() * 1000), self.cfg.max_future_ms)
         except Exception as exc:  # protobuf DecodeError
             problem = f"not an IpChangeEvent: {exc}"
         if problem:
@@ -154,19 +171,31 @@ class ValidateEvents(Validator):
         yield EVENT_TAG + raw
 
 
+def event_problem(event, now_ms: int, max_future_ms: int) -> str | None:
+    """Why an IP-change event is invalid on its own, or None. (Whether it is ahead of the
+    event stream's time is judged by the engine, which knows that time.)"""
+    valid_actions = set(pb.IpChangeAction.values()) - {pb.IP_CHANGE_ACTION_UNSPECIFIED}
+    return ("ip is not 16 bytes" if len(event.ip) != 16 else
+            "action is unspecified or unknown" if event.action not in valid_actions else
+            "workload is empty" if not event.workload else
+            "event_time_ms is not positive" if event.event_time_ms <= 0 else
+            "event_time_ms is after emit_time_ms" if event.event_time_ms > event.emit_time_ms else
+            "emit_time_ms is in the future" if event.emit_time_ms > now_ms + max_future_ms
+            else None)
+
+
 class Attribute(KeyedBroadcastProcessFunction):
-    """Holds pending batches per exporter until their timer; attributes them against the
-    broadcast ownership ranges (mirrored in a plain-Python Attributor)."""
+    """Holds pending batches per exporter until their timer; attributes them with the
+    engine (flink_jobs/attribution/engine.py), whose ownership state mirrors the
+    broadcast state: keys "hb:<key hex>" (heartbeat ranges of an IP or IP+port),
+    "seq:<exporter>" (the ledger), "ev:<ip hex>" (an IP's event log), EVENT_CLOCK_KEY."""
 
     def __init__(self, cfg: JobConfig):
         self.cfg = cfg
 
     def open(self, runtime_context):
-        self.attributor = Attributor(self.cfg.attribution)
-        self.regions = RegionMap(self.cfg.region_cidrs)
+        self.engine = Engine(self.cfg.attribution, self.cfg.region, self.cfg.region_cidrs)
         self.synced = False  # the mirror is empty after a restore: rebuild on first call
-        self.last_prune_ms = 0
-        self.watermark_ms = 0
         # Values are pickled bytes, which Flink holds and checkpoints as byte[] in bulk:
         # STRING values (latin-1) cost a char-by-char StringValue.writeString per
         # checkpoint (~90 % of the JVM's samples under a backlog), and PRIMITIVE_ARRAY
@@ -176,38 +205,41 @@ class Attribute(KeyedBroadcastProcessFunction):
         g = runtime_context.get_metrics_group()
         self.metrics = {name: g.counter(name) for name in (
             "attributed", "unattributed", "retried", "forwarded", "conflicts", "attempts",
-            "ip_change_events_outside_event_cidrs")}
-        self.event_time_saved_ms = -(2**62)
+            "ip_change_events_outside_event_cidrs", "ip_change_events_duplicate", "ip_change_events_late",
+            "ip_change_events_future")}
         self.reason_group = g.add_group("unattributed_reason")
         self.ranges_counted_at = 0.0
         self.ranges_held = SettableCounter(g.counter("broadcast_ranges_held"))
         self.event_time_lag = SettableCounter(g.counter("event_time_lag_ms"))
+        self.saved_clock = b""
 
     def _count_ranges(self) -> None:
         """Recount the ranges of this instance's table copy (and the event-time lag), at
         most every 10 s, on the operator's own thread."""
         if time.monotonic() - self.ranges_counted_at > 10:
-            self.ranges_held.set(self.attributor.heartbeats.range_count() + self.attributor.events.table.range_count())
+            att = self.engine.attributor
+            self.ranges_held.set(att.heartbeats.range_count() + att.events.range_count())
             self.ranges_counted_at = time.monotonic()
-            if self.watermark_ms:
-                self.event_time_lag.set(int(time.time() * 1000) - self.watermark_ms)
+            if self.engine.watermark_ms > 0:
+                self.event_time_lag.set(int(time.time() * 1000) - self.engine.watermark_ms)
 
     # -- broadcast side: learn ---------------------------------------------------------
     def _sync(self, state) -> None:
-        events_by_ip, saved_event_time = [], None
+        att = self.engine.attributor
+        logs = []
         for key, value in state.items():
+            raw = value.encode("latin-1")
             if key.startswith("hb:"):
-                self.attributor.heartbeats.restore_ip(bytes.fromhex(key[3:]), value.encode("latin-1"))
+                att.heartbeats.restore_ip(bytes.fromhex(key[3:]), raw)
+            elif key.startswith("seq:"):
+                att.ledger.restore(key[4:], raw)
             elif key.startswith("ev:"):
-                events_by_ip.append(_decode_event_log(value.encode("latin-1")))
-            elif key == EVENT_TIME_KEY:
-                saved_event_time = int(value)
-        for log in events_by_ip:
-            for event in sorted(log, key=lambda e: e.emit_time_ms):
-                self.attributor.apply_event(event.ip, event.workload, event.action, event.event_time_ms)
-        if saved_event_time is not None:  # after the replay, so replayed events do not count as late
-            self.attributor.events.observe(saved_event_time)
-            self.event_time_saved_ms = saved_event_time
+                logs.append((bytes.fromhex(key[3:]), raw))
+            elif key == EVENT_CLOCK_KEY:
+                _restore_clock(att.events.clock, raw)
+                self.saved_clock = raw
+        for ip, raw in logs:  # after the clock: the restore re-judges future events
+            att.events.restore(ip, _decode_event_log(raw))
         self.synced = True
 
     def process_broadcast_element(self, value, ctx):
@@ -215,42 +247,73 @@ class Attribute(KeyedBroadcastProcessFunction):
         if not self.synced:
             self._sync(state)
         raw = bytes(value)
-        table = self.attributor.heartbeats
         tag, raw = raw[:1], raw[1:]
         if tag == CLAIM_TAG:
-            for claim in batches.claims_of_update(raw):
-                result = table.learn(claim.ip, claim.workload, claim.start_ms, claim.end_ms)
-                if result.conflicts:
-                    self.metrics["conflicts"].inc(result.conflicts)
-                if not result.ignored:
-                    state.put("hb:" + claim.ip.hex(), table.encode_ip(claim.ip).decode("latin-1"))
+            self._learn(state, raw)
         elif tag == EVENT_TAG:
-            event = pb.IpChangeEvent.FromString(raw)
-            if self.attributor.apply_event(event.ip, event.workload, event.action, event.event_time_ms):
-                key = "ev:" + event.ip.hex()
-                log = _decode_event_log(state.get(key).encode("latin-1")) if state.contains(key) else []
-                log = (log + [event])[-MAX_EVENTS_PER_IP:]
-                state.put(key, _encode_event_log(log).decode("latin-1"))
-            else:  # outside the event CIDRs: only the stream's event time matters (the horizon)
-                self.metrics["ip_change_events_outside_event_cidrs"].inc()
-            if self.attributor.events.latest_event_ms > self.event_time_saved_ms:
-                self.event_time_saved_ms = self.attributor.events.latest_event_ms
-                state.put(EVENT_TIME_KEY, str(self.event_time_saved_ms))
-        # Prune by event time that has really passed: the latest timer fired (a lower bound
-        # of this operator's watermark), never by one element's timestamp, since a single
-        # bad timestamp must not expire the whole table. (ctx.current_watermark() raises in
-        # thread mode in PyFlink 2.0.2.)
-        now = self.watermark_ms
-        if now > 0 and now - self.last_prune_ms >= PRUNE_EVERY_MS:
-            self.last_prune_ms = now
-            for ip in table.prune_changed(now):
-                if ip in table.by_ip:
-                    state.put("hb:" + ip.hex(), table.encode_ip(ip).decode("latin-1"))
-                else:
-                    state.remove("hb:" + ip.hex())
-            self.attributor.events.table.prune(now)
+            yield from self._apply_event(state, raw)
+        changed = self.engine.prune()
+        if changed is not None:
+            self._save_pruned(state, *changed)
         self._count_ranges()
-        return []
+
+    def _learn(self, state, raw: bytes) -> None:
+        update, claims = batches.claims_of_update(raw)
+        att = self.engine.attributor
+        conflicts = self.engine.learn_batch(update.source_exporter_id, update.source_sequence,
+                                            update.window_start_ms, update.window_end_ms, claims)
+        if conflicts:
+            self.metrics["conflicts"].inc(conflicts)
+        state.put("seq:" + update.source_exporter_id,
+                  att.ledger.encode(update.source_exporter_id).decode("latin-1"))
+        for key in {c.key for c in claims}:
+            if key in att.heartbeats.by_ip:
+                state.put("hb:" + key.hex(), att.heartbeats.encode_ip(key).decode("latin-1"))
+
+    def _apply_event(self, state, raw: bytes):
+        event = pb.IpChangeEvent.FromString(raw)
+        events = self.engine.attributor.events
+        status = self.engine.apply_event(event.ip, event.workload, event.action, event.event_time_ms,
+                                         event.emit_time_ms, event.event_id)
+        rejected = [raw] if status == FUTURE else []
+        rejected += [_to_event(ip, e).SerializeToString() for ip, e in events.take_rejected()]
+        for value in rejected:
+            self.metrics["ip_change_events_future"].inc()
+            yield TO_DEAD + _dead_letter(self.cfg.topics.ip_changes, value,
+                                         "event time is ahead of the event stream's time by more than "
+                                         f"{self.cfg.attribution.event_future_bound_ms} ms")
+        if status in (DUPLICATE, LATE):
+            self.metrics[f"ip_change_events_{status}"].inc()
+        inside = bool(self.engine.attributor.event_cidrs.contains(np.frombuffer(event.ip, np.uint8).reshape(1, 16))[0])
+        if not inside:
+            self.metrics["ip_change_events_outside_event_cidrs"].inc()
+        elif status in (APPLIED, LATE, WARMING_UP):
+            key = "ev:" + event.ip.hex()
+            log = _decode_event_log(state.get(key).encode("latin-1")) if state.contains(key) else []
+            state.put(key, _encode_event_log(log + [_logged(event)]).decode("latin-1"))
+        clock = _encode_clock(events.clock)
+        if clock != self.saved_clock:
+            self.saved_clock = clock
+            state.put(EVENT_CLOCK_KEY, clock.decode("latin-1"))
+
+    def _save_pruned(self, state, keys: list[bytes], exporters: list[str], event_ips: list[bytes]) -> None:
+        att = self.engine.attributor
+        for key in keys:
+            if key in att.heartbeats.by_ip:
+                state.put("hb:" + key.hex(), att.heartbeats.encode_ip(key).decode("latin-1"))
+            else:
+                state.remove("hb:" + key.hex())
+        for exporter in exporters:
+            if exporter in att.ledger.runs:
+                state.put("seq:" + exporter, att.ledger.encode(exporter).decode("latin-1"))
+            else:
+                state.remove("seq:" + exporter)
+        for ip in event_ips:
+            log = att.events.logs.get(ip)
+            if log is not None:
+                state.put("ev:" + ip.hex(), _encode_event_log(log.events).decode("latin-1"))
+            else:
+                state.remove("ev:" + ip.hex())
 
     # -- keyed side: hold, then attribute ---------------------------------------------
     def process_element(self, value, ctx):
@@ -268,7 +331,8 @@ class Attribute(KeyedBroadcastProcessFunction):
     def on_timer(self, timestamp, ctx):
         if not self.synced:
             self._sync(ctx.get_broadcast_state(OWNERSHIP))
-        self.watermark_ms = max(self.watermark_ms, timestamp)
+        # A timer fires when the operator's watermark (min of both inputs) passed it.
+        self.engine.advance(timestamp)
         due = [(k, v) for k, v in self.pending.items() if int(k.split(":", 1)[0]) <= timestamp]
         for key, value in due:
             self.pending.remove(key)
@@ -279,24 +343,17 @@ class Attribute(KeyedBroadcastProcessFunction):
         header, cols = decode_attributed_batch(payload)
         if not len(cols):
             return
-        remote_regions = self.regions.codes_of(cols["remote_ip"])
-        for region in self.cfg.other_regions:
-            away = remote_regions == self.regions.regions.index(region)
-            if away.any():
-                out = pb.AttributedFlowBatch()
-                out.CopyFrom(header)
-                sub = cols.take(away)
-                self.metrics["forwarded"].inc(int(away.sum()))
-                yield TO_FORWARD + region.encode() + b"\x00" + encode_attributed_batch(out, sub)
-                cols = cols.take(~away)
-                remote_regions = remote_regions[~away]
-        if not len(cols):
+        plan = self.engine.attempt(cols, header.attempts, now_ms)
+        for region, rows in plan.forward.items():
+            out = pb.AttributedFlowBatch()
+            out.CopyFrom(header)
+            self.metrics["forwarded"].inc(len(rows))
+            yield TO_FORWARD + region.encode() + b"\x00" + encode_attributed_batch(out, cols.take(rows))
+        if plan.attribution is None:
             return
-        attempt = header.attempts + 1
         self.metrics["attempts"].inc()
-        result = self.attributor.attribute(cols, attempt)
-        out = batches.split_attempt(header, cols, result, self.attributor.names.names, attempt,
-                                    now_ms, self.cfg.attribution.retry_delay_ms, self.cfg.region)
+        out = batches.split_attempt(header, cols.take(plan.local), plan.attribution, self.engine.owner_names(),
+                                    plan.attempt, now_ms, self.cfg.attribution.retry_delay_ms, self.cfg.region)
         for name, count in out.counts.items():
             if name.startswith("unattributed_"):
                 self.reason_group.counter(name.removeprefix("unattributed_")).inc(count)
@@ -326,6 +383,8 @@ class Route(ProcessFunction):
         elif route == TO_FORWARD:
             region, _, batch = payload.partition(b"\x00")
             yield forward_tag(region.decode()), batch
+        elif route == TO_DEAD:
+            yield DEAD_LETTER, payload
         else:
             raise ValueError(f"unknown route {route!r}: Attribute and Route disagree")
 
@@ -347,17 +406,39 @@ class SettableCounter:
         self.value = value
 
 
-def _encode_event_log(events: list) -> bytes:
-    return b"".join(len(raw).to_bytes(4, "little") + raw for raw in (e.SerializeToString() for e in events))
+def _logged(event) -> LoggedEvent:
+    return LoggedEvent(event.event_time_ms, event.action, event.workload, event.event_id, event.emit_time_ms)
 
 
-def _decode_event_log(value: bytes) -> list:
+def _to_event(ip: bytes | None, e: LoggedEvent):
+    return pb.IpChangeEvent(ip=ip or b"", workload=e.workload, action=e.action, event_time_ms=e.event_ms,
+                            emit_time_ms=e.emit_ms, event_id=e.event_id)
+
+
+def _encode_event_log(events: list[LoggedEvent]) -> bytes:
+    raws = (_to_event(None, e).SerializeToString() for e in events)
+    return b"".join(len(raw).to_bytes(4, "little") + raw for raw in raws)
+
+
+def _decode_event_log(value: bytes) -> list[LoggedEvent]:
     out, pos = [], 0
     while pos < len(value):
         n = int.from_bytes(value[pos:pos + 4], "little")
-        out.append(pb.IpChangeEvent.FromString(value[pos + 4:pos + 4 + n]))
+        out.append(_logged(pb.IpChangeEvent.FromString(value[pos + 4:pos + 4 + n])))
         pos += 4 + n
     return out
+
+
+def _encode_clock(clock) -> bytes:
+    """The stream clock: i64 driver watermark, then its top emit times."""
+    return struct.pack(f"<q{len(clock.top)}q", clock.watermark_ms, *clock.top)
+
+
+def _restore_clock(clock, value: bytes) -> None:
+    values = struct.unpack(f"<{len(value) // 8}q", value)
+    clock.watermark_ms = values[0]
+    for emit in values[1:]:
+        clock.observe(emit)
 
 
 def build_pipeline(env, cfg: JobConfig, sources: dict, sinks: dict) -> None:
@@ -389,7 +470,8 @@ def build_pipeline(env, cfg: JobConfig, sources: dict, sinks: dict) -> None:
         attributed.get_side_output(forward_tag(region)).sink_to(sinks[f"forward-{region}"]) \
             .name(f"forward-{region}-sink")
     (flows.get_side_output(DEAD_LETTER).union(pending.get_side_output(DEAD_LETTER),
-                                               events.get_side_output(DEAD_LETTER))
+                                               events.get_side_output(DEAD_LETTER),
+                                               attributed.get_side_output(DEAD_LETTER))
      .sink_to(sinks["dead_letter"]).name("dead-letter-sink"))
 
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from flink_jobs.attribution.attribute import ATTRIBUTED, RETRY, Attribution
 from flink_jobs.attribution.heartbeats import Claim
+from flink_jobs.attribution.rows import RowCheck, RowRules, check_rows
 from schemas import flowattr_pb2 as pb
 from schemas.columns import (
     ATTRIBUTION_COLUMNS,
@@ -26,22 +27,31 @@ from schemas.columns import (
 )
 
 MAX_WINDOW_MS = 10 * 60_000  # a batch window longer than this is not an exporter's batch
+DEFAULT_ROW_RULES = RowRules()  # frozen, so one shared default is safe
 
 
 class InvalidRecord(ValueError):
     """Reason a record goes to the dead-letter topic."""
 
 
-def validate_flow_batch(value: bytes, now_ms: int, max_future_ms: int) -> tuple[pb.FlowBatch, FlowColumns]:
+def validate_flow_batch(value: bytes, now_ms: int, max_future_ms: int, rules: RowRules = DEFAULT_ROW_RULES,
+                        ) -> tuple[pb.FlowBatch, FlowColumns, RowCheck]:
+    """Raises InvalidRecord when the bytes or the header are bad (the whole record is
+    dead-lettered); otherwise returns the row check, and the caller passes the valid rows
+    on and dead-letters the others (`dead_letter_rows`)."""
     try:
-        header, cols = decode_flow_batch(value)
+        # The dictionary and its refs are judged per row below, not for the whole record.
+        header, cols = decode_flow_batch(value, check_dictionary=False)
     except BatchFormatError as exc:
         raise InvalidRecord(str(exc)) from exc
     _check_header(header.exporter_id, header.window_start_ms, header.window_end_ms, now_ms, max_future_ms)
-    return header, cols
+    return header, cols, check_rows(cols, header.window_start_ms, header.window_end_ms, rules)
 
 
-def validate_pending(value: bytes, now_ms: int, max_future_ms: int) -> tuple[pb.AttributedFlowBatch, FlowColumns]:
+def validate_pending(value: bytes, now_ms: int, max_future_ms: int, rules: RowRules = DEFAULT_ROW_RULES,
+                     ) -> tuple[pb.AttributedFlowBatch, FlowColumns, RowCheck]:
+    """Like validate_flow_batch, for a PENDING AttributedFlowBatch (retry and inbound
+    topics): the rows' attribution columns are checked too."""
     try:
         header, cols = decode_attributed_batch(value)
     except Exception as exc:  # protobuf DecodeError or a column length mismatch
@@ -49,9 +59,25 @@ def validate_pending(value: bytes, now_ms: int, max_future_ms: int) -> tuple[pb.
     _check_header(header.source_exporter_id, header.window_start_ms, header.window_end_ms, now_ms, max_future_ms)
     if header.next_attempt_ms <= 0:
         raise InvalidRecord("pending batch without next_attempt_ms")
-    if len(cols) and int(cols["remote_workload_ref"].max()) >= len(cols.workloads):
-        raise InvalidRecord("remote_workload_ref points past the workloads dictionary")
-    return header, cols
+    return header, cols, check_rows(cols, header.window_start_ms, header.window_end_ms, rules, remote_refs=True)
+
+
+def dead_letter_rows(source_topic: str, original: bytes, check: RowCheck, detected_at_ms: int,
+                     ) -> pb.DeadLetter | None:
+    """The dead letter for the rejected rows of a batch whose header was fine (None when
+    every row is valid): the record's bytes intact, the check's summary as the reason and
+    the rejected rows' indices in `original`."""
+    rejected = check.rejected
+    if not len(rejected):
+        return None
+    return pb.DeadLetter(source_topic=source_topic, original=original, reason=check.summary(),
+                         detected_at_ms=detected_at_ms, rejected_rows=rejected.tolist())
+
+
+def pending_rows(header: pb.AttributedFlowBatch, cols: FlowColumns, rows: np.ndarray) -> bytes:
+    """A pending batch reduced to the given rows (index or mask). Each row keeps its
+    flow_index column, so flow ids stay stable."""
+    return encode_attributed_batch(header, cols.take(rows))
 
 
 def _check_header(exporter_id: str, start: int, end: int, now_ms: int, max_future_ms: int) -> None:
@@ -84,15 +110,20 @@ def to_pending(header: pb.FlowBatch, cols: FlowColumns, region: str, next_attemp
 
 
 def ownership_update(header: pb.FlowBatch, claims: list[Claim]) -> bytes:
+    """The broadcast record of one accepted batch, sent even when it proves nothing: the
+    collector's ledger of each exporter's sequence numbers needs every batch."""
     return pb.OwnershipUpdate(
         source_exporter_id=header.exporter_id, source_sequence=header.sequence,
+        window_start_ms=header.window_start_ms, window_end_ms=header.window_end_ms,
         ranges=[pb.OwnershipRange(ip=c.ip, workload=c.workload, start_ms=c.start_ms, end_ms=c.end_ms,
-                                  source=pb.EVIDENCE_SOURCE_HEARTBEAT) for c in claims]).SerializeToString()
+                                  source=pb.EVIDENCE_SOURCE_HEARTBEAT, port=c.port) for c in claims]
+    ).SerializeToString()
 
 
-def claims_of_update(value: bytes) -> list[Claim]:
+def claims_of_update(value: bytes) -> tuple[pb.OwnershipUpdate, list[Claim]]:
     update = pb.OwnershipUpdate.FromString(value)
-    return [Claim(r.ip, r.workload, r.start_ms, r.end_ms) for r in update.ranges if len(r.ip) == 16]
+    return update, [Claim(r.ip, r.workload, r.start_ms, r.end_ms, r.port) for r in update.ranges
+                    if len(r.ip) == 16 and r.port <= 0xFFFF]
 
 
 @dataclass

@@ -116,8 +116,10 @@ def _encode_columns(msg, cols: FlowColumns, spec: dict[str, np.dtype]) -> None:
         setattr(msg, name, np.ascontiguousarray(cols[name], dtype=dtype.base).tobytes())
 
 
-def decode_flow_batch(value: bytes) -> tuple[pb.FlowBatch, FlowColumns]:
-    """Bytes from the flows topic -> (header message, columns). Raises BatchFormatError."""
+def decode_flow_batch(value: bytes, check_dictionary: bool = True) -> tuple[pb.FlowBatch, FlowColumns]:
+    """Bytes from the flows topic -> (header message, columns). Raises BatchFormatError.
+    check_dictionary=False leaves the workload dictionary and its refs to the caller (the
+    job judges them per row: flink_jobs/attribution/rows.py)."""
     msg = pb.FlowBatch()
     try:
         msg.ParseFromString(value)
@@ -125,6 +127,8 @@ def decode_flow_batch(value: bytes) -> tuple[pb.FlowBatch, FlowColumns]:
         raise BatchFormatError(f"not a FlowBatch protobuf: {exc}") from exc
     cols = _decode_columns(msg, FLOW_COLUMNS, msg.flow_count)
     workloads = list(msg.workloads) or [""]
+    if not check_dictionary:
+        return msg, FlowColumns(cols, workloads)
     if workloads[0] != "":
         raise BatchFormatError("workloads[0] must be the empty 'unknown' entry")
     if msg.flow_count and int(cols["local_workload_ref"].max()) >= len(workloads):

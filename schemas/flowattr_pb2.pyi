@@ -29,6 +29,10 @@ class UnattributedReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     UNATTRIBUTED_REASON_CLOCK_SKEW: _ClassVar[UnattributedReason]
     UNATTRIBUTED_REASON_INVALID_TIME: _ClassVar[UnattributedReason]
     UNATTRIBUTED_REASON_NO_REGION_ROUTE: _ClassVar[UnattributedReason]
+    UNATTRIBUTED_REASON_OUTSIDE_KNOWN_CIDRS: _ClassVar[UnattributedReason]
+    UNATTRIBUTED_REASON_HOST_LOCAL_ADDRESS: _ClassVar[UnattributedReason]
+    UNATTRIBUTED_REASON_EVIDENCE_UNSETTLED: _ClassVar[UnattributedReason]
+    UNATTRIBUTED_REASON_EVENTS_UNSETTLED: _ClassVar[UnattributedReason]
 
 class EvidenceSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -56,6 +60,10 @@ UNATTRIBUTED_REASON_EVIDENCE_EXPIRED: UnattributedReason
 UNATTRIBUTED_REASON_CLOCK_SKEW: UnattributedReason
 UNATTRIBUTED_REASON_INVALID_TIME: UnattributedReason
 UNATTRIBUTED_REASON_NO_REGION_ROUTE: UnattributedReason
+UNATTRIBUTED_REASON_OUTSIDE_KNOWN_CIDRS: UnattributedReason
+UNATTRIBUTED_REASON_HOST_LOCAL_ADDRESS: UnattributedReason
+UNATTRIBUTED_REASON_EVIDENCE_UNSETTLED: UnattributedReason
+UNATTRIBUTED_REASON_EVENTS_UNSETTLED: UnattributedReason
 EVIDENCE_SOURCE_UNSPECIFIED: EvidenceSource
 EVIDENCE_SOURCE_HEARTBEAT: EvidenceSource
 EVIDENCE_SOURCE_IP_CHANGE_EVENT: EvidenceSource
@@ -198,37 +206,45 @@ class IpChangeEvent(_message.Message):
     def __init__(self, ip: _Optional[bytes] = ..., resource_id: _Optional[str] = ..., workload: _Optional[str] = ..., action: _Optional[_Union[IpChangeAction, str]] = ..., event_time_ms: _Optional[int] = ..., emit_time_ms: _Optional[int] = ..., region: _Optional[str] = ..., event_id: _Optional[str] = ...) -> None: ...
 
 class OwnershipRange(_message.Message):
-    __slots__ = ("ip", "workload", "start_ms", "end_ms", "source")
+    __slots__ = ("ip", "workload", "start_ms", "end_ms", "source", "port")
     IP_FIELD_NUMBER: _ClassVar[int]
     WORKLOAD_FIELD_NUMBER: _ClassVar[int]
     START_MS_FIELD_NUMBER: _ClassVar[int]
     END_MS_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
     ip: bytes
     workload: str
     start_ms: int
     end_ms: int
     source: EvidenceSource
-    def __init__(self, ip: _Optional[bytes] = ..., workload: _Optional[str] = ..., start_ms: _Optional[int] = ..., end_ms: _Optional[int] = ..., source: _Optional[_Union[EvidenceSource, str]] = ...) -> None: ...
+    port: int
+    def __init__(self, ip: _Optional[bytes] = ..., workload: _Optional[str] = ..., start_ms: _Optional[int] = ..., end_ms: _Optional[int] = ..., source: _Optional[_Union[EvidenceSource, str]] = ..., port: _Optional[int] = ...) -> None: ...
 
 class OwnershipUpdate(_message.Message):
-    __slots__ = ("source_exporter_id", "source_sequence", "ranges")
+    __slots__ = ("source_exporter_id", "source_sequence", "ranges", "window_start_ms", "window_end_ms")
     SOURCE_EXPORTER_ID_FIELD_NUMBER: _ClassVar[int]
     SOURCE_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     RANGES_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_START_MS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_END_MS_FIELD_NUMBER: _ClassVar[int]
     source_exporter_id: str
     source_sequence: int
     ranges: _containers.RepeatedCompositeFieldContainer[OwnershipRange]
-    def __init__(self, source_exporter_id: _Optional[str] = ..., source_sequence: _Optional[int] = ..., ranges: _Optional[_Iterable[_Union[OwnershipRange, _Mapping]]] = ...) -> None: ...
+    window_start_ms: int
+    window_end_ms: int
+    def __init__(self, source_exporter_id: _Optional[str] = ..., source_sequence: _Optional[int] = ..., ranges: _Optional[_Iterable[_Union[OwnershipRange, _Mapping]]] = ..., window_start_ms: _Optional[int] = ..., window_end_ms: _Optional[int] = ...) -> None: ...
 
 class DeadLetter(_message.Message):
-    __slots__ = ("source_topic", "original", "reason", "detected_at_ms")
+    __slots__ = ("source_topic", "original", "reason", "detected_at_ms", "rejected_rows")
     SOURCE_TOPIC_FIELD_NUMBER: _ClassVar[int]
     ORIGINAL_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     DETECTED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_ROWS_FIELD_NUMBER: _ClassVar[int]
     source_topic: str
     original: bytes
     reason: str
     detected_at_ms: int
-    def __init__(self, source_topic: _Optional[str] = ..., original: _Optional[bytes] = ..., reason: _Optional[str] = ..., detected_at_ms: _Optional[int] = ...) -> None: ...
+    rejected_rows: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, source_topic: _Optional[str] = ..., original: _Optional[bytes] = ..., reason: _Optional[str] = ..., detected_at_ms: _Optional[int] = ..., rejected_rows: _Optional[_Iterable[int]] = ...) -> None: ...

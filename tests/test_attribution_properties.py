@@ -8,10 +8,11 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flink_jobs.attribution.attribute import EXPIRED, attribute_batch, lookup_ip
+from flink_jobs.attribution.attribute import EXPIRED, lookup_ip
+from flink_jobs.attribution.attributor import Attributor
 from flink_jobs.attribution.config import AttributionConfig
 from flink_jobs.attribution.ranges import CONTESTED, OwnershipTable
-from flink_jobs.attribution.regions import CidrSet
+from schemas.columns import FlowColumns
 
 G, TOL, SKEW = 2000, 200, 50   # tolerance + 2 x skew < G, as AttributionConfig requires
 IP = bytes(10) + b"\xff\xff" + bytes([10, 9, 9, 9])
@@ -121,7 +122,7 @@ def _ip(i: int) -> bytes:
 @settings(max_examples=200, deadline=None)
 @given(st.lists(timelines(), min_size=1, max_size=5), st.data())
 def test_a_batch_of_many_ips_is_attributed_as_each_ip_alone_and_never_across_ips(per_ip, data):
-    """attribute_batch searches all of a batch's IPs at once (concatenated ranges): a flow
+    """Attributor.attribute searches all of a batch's IPs at once (concatenated ranges): a flow
     must get exactly what a lookup in its own IP's ranges gives, never a neighbour's range,
     whatever else is in the batch. Absurd start times exercise the clipping and the
     one-search-per-IP fallback."""
@@ -150,8 +151,11 @@ def test_a_batch_of_many_ips_is_attributed_as_each_ip_alone_and_never_across_ips
     ips = np.frombuffer(b"".join(ips[k] for k in order), np.uint8).reshape(-1, 16)
     times = np.array([times[k] for k in order], np.int64)
     truth = [truth[k] for k in order]
-    cfg = AttributionConfig(min_reuse_gap_ms=G, skew_tolerance_ms=TOL, max_attempts=3)
-    result = attribute_batch(ips, times, times + 10, 1, table, None, CidrSet([]), cfg)
+    att = Attributor(AttributionConfig(min_reuse_gap_ms=G, skew_tolerance_ms=TOL, max_attempts=3))
+    att.heartbeats, att.names = table, table.names
+    cols = FlowColumns.zeros(len(times))
+    cols.columns.update(remote_ip=ips, start_ms=times, end_ms=times + 10)
+    result = att.attribute(cols, 1)
     for row in range(len(times)):
         alone = lookup_ip(table.by_ip.get(ips[row].tobytes()), times[row:row + 1], TOL, table.horizon_ms)
         assert (result.owner[row], result.evidence_start[row], result.evidence_end[row]) == \

@@ -204,3 +204,48 @@ def test_publisher_keeps_batches_until_acknowledged_and_sends_in_order(tmp_path)
     pub._retry_at = 0
     assert pub.drain() == 3 and len(s) == 0
     assert sender.sent == [(b"batch-0", 1000), (b"batch-1", 1001), (b"batch-2", 1002)]
+
+
+def test_host_local_flows_are_dropped_and_counted_by_default():
+    """Loopback, docker0, link-local, 0.0.0.0/8 and :: local IPs are dropped; 10.x and a
+    global IPv6 are kept. Every IPv4 here travels IPv4-mapped (::ffff:a.b.c.d)."""
+    b = Batcher("e1", "h1", "r1", clock=FixedClock())
+    locals_ = ["127.0.0.1", "172.17.0.2", "10.0.0.1", "::1", "fe80::1", "169.254.169.254", "0.0.0.0",
+               "::", "2001:db8::5", "172.18.0.2"]
+    b.add_records(records([_event(1_000, 2_000, local=ip) for ip in locals_]))
+    assert b.dropped_host_local == 7
+    (_, cols), = [decode_flow_batch(v) for _, v in b.flush_due(now_ms=65_000)]
+    assert [bytes_to_ip(ip.tobytes()) for ip in cols["local_ip"]] == ["10.0.0.1", "2001:db8::5", "172.18.0.2"]
+
+
+def test_host_local_list_comes_from_the_config_and_can_be_overridden():
+    from exporter.agent import ExporterConfig, make_batcher
+    from schemas.addresses import HOST_LOCAL_CIDRS
+    base = ExporterConfig(bootstrap="-", region="r1", exporter_id="e1", host="h1")
+    assert base.host_local_cidrs == HOST_LOCAL_CIDRS
+    evs = records([_event(1_000, 2_000, local=ip) for ip in ("127.0.0.1", "172.17.0.2", "10.0.0.1")])
+    for cidrs, kept, dropped in [((), 3, 0),                          # override: export them all
+                                 (("::ffff:172.17.0.0/112",), 2, 1),  # an IPv4-mapped IPv6 CIDR
+                                 (HOST_LOCAL_CIDRS, 1, 2)]:
+        b = make_batcher(ExporterConfig(bootstrap="-", region="r1", exporter_id="e1", host="h1",
+                                        host_local_cidrs=cidrs))
+        b.clock = FixedClock()
+        b.add_records(evs)
+        assert (sum(len(c[0]) for c in b.windows[0]), b.dropped_host_local) == (kept, dropped), cidrs
+
+
+def test_exporter_flags_set_the_host_local_list():
+    from flowattr.cli import _host_local_cidrs, build_parser
+    from schemas.addresses import HOST_LOCAL_CIDRS
+    parse = build_parser().parse_args
+    assert _host_local_cidrs(parse(["exporter"])) == HOST_LOCAL_CIDRS
+    assert _host_local_cidrs(parse(["exporter", "--export-host-local"])) == ()
+    assert _host_local_cidrs(parse(["exporter", "--host-local-cidr", "127.0.0.0/8", "--host-local-cidr",
+                                    "::1/128"])) == ("127.0.0.0/8", "::1/128")
+
+
+def test_mapped_network_spells_out_the_ipv4_mapped_form():
+    from schemas.addresses import HOST_LOCAL_CIDRS, mapped_network
+    assert str(mapped_network("127.0.0.0/8")) == "::ffff:7f00:0/104"
+    assert str(mapped_network("fe80::/10")) == "fe80::/10"
+    assert all(mapped_network(c) for c in HOST_LOCAL_CIDRS)  # every default parses

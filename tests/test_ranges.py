@@ -105,16 +105,17 @@ def test_pruning_drops_old_ranges_and_expires_old_flows():
 
 def test_compact_encoding_round_trips_and_is_small():
     t = table()
-    t.learn(IP, X, 1_790_000_000_000, 1_790_000_060_000)
-    t.learn(IP, Y, 1_790_000_050_000, 1_790_000_090_000)
-    t.learn(IP, X, 1_790_000_100_000, 1_790_000_110_000)
+    t.learn(IP, X, 1_790_000_000_000, 1_790_000_060_000, exporter="ec2-001")
+    t.learn(IP, Y, 1_790_000_050_000, 1_790_000_090_000, exporter="ec2-002")
+    t.learn(IP, X, 1_790_000_100_000, 1_790_000_110_000, exporter="ec2-001")
     value = t.encode_ip(IP)
-    # 2 + (1+9) + (1+9) names, 2 + 4 ranges x 14 bytes
-    assert len(value) == 2 + 10 + 10 + 2 + 4 * 14
+    # 2 + (1+9) + (1+9) names, 2 + 4 ranges x 14 bytes, 2 + 2 x (1+7) claimant exporters
+    assert len(value) == 2 + 10 + 10 + 2 + 4 * 14 + 2 + 2 * 8
     other = OwnershipTable(merge_gap_ms=G, retention_ms=3_600_000)
     other.names.id("unrelated")                     # ids differ between processes
     other.restore_ip(IP, value)
     assert timeline(other) == timeline(t)
+    assert other.claimants[IP] == {"ec2-001", "ec2-002"}
 
 
 @pytest.mark.parametrize("claims", [

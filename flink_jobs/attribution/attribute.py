@@ -1,8 +1,8 @@
-"""Attribution of a whole batch's REMOTE IPs at once.
+"""The lookup of many flows' REMOTE IPs at once, and the per-flow outcome codes.
 
 For each flow: the range containing its start (within the skew tolerance, with no other
-owner within it) gives the workload; otherwise a reason. Flows with NO_EVIDENCE are
-retried while attempts remain; every other reason is final. Never a best guess.
+owner within it) gives the workload; otherwise a reason. Never a best guess. Which
+reasons are retried is decided by the Attributor (attributor.py).
 
 Array work per batch: one binary search over the concatenated ranges of the batch's
 distinct remote IPs; the only Python loop is a dict lookup per DISTINCT remote IP.
@@ -14,10 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from flink_jobs.attribution.config import AttributionConfig
-from flink_jobs.attribution.events import EventTable
-from flink_jobs.attribution.ranges import CONTESTED, IpRanges, OwnershipTable
-from flink_jobs.attribution.regions import CidrSet
+from flink_jobs.attribution.ranges import CONTESTED, IpRanges
 from schemas import flowattr_pb2 as pb
 
 # Per-flow outcome of one attempt.
@@ -28,7 +25,10 @@ CONFLICT = pb.UNATTRIBUTED_REASON_CONFLICT
 EXPIRED = pb.UNATTRIBUTED_REASON_EVIDENCE_EXPIRED
 CLOCK_SKEW = pb.UNATTRIBUTED_REASON_CLOCK_SKEW
 INVALID_TIME = pb.UNATTRIBUTED_REASON_INVALID_TIME
-RETRYABLE = (NO_EVIDENCE,)
+OUTSIDE = pb.UNATTRIBUTED_REASON_OUTSIDE_KNOWN_CIDRS
+HOST_LOCAL = pb.UNATTRIBUTED_REASON_HOST_LOCAL_ADDRESS
+UNSETTLED = pb.UNATTRIBUTED_REASON_EVIDENCE_UNSETTLED
+UNSETTLED_EVENTS = pb.UNATTRIBUTED_REASON_EVENTS_UNSETTLED
 
 
 @dataclass
@@ -43,7 +43,7 @@ class Attribution:
     reason: np.ndarray           # uint8 UnattributedReason (0 if attributed)
 
 
-def _search(rs: np.ndarray, re_: np.ndarray, ro: np.ndarray, offsets: np.ndarray, segment: np.ndarray,
+def search(rs: np.ndarray, re_: np.ndarray, ro: np.ndarray, offsets: np.ndarray, segment: np.ndarray,
             starts: np.ndarray, tolerance_ms: int):
     """Look up many (segment, start) pairs at once in concatenated per-IP ranges.
 
@@ -68,7 +68,7 @@ def _search(rs: np.ndarray, re_: np.ndarray, ro: np.ndarray, offsets: np.ndarray
         for k in range(segments):
             rows = np.flatnonzero(segment == k)
             sl = slice(offsets[k], offsets[k + 1])
-            o, s, e, r = _search(rs[sl], re_[sl], ro[sl], np.array([0, offsets[k + 1] - offsets[k]]),
+            o, s, e, r = search(rs[sl], re_[sl], ro[sl], np.array([0, offsets[k + 1] - offsets[k]]),
                                  np.zeros(len(rows), np.int64), starts[rows], tolerance_ms)
             owner[rows], r_start[rows], r_end[rows], reason[rows] = o, s, e, r
         return owner, r_start, r_end, reason
@@ -109,7 +109,7 @@ def lookup_ip(ranges: IpRanges | None, starts: np.ndarray, tolerance_ms: int, ho
     over all of a batch's IPs at once). Returns (owner, range_start, range_end, reason)."""
     starts = np.asarray(starts, np.int64)
     rs, re_, ro = ranges.arrays() if ranges is not None else (_EMPTY, _EMPTY, _EMPTY)
-    owner, r_start, r_end, reason = _search(rs, re_, ro, np.array([0, len(rs)]), np.zeros(len(starts), np.int64),
+    owner, r_start, r_end, reason = search(rs, re_, ro, np.array([0, len(rs)]), np.zeros(len(starts), np.int64),
                                             starts, tolerance_ms)
     expired = starts < horizon_ms
     owner[expired] = -1
@@ -130,60 +130,3 @@ def distinct_ips(ips: np.ndarray) -> tuple[list[bytes], np.ndarray]:
     else:
         _, first, inverse = np.unique(ips.view("V16").ravel(), return_index=True, return_inverse=True)
     return [ips[f].tobytes() for f in first.tolist()], inverse.ravel()
-
-
-def attribute_batch(remote_ips: np.ndarray, starts: np.ndarray, ends: np.ndarray, attempt: int,
-                    heartbeats: OwnershipTable, events: EventTable | None, event_cidrs: CidrSet,
-                    cfg: AttributionConfig) -> Attribution:
-    """Attribute flows (remote IP, start) on attempt number `attempt` (1 = first)."""
-    n = len(starts)
-    owner = np.full(n, -1, np.int64)
-    source = np.zeros(n, np.uint8)
-    ev_start = np.zeros(n, np.int64)
-    ev_end = np.zeros(n, np.int64)
-    reason = np.full(n, NO_EVIDENCE, np.uint8)
-    if n:
-        starts = np.asarray(starts, np.int64)
-        by_event = event_cidrs.contains(remote_ips)
-        ips, inverse = distinct_ips(remote_ips)
-        ip_by_event = np.zeros(len(ips), bool)
-        ip_by_event[inverse] = by_event
-        if events is not None:  # open assignments of this batch's event IPs, up to the horizon
-            events.materialize_open([ip for ip, evented in zip(ips, ip_by_event.tolist(), strict=True) if evented])
-        # The ranges of the batch's distinct IPs, back to back (dict lookups per distinct
-        # IP; the arrays are cached in IpRanges until the IP's next change).
-        parts, sizes = [], []
-        for ip, evented in zip(ips, ip_by_event.tolist(), strict=True):
-            table = (events.table if events is not None else None) if evented else heartbeats
-            ranges = table.by_ip.get(ip) if table is not None else None
-            if ranges is None:
-                sizes.append(0)
-                continue
-            parts.append(ranges.arrays())
-            sizes.append(len(ranges))
-        if parts:
-            rs, re_, ro = (np.concatenate([p[c] for p in parts]) for c in range(3))
-        else:
-            rs = re_ = ro = _EMPTY
-        offsets = np.zeros(len(ips) + 1, np.int64)
-        np.cumsum(sizes, out=offsets[1:])
-        owner, ev_start, ev_end, reason = _search(rs, re_, ro, offsets, inverse, starts, cfg.skew_tolerance_ms)
-        source = np.where(owner >= 0, np.where(by_event, pb.EVIDENCE_SOURCE_IP_CHANGE_EVENT,
-                                               pb.EVIDENCE_SOURCE_HEARTBEAT), 0).astype(np.uint8)
-        horizon = np.where(by_event, events.table.horizon_ms if events is not None else -(2**62),
-                           heartbeats.horizon_ms)
-        expired = starts < horizon
-        if events is None:
-            expired &= ~by_event  # no event table: event-CIDR flows simply have no evidence
-        invalid = ends < starts
-        owner[expired | invalid] = -1
-        source[expired | invalid] = 0
-        reason[expired] = EXPIRED
-        reason[invalid] = INVALID_TIME
-    attributed = owner >= 0
-    retry = ~attributed & np.isin(reason, RETRYABLE) & (attempt < cfg.max_attempts)
-    outcome = np.where(attributed, ATTRIBUTED, np.where(retry, RETRY, UNATTRIBUTED)).astype(np.uint8)
-    ev_start[~attributed] = 0
-    ev_end[~attributed] = 0
-    reason[attributed] = 0
-    return Attribution(outcome, owner, source, ev_start, ev_end, reason)

@@ -1,17 +1,47 @@
-"""The whole attribution state of one collector, as plain methods the Flink job and the
-in-process evaluation both call: learn from batches and events, attribute, prune."""
+"""The whole ownership state of one collector, as plain methods the Flink job and the
+in-process evaluation both call: learn from batches and events, attribute, prune.
+
+Address scope (each rule is a reason of its own, decided at the first attempt):
+* remote IPs in `host_local_cidrs` name no single workload: HOST_LOCAL_ADDRESS;
+* remote IPs outside `known_cidrs` (every region and the event CIDRs) can have no
+  evidence at all: OUTSIDE_KNOWN_CIDRS;
+* heartbeats are learned only for local IPs in `attributable_cidrs` (the region's VPC
+  ranges) that are neither host-local nor event-only;
+* a port-shared IP (any PORT_MAP claim on it) is attributed by (IP, remote port) only,
+  for flows from its first port claim on (minus the tolerance).
+Heartbeat evidence must be SETTLED (ledger.py); event evidence must lie before the
+event horizon (events.py).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from flink_jobs.attribution.attribute import Attribution, attribute_batch
+from flink_jobs.attribution.attribute import (
+    ATTRIBUTED,
+    EXPIRED,
+    HOST_LOCAL,
+    INVALID_TIME,
+    NO_EVIDENCE,
+    OUTSIDE,
+    RETRY,
+    UNATTRIBUTED,
+    UNSETTLED,
+    UNSETTLED_EVENTS,
+    Attribution,
+    distinct_ips,
+    search,
+)
 from flink_jobs.attribution.config import AttributionConfig
-from flink_jobs.attribution.events import EventTable
+from flink_jobs.attribution.events import EventTable, LoggedEvent
 from flink_jobs.attribution.heartbeats import Claim, claims_from_batch
-from flink_jobs.attribution.ranges import OwnershipTable, WorkloadNames
+from flink_jobs.attribution.ledger import ExporterLedger
+from flink_jobs.attribution.ranges import OwnershipTable, WorkloadNames, port_key
 from flink_jobs.attribution.regions import CidrSet
+from schemas import flowattr_pb2 as pb
 from schemas.columns import FlowColumns
+
+NEVER = -(2**62)
 
 
 class Attributor:
@@ -19,35 +49,153 @@ class Attributor:
         self.cfg = cfg
         self.names = WorkloadNames()  # shared: owner ids mean the same in both tables
         self.heartbeats = OwnershipTable(cfg.min_reuse_gap_ms, cfg.retention_ms, self.names)
-        self.events = EventTable(OwnershipTable(cfg.min_reuse_gap_ms, cfg.retention_ms, self.names),
-                                 cfg.event_time_error_ms, cfg.event_max_delay_ms)
+        # Event ranges are shrunk by the timestamp error plus twice the host skew tolerance:
+        # the flow's own start is on a host clock, and the lookup allows the tolerance.
+        self.events = EventTable(self.names, cfg.event_time_error_ms + 2 * cfg.skew_tolerance_ms,
+                                 cfg.event_max_delay_ms,
+                                 cfg.event_future_bound_ms, cfg.event_clock_rank, cfg.retention_ms)
+        self.ledger = ExporterLedger(cfg.exporter_silence_ms)
         self.event_cidrs = CidrSet(cfg.event_cidrs)
+        self.host_local = CidrSet(cfg.host_local_cidrs)
+        self.attributable = CidrSet(cfg.attributable_cidrs) if cfg.attributable_cidrs else None
+        self.known = CidrSet(tuple(cfg.known_cidrs) + tuple(cfg.event_cidrs)) if cfg.known_cidrs else None
 
+    # -- learning ------------------------------------------------------------------------
     def claims(self, cols: FlowColumns) -> list[Claim]:
-        """Heartbeat claims of a batch (never for event-only CIDRs)."""
-        return claims_from_batch(cols, self.cfg.min_reuse_gap_ms,
-                                 exclude=self.event_cidrs.contains(cols["local_ip"]))
+        """Heartbeat claims of a batch: only for attributable local IPs (see module doc)."""
+        local = cols["local_ip"]
+        exclude = self.event_cidrs.contains(local) | self.host_local.contains(local)
+        if self.attributable is not None:
+            exclude |= ~self.attributable.contains(local)
+        return claims_from_batch(cols, self.cfg.min_reuse_gap_ms, exclude=exclude)
 
-    def learn_claims(self, claims: list[Claim]) -> int:
-        """Apply claims; return the number of new conflicts."""
-        return sum(self.heartbeats.learn(c.ip, c.workload, c.start_ms, c.end_ms).conflicts
+    def learn_claims(self, claims: list[Claim], exporter: str = "") -> int:
+        """Apply claims (of one exporter's batch); return the number of new conflicts."""
+        return sum(self.heartbeats.learn(c.key, c.workload, c.start_ms, c.end_ms, exporter).conflicts
                    for c in claims)
 
-    def apply_event(self, ip: bytes, workload: str, action: int, event_ms: int) -> bool:
-        """Apply an IP-change event; False if its IP is outside the event CIDRs (such IPs
-        are never attributed from events: only the stream's event time is taken)."""
-        if not self.event_cidrs.contains(np.frombuffer(ip, np.uint8).reshape(1, 16))[0]:
-            self.events.observe(event_ms)
-            return False
-        self.events.apply(ip, workload, action, event_ms)
-        return True
+    def learn_batch(self, exporter: str, sequence: int, window_start_ms: int, window_end_ms: int,
+                    claims: list[Claim]) -> int:
+        """A batch arrived (possibly empty): record it in the ledger and learn its claims.
+        A duplicate delivery (same exporter and sequence) only re-learns idempotent claims."""
+        self.ledger.record(exporter, sequence, window_start_ms, window_end_ms)
+        return self.learn_claims(claims, exporter)
 
+    def apply_event(self, ip: bytes, workload: str, action: int, event_ms: int, emit_ms: int | None = None,
+                    event_id: str = "") -> str:
+        """Apply an IP-change event; returns its status (events.APPLIED, DUPLICATE, LATE,
+        FUTURE: dead-letter it, WARMING_UP). IPs outside the event CIDRs are never evidence:
+        such events only move the stream's clock."""
+        event = LoggedEvent(event_ms, action, workload, event_id, event_ms if emit_ms is None else emit_ms)
+        inside = bool(self.event_cidrs.contains(np.frombuffer(ip, np.uint8).reshape(1, 16))[0])
+        return self.events.apply(ip if inside else None, event)
+
+    def advance(self, watermark_ms: int) -> None:
+        """Event time has passed watermark_ms for every input (driver's watermark)."""
+        self.events.advance(watermark_ms)
+
+    # -- attribution ---------------------------------------------------------------------
     def attribute(self, cols: FlowColumns, attempt: int) -> Attribution:
-        return attribute_batch(cols["remote_ip"], cols["start_ms"], cols["end_ms"], attempt,
-                               self.heartbeats, self.events, self.event_cidrs, self.cfg)
+        """Attribute a batch's REMOTE IPs on attempt number `attempt` (1 = first)."""
+        n = len(cols)
+        if not n:
+            empty = np.zeros(0, np.int64)
+            return Attribution(empty.astype(np.uint8), empty, empty.astype(np.uint8), empty, empty,
+                               empty.astype(np.uint8))
+        remote, starts, ends = cols["remote_ip"], np.asarray(cols["start_ms"], np.int64), cols["end_ms"]
+        by_event = self.event_cidrs.contains(remote)
+        segment, keys = self._segments(remote, cols["remote_port"], starts)
+        parts, sizes = [], []
+        for key, evented in keys:
+            ranges = self.events.ranges(key) if evented else self.heartbeats.by_ip.get(key)
+            sizes.append(len(ranges) if ranges is not None else 0)
+            if ranges is not None and len(ranges):
+                parts.append(ranges.arrays())
+        rs, re_, ro = ((np.concatenate([p[c] for p in parts]) for c in range(3)) if parts
+                       else (_EMPTY, _EMPTY, _EMPTY))
+        offsets = np.zeros(len(keys) + 1, np.int64)
+        np.cumsum(sizes, out=offsets[1:])
+        owner, ev_start, ev_end, reason = search(rs, re_, ro, offsets, segment, starts, self.cfg.skew_tolerance_ms)
+        final = (owner < 0) & (reason != NO_EVIDENCE)  # CONFLICT, CLOCK_SKEW: no later attempt changes them
+        unsettled = self._unsettled(keys, segment, starts, ends, owner >= 0)
+        # Event ranges end at the horizon only because later events may still be in flight:
+        # a flow near or after it waits, whatever the lookup found.
+        after_horizon = by_event & (starts + self.events.margin_ms >= self.events.horizon_ms)
+        for mask, why, is_final in (
+                (unsettled & ~by_event, UNSETTLED, False),
+                (after_horizon, UNSETTLED_EVENTS, False),
+                (by_event & ~after_horizon & (owner < 0) & (reason == NO_EVIDENCE), NO_EVIDENCE, True),
+                (starts < np.where(by_event, self.events.prune_horizon_ms, self.heartbeats.horizon_ms),
+                 EXPIRED, True),
+                (self._outside(remote), OUTSIDE, True),
+                (self.host_local.contains(remote), HOST_LOCAL, True),
+                (ends < starts, INVALID_TIME, True)):
+            owner[mask], reason[mask], final[mask] = -1, why, is_final
+        attributed = owner >= 0
+        reason[attributed] = 0
+        retry = ~attributed & ~final & (attempt < self.cfg.max_attempts)
+        outcome = np.where(attributed, ATTRIBUTED, np.where(retry, RETRY, UNATTRIBUTED)).astype(np.uint8)
+        source = np.where(attributed, np.where(by_event, pb.EVIDENCE_SOURCE_IP_CHANGE_EVENT,
+                                               pb.EVIDENCE_SOURCE_HEARTBEAT), 0).astype(np.uint8)
+        ev_start[~attributed] = 0
+        ev_end[~attributed] = 0
+        return Attribution(outcome, owner, source, ev_start, ev_end, reason)
+
+    def _outside(self, remote: np.ndarray) -> np.ndarray:
+        return ~self.known.contains(remote) if self.known is not None else np.zeros(len(remote), bool)
+
+    def _segments(self, remote: np.ndarray, ports: np.ndarray, starts: np.ndarray):
+        """Per row, the index of its lookup key; keys: [(key, is_event_ip)]. A row's key is
+        its remote IP, or (IP, port) when the IP is port-shared at the row's time."""
+        ips, inverse = distinct_ips(remote)
+        by_event = self.event_cidrs.contains(np.frombuffer(b"".join(ips), np.uint8).reshape(-1, 16)) \
+            if ips else np.zeros(0, bool)
+        keys = [(ip, bool(e)) for ip, e in zip(ips, by_event.tolist(), strict=True)]
+        shared = self.heartbeats.port_shared
+        if not shared:
+            return inverse, keys
+        segment = inverse.copy()
+        for k, ip in enumerate(ips):
+            span = shared.get(ip)
+            if span is None:
+                continue
+            rows = np.flatnonzero((inverse == k) & (starts >= span[0] - self.cfg.skew_tolerance_ms))
+            port_index: dict[int, int] = {}
+            for row, port in zip(rows.tolist(), ports[rows].tolist(), strict=True):
+                if port not in port_index:
+                    port_index[port] = len(keys)
+                    keys.append((port_key(ip, port), False))
+                segment[row] = port_index[port]
+        return segment, keys
+
+    def _unsettled(self, keys, segment: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+                   candidates: np.ndarray) -> np.ndarray:
+        """Rows whose heartbeat evidence is not settled: a claimant of their key may still
+        have a batch missing around [start - tol, end + tol] (ledger.py)."""
+        out = np.zeros(len(starts), bool)
+        tol = self.cfg.skew_tolerance_ms
+        for k, (key, evented) in enumerate(keys):
+            claimants = self.heartbeats.claimants.get(key)
+            if evented or not claimants:
+                continue
+            rows = np.flatnonzero(candidates & (segment == k))
+            if not len(rows):
+                continue
+            lo, hi = starts[rows] - tol, ends[rows] + tol
+            for exporter in claimants:
+                for span_lo, span_hi in self.ledger.unsettled_spans(exporter, int(lo.min())):
+                    out[rows[(lo <= span_hi) & (hi >= span_lo)]] = True
+        return out
 
     def owner_names(self, owner: np.ndarray) -> list[str]:
         return [self.names.names[o] if o >= 0 else "" for o in owner.tolist()]
 
-    def prune(self, now_ms: int) -> int:
-        return self.heartbeats.prune(now_ms) + self.events.table.prune(now_ms)
+    def prune(self, now_ms: int) -> tuple[list[bytes], list[str], list[bytes]]:
+        """Drop evidence older than the retention; return what changed: heartbeat keys,
+        exporters of the ledger and event IPs (each absent from its table when emptied)."""
+        keys = self.heartbeats.prune_changed(now_ms)
+        exporters = self.ledger.prune(now_ms - self.cfg.retention_ms)
+        return keys, exporters, self.events.prune(now_ms)
+
+
+_EMPTY = np.zeros(0, np.int64)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from schemas.addresses import HOST_LOCAL_CIDRS
+
 
 @dataclass(frozen=True)
 class AttributionConfig:
@@ -27,11 +29,32 @@ class AttributionConfig:
     event_max_delay_ms: int = 30 * 60 * 1000
     # Event timestamps may be off by this much: event ranges are shrunk by it at each end.
     event_time_error_ms: int = 5_000
+    # An event stamped (event or emit time) more than this after the event stream's time is
+    # a lie about the future: rejected (dead-lettered), never evidence, never moves time.
+    event_future_bound_ms: int = 10 * 60 * 1000
+    # The stream's time is at least the N-th largest emit time seen: fewer than N events
+    # stamped in the future cannot move the horizon (see events.py).
+    event_clock_rank: int = 8
+    # Heartbeats are learned only for local IPs inside these CIDRs (the region's own VPC
+    # ranges; the job and the evaluation derive them from region_cidrs). Empty: any IP
+    # that is neither host-local nor in event_cidrs (unit tests).
+    attributable_cidrs: tuple[str, ...] = field(default_factory=tuple)
+    # Remote IPs in none of these (every region's CIDRs and the event CIDRs) can have no
+    # evidence: unattributed OUTSIDE_KNOWN_CIDRS at the first attempt. Empty: all known.
+    known_cidrs: tuple[str, ...] = field(default_factory=tuple)
+    # Host-local, non-unique addresses (loopback, link-local, container bridges): never
+    # learned, and flows to them are unattributed HOST_LOCAL_ADDRESS.
+    host_local_cidrs: tuple[str, ...] = HOST_LOCAL_CIDRS
+    # An exporter with no batch for this long after a flow's start is gone (terminated):
+    # its missing batches are no longer waited for (see ledger.py).
+    exporter_silence_ms: int = 15 * 60 * 1000
 
     def __post_init__(self):
         if self.skew_tolerance_ms * 3 >= self.min_reuse_gap_ms:
             raise ValueError(
                 "skew_tolerance_ms must be well below min_reuse_gap_ms (tolerance + 2 x skew < G); "
                 f"got tolerance {self.skew_tolerance_ms} ms, G {self.min_reuse_gap_ms} ms")
+        if self.event_clock_rank < 1 or self.event_future_bound_ms < 0:
+            raise ValueError("event_clock_rank >= 1 and event_future_bound_ms >= 0 are required")
         if self.max_attempts < 1 or self.retry_delay_ms <= 0 or self.hold_ms < 0:
             raise ValueError("max_attempts >= 1, retry_delay_ms > 0 and hold_ms >= 0 are required")

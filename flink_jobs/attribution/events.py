@@ -1,91 +1,257 @@
 """IP-change events (Sonar-style) as lower-trust ownership evidence for addresses that run
 no exporter (load balancers), restricted to the configured event CIDRs.
 
-Rules (caveats: event times may be late or inaccurate):
-* ASSIGNED(ip, W, ta) ... UNASSIGNED(ip, W, tu) gives the range [ta + err, tu - err],
-  where err = event_time_error_ms covers inaccurate timestamps;
-* an assignment with no unassignment yet is open-ended, but is only usable up to the
-  event HORIZON = (latest event time seen) - event_max_delay_ms: an unassignment that
-  happened before the horizon would have arrived by now, since events are at most
-  event_max_delay_ms late. Flows after the horizon wait (retry);
-* an event later than the delay bound breaks that promise: it is counted, and the
-  contested span is marked so that nothing after it is attributed from stale state.
+The evidence is a function of the SET of events known for an IP, never of their arrival
+order: each IP keeps its events sorted by event time and deduplicated by event_id, and
+its ranges are recomputed from that set. Assumptions, each enforced here:
+
+* D (event_max_delay_ms): an event arrives within D of its event time. The HORIZON is
+  the event stream's time minus D: every event stamped before it has arrived, so the
+  state of an IP before the horizon is known; after it, an event still in flight could
+  cut a range, so nothing after the horizon is attributed (the flow waits).
+* The stream's time is the larger of the driver's watermark (`advance`) and the
+  `clock_rank`-th largest emit time seen: fewer than `clock_rank` events stamped in the
+  future cannot move it. Events stamped more than `future_bound_ms` after the stream's
+  time are rejected (the caller dead-letters them); before the stream has a time they
+  wait in a bounded warm-up buffer and are judged when it has one.
+* err (event_time_error_ms): a stamped event time is within err of the true time.
+  Then W provably owns the IP at t when t lies in [e.t + err, next.t - err] after an
+  ASSIGNED(W) event e, and every event stamped within 2 err before e is ASSIGNED(W)
+  (any of them could truly be the last change before t). Instants within err of any
+  event are never attributed from events.
+* An event arriving after the horizon passed its time is LATE (the delay bound was
+  broken): counted, and applied so later attempts see it; flows already emitted from
+  the old state cannot be recalled (that is the bound's promise).
 """
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 
-from flink_jobs.attribution.ranges import OwnershipTable
+from flink_jobs.attribution.ranges import IpRanges, WorkloadNames
+from schemas import flowattr_pb2 as pb
 
-ASSIGNED, UNASSIGNED = 1, 2  # IpChangeAction values
+ASSIGNED, UNASSIGNED = pb.IP_CHANGE_ACTION_ASSIGNED, pb.IP_CHANGE_ACTION_UNASSIGNED
+NEVER = -(2**62)
+
+# Outcome of applying one event.
+APPLIED, DUPLICATE, LATE, FUTURE, WARMING_UP = "applied", "duplicate", "late", "future", "warming_up"
+MAX_EVENTS_PER_IP = 256   # per-IP log bound; the oldest events beyond it are dropped
+MAX_WARM_UP_EVENTS = 100_000
 
 
-@dataclass
-class _OpenAssignment:
+@dataclass(frozen=True, order=True)
+class LoggedEvent:
+    event_ms: int
+    action: int
     workload: str
-    start_ms: int
+    event_id: str = field(compare=False)
+    emit_ms: int = field(compare=False, default=0)
 
 
 @dataclass
-class EventTable:
-    """Ranges from IP-change events, in their own OwnershipTable (never mixed with heartbeats)."""
+class IpEventLog:
+    """One IP's known events, sorted, deduplicated; `known_from_ms`: no range starts before
+    it (older events were dropped)."""
 
-    table: OwnershipTable
-    time_error_ms: int
-    max_delay_ms: int
-    latest_event_ms: int = -(2**62)
-    late_events: int = 0
-    open: dict[bytes, _OpenAssignment] = field(default_factory=dict)
-    # Assignments closed before their ASSIGNED arrived (events out of order): ip -> [(tu, W)]
-    early_unassigned: dict[bytes, list[tuple[int, str]]] = field(default_factory=dict)
+    events: list[LoggedEvent] = field(default_factory=list)
+    ids: set[str] = field(default_factory=set)
+    known_from_ms: int = NEVER
+    cached: tuple[int, IpRanges] | None = None  # (horizon it was computed for, ranges)
+
+    def add(self, event: LoggedEvent) -> bool:
+        """False if the event is a duplicate (same id, or same content without an id)."""
+        key = event.event_id or f"{event.event_ms}/{event.action}/{event.workload}"
+        if key in self.ids:
+            return False
+        self.ids.add(key)
+        pos = len(self.events)
+        while pos and self.events[pos - 1] > event:
+            pos -= 1
+        self.events.insert(pos, event)
+        self.cached = None
+        return True
+
+
+def event_ranges(events: list[LoggedEvent], horizon_ms: int, err_ms: int, names: WorkloadNames,
+                 known_from_ms: int = NEVER) -> IpRanges:
+    """The provable ownership ranges of one IP from its sorted events (see module docstring)."""
+    items: list[tuple[int, int, int]] = []
+    last_end_event = -1
+    for i, e in enumerate(events):
+        if e.action != ASSIGNED or e.event_ms >= horizon_ms:
+            continue
+        ambiguous = any(f.action != ASSIGNED or f.workload != e.workload
+                        for f in events[:i] if f.event_ms >= e.event_ms - 2 * err_ms)
+        if ambiguous:
+            continue
+        end = min(events[i + 1].event_ms, horizon_ms) if i + 1 < len(events) else horizon_ms
+        start, end = max(e.event_ms + err_ms, known_from_ms), end - err_ms - 1
+        if start > end:
+            continue
+        owner = names.id(e.workload)
+        # Join the previous range when only re-assertions of the same owner lie between.
+        if items and items[-1][2] == owner and all(
+                f.action == ASSIGNED and f.workload == e.workload for f in events[last_end_event:i]):
+            items[-1] = (items[-1][0], end, owner)
+        else:
+            items.append((start, end, owner))
+        last_end_event = i + 1
+    ranges = IpRanges()
+    ranges._set(items)
+    return ranges
+
+
+class StreamClock:
+    """The event stream's time: max(driver watermark, rank-th largest emit time seen)."""
+
+    def __init__(self, rank: int):
+        self.rank = rank
+        self.top: list[int] = []     # min-heap of the `rank` largest emit times
+        self.watermark_ms = NEVER
+
+    def observe(self, emit_ms: int) -> None:
+        if len(self.top) < self.rank:
+            heapq.heappush(self.top, emit_ms)
+        elif emit_ms > self.top[0]:
+            heapq.heapreplace(self.top, emit_ms)
+
+    @property
+    def time_ms(self) -> int:
+        robust = self.top[0] if len(self.top) >= self.rank else NEVER
+        return max(robust, self.watermark_ms)
+
+
+class EventTable:
+    """Per-IP event logs of the event CIDRs, the stream clock, and counters."""
+
+    def __init__(self, names: WorkloadNames, margin_ms: int, max_delay_ms: int, future_bound_ms: int,
+                 clock_rank: int, retention_ms: int):
+        """margin_ms: the `err` of the module docstring (timestamp error plus host skew)."""
+        self.names = names
+        self.margin_ms = margin_ms
+        self.max_delay_ms = max_delay_ms
+        self.future_bound_ms = future_bound_ms
+        self.retention_ms = retention_ms
+        self.clock = StreamClock(clock_rank)
+        self.logs: dict[bytes, IpEventLog] = {}
+        self.warm_up: list[tuple[bytes | None, LoggedEvent]] = []
+        self.counts = {APPLIED: 0, DUPLICATE: 0, LATE: 0, FUTURE: 0}
+        self.rejected: list[tuple[bytes | None, LoggedEvent]] = []  # FUTURE events judged after warm-up
+        self.prune_horizon_ms = NEVER
 
     @property
     def horizon_ms(self) -> int:
-        return self.latest_event_ms - self.max_delay_ms
+        t = self.clock.time_ms
+        return NEVER if t == NEVER else t - self.max_delay_ms
 
-    def observe(self, event_ms: int) -> None:
-        """Event time of the stream moves on (every event, whatever its IP: the horizon is
-        a promise about the whole stream's delay)."""
-        if event_ms < self.horizon_ms:
-            self.late_events += 1  # beyond the delay bound: the horizon promise was broken
-        self.latest_event_ms = max(self.latest_event_ms, event_ms)
+    def is_future(self, event: LoggedEvent) -> bool:
+        limit = self.clock.time_ms + self.future_bound_ms
+        return event.event_ms > limit or event.emit_ms > limit
 
-    def apply(self, ip: bytes, workload: str, action: int, event_ms: int) -> None:
-        self.observe(event_ms)
-        if action == ASSIGNED:
-            pending = self.early_unassigned.get(ip, [])
-            match = next((p for p in pending if p[1] == workload and p[0] >= event_ms), None)
-            if match:
-                pending.remove(match)
-                self._add(ip, workload, event_ms, match[0])
-            else:
-                previous = self.open.get(ip)
-                if previous is not None and previous.start_ms < event_ms:
-                    # Re-assigned without an unassignment in between: close the old one
-                    # where the new one starts (the unassignment may still come).
-                    self._add(ip, previous.workload, previous.start_ms, event_ms)
-                self.open[ip] = _OpenAssignment(workload, event_ms)
-        elif action == UNASSIGNED:
-            current = self.open.get(ip)
-            if current is not None and current.workload == workload and current.start_ms <= event_ms:
-                del self.open[ip]
-                self._add(ip, workload, current.start_ms, event_ms)
-            else:
-                self.early_unassigned.setdefault(ip, []).append((event_ms, workload))
+    def apply(self, ip: bytes | None, event: LoggedEvent) -> str:
+        """Apply one event (ip None: outside the event CIDRs, only the clock may move)."""
+        if self.clock.time_ms == NEVER:
+            if len(self.warm_up) < MAX_WARM_UP_EVENTS:
+                self.warm_up.append((ip, event))
+                self.clock.observe(event.emit_ms)
+                if self.clock.time_ms != NEVER:
+                    self._flush_warm_up()
+                return WARMING_UP
+            self._flush_warm_up(force=True)
+        return self._judge(ip, event, observe=True)
 
-    def _add(self, ip: bytes, workload: str, start_ms: int, end_ms: int) -> None:
-        s, e = start_ms + self.time_error_ms, end_ms - self.time_error_ms
-        if s <= e:
-            self.table.learn(ip, workload, s, e)
+    def _judge(self, ip: bytes | None, event: LoggedEvent, observe: bool) -> str:
+        if self.is_future(event):
+            self.counts[FUTURE] += 1
+            return FUTURE
+        late = event.event_ms < self.horizon_ms
+        if observe:
+            self.clock.observe(event.emit_ms)
+        if ip is None:
+            return APPLIED
+        log = self.logs.get(ip)
+        if log is None:
+            log = self.logs[ip] = IpEventLog()
+        if not log.add(event):
+            self.counts[DUPLICATE] += 1
+            return DUPLICATE
+        if len(log.events) > MAX_EVENTS_PER_IP:
+            self._drop_oldest(log, len(log.events) - MAX_EVENTS_PER_IP)
+        status = LATE if late else APPLIED
+        self.counts[status] += 1
+        return status
 
-    def materialize_open(self, ips) -> None:
-        """Make the open assignments of `ips` visible as ranges ending at the current horizon.
+    def _flush_warm_up(self, force: bool = False) -> None:
+        """The clock has a time now (or the buffer is full): judge the buffered events."""
+        if force and self.clock.time_ms == NEVER:
+            self.clock.watermark_ms = max(e.emit_ms for _, e in self.warm_up)  # best available
+        pending, self.warm_up = self.warm_up, []
+        for ip, event in pending:
+            if self._judge(ip, event, observe=False) == FUTURE:
+                self.rejected.append((ip, event))
 
-        Called before attributing flows to these IPs; an open assignment's range only grows
-        (the horizon only advances), so re-learning it just extends the same range."""
-        end = self.horizon_ms - self.time_error_ms  # the unassignment may be err early
-        for ip in ips:
-            current = self.open.get(ip)
-            if current is not None and current.start_ms + self.time_error_ms <= end:
-                self.table.learn(ip, current.workload, current.start_ms + self.time_error_ms, end)
+    def take_rejected(self) -> list[tuple[bytes | None, LoggedEvent]]:
+        """FUTURE events found while flushing the warm-up buffer (for the dead-letter output)."""
+        out, self.rejected = self.rejected, []
+        return out
+
+    def advance(self, watermark_ms: int) -> None:
+        """The driver's watermark (all events emitted before it have been applied)."""
+        self.clock.watermark_ms = max(self.clock.watermark_ms, watermark_ms)
+        if self.warm_up:
+            self._flush_warm_up()
+
+    def ranges(self, ip: bytes) -> IpRanges | None:
+        log = self.logs.get(ip)
+        if log is None:
+            return None
+        horizon = self.horizon_ms
+        if log.cached is None or log.cached[0] != horizon:
+            log.cached = (horizon, event_ranges(log.events, horizon, self.margin_ms, self.names,
+                                                log.known_from_ms))
+        return log.cached[1]
+
+    def _drop_oldest(self, log: IpEventLog, n: int) -> None:
+        dropped, log.events = log.events[:n], log.events[n:]
+        for e in dropped:
+            log.ids.discard(e.event_id or f"{e.event_ms}/{e.action}/{e.workload}")
+        # Ranges may only start where no dropped event can be the last change before t.
+        log.known_from_ms = max(log.known_from_ms, dropped[-1].event_ms + 2 * self.margin_ms + 1)
+        log.cached = None
+
+    def prune(self, now_ms: int) -> list[bytes]:
+        """Drop events that can no longer decide any instant after the retention horizon;
+        return the IPs whose logs changed (absent from `logs` when emptied)."""
+        horizon = now_ms - self.retention_ms
+        if horizon <= self.prune_horizon_ms:
+            return []
+        self.prune_horizon_ms = horizon
+        changed = []
+        for ip in list(self.logs):
+            log = self.logs[ip]
+            before = [i for i, e in enumerate(log.events) if e.event_ms < horizon - 2 * self.margin_ms]
+            if len(before) > 1:  # keep the last one before the horizon: it decides the state there
+                self._drop_oldest(log, before[-2] + 1)
+                changed.append(ip)
+            if log.events and log.events[-1].event_ms < horizon and log.events[-1].action == UNASSIGNED:
+                del self.logs[ip]
+                changed.append(ip)
+        return changed
+
+    def restore(self, ip: bytes | None, events: list[LoggedEvent]) -> None:
+        """Rebuild after a restart from saved logs (the clock restored first): events are
+        added as they were, except any the restored clock now judges to be from the future."""
+        for event in events:
+            if self.clock.time_ms != NEVER and self.is_future(event):
+                self.counts[FUTURE] += 1
+                continue
+            if ip is not None:
+                log = self.logs.get(ip)
+                if log is None:
+                    log = self.logs[ip] = IpEventLog()
+                log.add(event)
+
+    def range_count(self) -> int:
+        return sum(len(self.ranges(ip) or ()) for ip in self.logs)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from flink_jobs.attribution.ranges import PORT_KEY_BYTES, port_key
 from schemas import flowattr_pb2 as pb
 from schemas.columns import FlowColumns
 
@@ -25,28 +26,56 @@ class Claim:
     workload: str    # owning workload
     start_ms: int    # inclusive
     end_ms: int      # inclusive
+    port: int = 0    # set iff the claim is for one port of a port-shared IP (ranges.port_key)
+
+    @property
+    def key(self) -> bytes:
+        """The ownership-table key: the IP, or IP + port for a port-shared IP."""
+        return port_key(self.ip, self.port) if self.port else self.ip
 
 
 def claims_from_batch(cols: FlowColumns, merge_gap_ms: int,
                       exclude: np.ndarray | None = None) -> list[Claim]:
     """The ownership claims a batch proves. `exclude` masks flows whose local IP must not
-    be learned from heartbeats (e.g. inside event-only CIDRs)."""
-    usable = np.isin(cols["local_attribution"], EVIDENCE_ATTRIBUTIONS) & (cols["local_workload_ref"] > 0)
+    be learned from heartbeats (outside the attributable CIDRs, host-local, event-only).
+
+    Port-shared IPs: a local IP with any PORT_MAP row in the batch is shared by port (the
+    host's IPv4 used by translated containers), so every row of it yields a claim for
+    (IP, local port), and only its non-PORT_MAP rows also claim the whole IP (the host's
+    own workload: the collector attributes a port-shared IP by port only)."""
+    attribution = cols["local_attribution"]
+    usable = np.isin(attribution, EVIDENCE_ATTRIBUTIONS) & (cols["local_workload_ref"] > 0)
     usable &= cols["end_ms"] >= cols["start_ms"]
     if exclude is not None:
         usable &= ~exclude
     if not usable.any():
         return []
-    ips = np.ascontiguousarray(cols["local_ip"][usable]).view("V16").ravel()
-    refs = cols["local_workload_ref"][usable]
-    starts = cols["start_ms"][usable]
-    ends = cols["end_ms"][usable]
-    _, ip_group = np.unique(ips, return_inverse=True)
-    order = np.lexsort((starts, refs, ip_group))
-    ip_group, refs, starts, ends, ips = (ip_group[order], refs[order], starts[order],
-                                         ends[order], ips[order])
-    group = np.r_[True, (ip_group[1:] != ip_group[:-1]) | (refs[1:] != refs[:-1])].cumsum() - 1
+    ip_keys = np.ascontiguousarray(cols["local_ip"]).view("V16").ravel()
+    by_port = usable & (attribution == pb.LOCAL_ATTRIBUTION_PORT_MAP)
+    claims = _stretches(cols, usable & ~by_port, ip_keys, merge_gap_ms)
+    if by_port.any():
+        shared = usable & np.isin(ip_keys, ip_keys[by_port]) & (cols["local_port"] > 0)  # port 0: no key
+        ports = cols["local_port"].astype(">u2").view(np.uint8).reshape(-1, 2)
+        keys = np.ascontiguousarray(np.hstack([cols["local_ip"], ports])).view("V18").ravel()
+        claims += _stretches(cols, shared, keys, merge_gap_ms)
+    return claims
+
+
+def _stretches(cols: FlowColumns, rows: np.ndarray, all_keys: np.ndarray, merge_gap_ms: int) -> list[Claim]:
+    """One claim per (key, workload) and stretch of activity among the selected rows."""
+    if not rows.any():
+        return []
+    keys = all_keys[rows]
+    refs = cols["local_workload_ref"][rows]
+    starts = cols["start_ms"][rows]
+    ends = cols["end_ms"][rows]
+    _, key_group = np.unique(keys, return_inverse=True)
+    order = np.lexsort((starts, refs, key_group))
+    key_group, refs, starts, ends, keys = (key_group[order], refs[order], starts[order],
+                                           ends[order], keys[order])
+    group = np.r_[True, (key_group[1:] != key_group[:-1]) | (refs[1:] != refs[:-1])].cumsum() - 1
     # Running max of end within each group: offset groups so one accumulate never mixes them.
+    # (Row validation bounds every time to the batch window +- max_flow_age: no overflow.)
     base = int(starts.min())
     rel_end = ends - base
     offset = group.astype(np.int64) * (int(rel_end.max()) + 2 * merge_gap_ms + 2)
@@ -54,5 +83,9 @@ def claims_from_batch(cols: FlowColumns, merge_gap_ms: int,
     new_stretch = np.r_[True, (group[1:] != group[:-1]) | (starts[1:] > run_end[:-1] + merge_gap_ms)]
     first = np.flatnonzero(new_stretch)
     last = np.r_[first[1:], len(starts)] - 1
-    return [Claim(ips[f].tobytes(), cols.workloads[int(refs[f])], int(starts[f]), int(run_end[k]))
-            for f, k in zip(first, last, strict=True)]
+    out = []
+    for f, k in zip(first, last, strict=True):
+        raw = keys[f].tobytes()
+        port = int.from_bytes(raw[16:], "big") if len(raw) == PORT_KEY_BYTES else 0
+        out.append(Claim(raw[:16], cols.workloads[int(refs[f])], int(starts[f]), int(run_end[k]), port))
+    return out

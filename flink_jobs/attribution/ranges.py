@@ -18,6 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 
 CONTESTED = -1  # owner id of a contested interval
+PORT_KEY_BYTES = 18  # a port-shared IP's key: 16-byte IP + 2-byte big-endian port
+
+
+def port_key(ip: bytes, port: int) -> bytes:
+    """The key of one port of a port-shared IP (an IPv4 shared by translated containers)."""
+    return ip + int(port).to_bytes(2, "big")
 
 
 class WorkloadNames:
@@ -162,7 +168,10 @@ def _merge_neighbours(items: list[tuple[int, int, int]], gap: int) -> list[tuple
 class OwnershipTable:
     """All IPs' ranges for one evidence source, with retention.
 
-    Keys are 16-byte IPs (IPv4-mapped). Owners are WorkloadNames ids.
+    Keys are 16-byte IPs (IPv4-mapped), or 18 bytes (IP + big-endian port) for one port
+    of a port-shared IP (see port_key). Owners are WorkloadNames ids. Each key also keeps
+    the exporters that claimed it (for settledness, ledger.py), and each port-shared IP
+    the span [first, last] of its port claims: flows to it are attributed by port only.
     """
 
     def __init__(self, merge_gap_ms: int, retention_ms: int, names: WorkloadNames | None = None):
@@ -172,8 +181,10 @@ class OwnershipTable:
         self.by_ip: dict[bytes, IpRanges] = {}
         self.horizon_ms = -(2**62)  # nothing pruned yet
         self.conflicts_total = 0
+        self.claimants: dict[bytes, set[str]] = {}
+        self.port_shared: dict[bytes, list[int]] = {}  # 16-byte IP -> [first start, last end]
 
-    def learn(self, ip: bytes, workload: str, start_ms: int, end_ms: int) -> LearnResult:
+    def learn(self, ip: bytes, workload: str, start_ms: int, end_ms: int, exporter: str = "") -> LearnResult:
         if end_ms < self.horizon_ms:
             return LearnResult(ignored=True)
         start_ms = max(start_ms, self.horizon_ms)
@@ -182,6 +193,14 @@ class OwnershipTable:
             ranges = self.by_ip[ip] = IpRanges()
         conflicts = ranges.learn(self.names.id(workload), start_ms, end_ms, self.merge_gap_ms)
         self.conflicts_total += conflicts
+        if exporter:
+            self.claimants.setdefault(ip, set()).add(exporter)
+        if len(ip) == PORT_KEY_BYTES:
+            span = self.port_shared.get(ip[:16])
+            if span is None:
+                self.port_shared[ip[:16]] = [start_ms, end_ms]
+            else:
+                span[0], span[1] = min(span[0], start_ms), max(span[1], end_ms)
         return LearnResult(conflicts=conflicts)
 
     def prune(self, now_ms: int) -> int:
@@ -202,6 +221,9 @@ class OwnershipTable:
                 changed.append(ip)
                 if not len(ranges):
                     del self.by_ip[ip]
+                    self.claimants.pop(ip, None)
+        for ip in [ip for ip, (_, last) in self.port_shared.items() if last < horizon]:
+            del self.port_shared[ip]
         return changed
 
     def range_count(self) -> int:
@@ -211,6 +233,7 @@ class OwnershipTable:
     # Layout, little-endian: u16 name count, then each name as u8 length + UTF-8 bytes;
     # u16 range count, then per range: i64 start_ms, u32 duration_ms (end - start),
     # i16 owner (index into this value's names; -1 = contested). 14 bytes per range.
+    # Then u16 claimant count, each claimant exporter id as u8 length + UTF-8 bytes.
     def encode_ip(self, ip: bytes) -> bytes:
         ranges = self.by_ip[ip]
         local: dict[int, int] = {}
@@ -225,6 +248,9 @@ class OwnershipTable:
         for s, e, o in ranges.items():
             out.append(struct.pack("<qIh", s, min(e - s, 0xFFFFFFFF),
                                    CONTESTED if o == CONTESTED else local[o]))
+        claimants = sorted(self.claimants.get(ip, ()))
+        out.append(struct.pack("<H", len(claimants)))
+        out.extend(struct.pack("<B", len(raw)) + raw for raw in (c.encode()[:255] for c in claimants))
         return b"".join(out)
 
     def restore_ip(self, ip: bytes, value: bytes) -> None:
@@ -242,6 +268,19 @@ class OwnershipTable:
         items = []
         for s, d, o in struct.iter_unpack("<qIh", value[pos:pos + 14 * n]):
             items.append((s, s + d, CONTESTED if o == CONTESTED else ids[o]))
+        pos += 14 * n
+        (n_claimants,) = struct.unpack_from("<H", value, pos)
+        pos += 2
+        claimants = set()
+        for _ in range(n_claimants):
+            length = value[pos]
+            claimants.add(value[pos + 1:pos + 1 + length].decode())
+            pos += 1 + length
         ranges = IpRanges()
         ranges._set(items)
         self.by_ip[ip] = ranges
+        if claimants:
+            self.claimants[ip] = claimants
+        if len(ip) == PORT_KEY_BYTES and items:
+            span = self.port_shared.setdefault(ip[:16], [items[0][0], items[-1][1]])
+            span[0], span[1] = min(span[0], items[0][0]), max(span[1], max(i[1] for i in items))

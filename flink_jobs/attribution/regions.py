@@ -13,10 +13,13 @@ import ipaddress
 import numpy as np
 import pytricia
 
+from schemas.addresses import mapped_network
+
 _MISSING = object()
 
 
 _V4_PREFIX = np.array([0] * 10 + [0xFF, 0xFF], np.uint8)
+_V4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 
 
 class RegionMap:
@@ -30,10 +33,12 @@ class RegionMap:
         self._cache: dict[bytes, str | None] = {}
         bounds = {0}
         for cidr, region in cidrs.items():
-            net = ipaddress.ip_network(cidr)
-            if net.version == 4:  # stored IPv4-mapped, like every IP here
-                bounds |= {int(net.network_address), int(net.broadcast_address) + 1}
-                net = ipaddress.ip_network(f"::ffff:{net.network_address}/{96 + net.prefixlen}")
+            net = mapped_network(cidr)  # IPv4 stored IPv4-mapped, like every IP here
+            # IPv4 CIDRs, and IPv6 ones written in the mapped form (::ffff:127.0.0.0/104),
+            # cut the IPv4 fast path below; a wider IPv6 CIDR (::/0) covers all of it.
+            if net.subnet_of(_V4_MAPPED):
+                first = int(net.network_address) - int(_V4_MAPPED.network_address)
+                bounds |= {first, first + net.num_addresses}
             self.trie[str(net)] = region
         # IPv4 (the common case) without the trie: the CIDR bounds cut the address space
         # into elementary intervals, each wholly inside the same set of CIDRs, so the trie's

@@ -1,0 +1,113 @@
+"""One region's collector decisions as plain code: hold, attempt, retry, forward, give up.
+
+Two drivers call exactly this: the Flink operator (flink_jobs/attribution_job.py), with
+Kafka topics between the steps, and `flowattr evaluate`, with a simulated timeline. So
+the evaluation judges the code that runs in production.
+
+    batch arrives ──► learn_batch (ledger + heartbeat claims)
+                  └─► hold until first_attempt_ms(window end) ──► attempt ─┬─► attributed / unattributed (final)
+                                                                          ├─► retry at next_attempt_ms
+                                                                          └─► forward to the remote IP's region
+    event arrives ──► apply_event (dead-letter it when the status is FUTURE)
+    event time    ──► advance(watermark): the event clock, pruning
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from flink_jobs.attribution.attribute import Attribution
+from flink_jobs.attribution.attributor import Attributor
+from flink_jobs.attribution.config import AttributionConfig
+from flink_jobs.attribution.heartbeats import Claim
+from flink_jobs.attribution.regions import RegionMap
+from schemas.columns import FlowColumns
+
+PRUNE_EVERY_MS = 60_000
+
+
+@dataclass
+class AttemptPlan:
+    """What to do with one pending batch's flows at one attempt."""
+
+    forward: dict[str, np.ndarray]    # region -> row indices to send there, attempts unchanged
+    local: np.ndarray                 # row indices attempted here, aligned with `attribution`
+    attribution: Attribution | None   # None when no row stayed here
+    attempt: int                      # the attempt number made here (1 = first)
+    next_attempt_ms: int              # when the RETRY rows come due
+
+
+def scoped_config(cfg: AttributionConfig, region: str, region_cidrs: dict[str, str]) -> AttributionConfig:
+    """The attribution config of one region's collector: heartbeats only for its own CIDRs,
+    and every region's CIDRs (plus the event CIDRs) as the known address space."""
+    from dataclasses import replace
+
+    own = tuple(sorted(c for c, r in region_cidrs.items() if r == region))
+    return replace(cfg, attributable_cidrs=cfg.attributable_cidrs or own,
+                   known_cidrs=cfg.known_cidrs or tuple(sorted(region_cidrs)))
+
+
+class Engine:
+    def __init__(self, cfg: AttributionConfig, region: str, region_cidrs: dict[str, str]):
+        self.cfg = scoped_config(cfg, region, region_cidrs)
+        self.region = region
+        self.attributor = Attributor(self.cfg)
+        self.regions = RegionMap(region_cidrs)
+        self.other_regions = [r for r in self.regions.regions if r != region]
+        self.watermark_ms = -(2**62)
+        self.last_prune_ms = -(2**62)
+
+    # -- learning ------------------------------------------------------------------------
+    def claims(self, cols: FlowColumns) -> list[Claim]:
+        return self.attributor.claims(cols)
+
+    def learn_batch(self, exporter: str, sequence: int, window_start_ms: int, window_end_ms: int,
+                    claims: list[Claim]) -> int:
+        """Every accepted batch, empty or not; returns new conflicts."""
+        return self.attributor.learn_batch(exporter, sequence, window_start_ms, window_end_ms, claims)
+
+    def apply_event(self, ip: bytes, workload: str, action: int, event_ms: int, emit_ms: int,
+                    event_id: str) -> str:
+        return self.attributor.apply_event(ip, workload, action, event_ms, emit_ms, event_id)
+
+    def advance(self, watermark_ms: int) -> None:
+        """Event time reached watermark_ms on every input (events emitted before it arrived)."""
+        if watermark_ms > self.watermark_ms:
+            self.watermark_ms = watermark_ms
+            self.attributor.advance(watermark_ms)
+
+    def prune(self) -> tuple[list[bytes], list[str], list[bytes]] | None:
+        """Drop expired evidence at most every PRUNE_EVERY_MS of event time, by the
+        watermark (never by one element's timestamp: one bad time must not expire the
+        table). Returns what changed (Attributor.prune), or None when not due."""
+        if self.watermark_ms - self.last_prune_ms < PRUNE_EVERY_MS:
+            return None
+        self.last_prune_ms = self.watermark_ms
+        return self.attributor.prune(self.watermark_ms)
+
+    # -- holding and attempts ------------------------------------------------------------
+    def first_attempt_ms(self, window_end_ms: int) -> int:
+        """The hold: the remote hosts' batches for the same minute arrive meanwhile."""
+        return window_end_ms + self.cfg.hold_ms
+
+    def attempt(self, cols: FlowColumns, attempts_made: int, now_ms: int) -> AttemptPlan:
+        """Forward the flows whose remote IP is in another region; attempt the rest."""
+        rows = np.arange(len(cols))
+        forward: dict[str, np.ndarray] = {}
+        if self.other_regions and len(cols):
+            codes = self.regions.codes_of(cols["remote_ip"])
+            for region in self.other_regions:
+                away = codes == self.regions.regions.index(region)
+                if away.any():
+                    forward[region] = rows[away]
+            if forward:
+                rows = rows[~np.isin(rows, np.concatenate(list(forward.values())))]
+        attempt = attempts_made + 1
+        attribution = self.attributor.attribute(cols.take(rows), attempt) if len(rows) else None
+        return AttemptPlan(forward, rows, attribution, attempt, now_ms + self.cfg.retry_delay_ms)
+
+    def owner_names(self) -> list[str]:
+        """Owner id -> workload name, for an attempt's `attribution.owner`."""
+        return self.attributor.names.names

@@ -1,0 +1,134 @@
+"""Addresses that are not unique, port-shared IPs, addresses outside the fleet, and
+settled evidence: each test is a way the first version misattributed or wasted attempts,
+with the expected outcome worked out by hand."""
+
+from __future__ import annotations
+
+from flink_jobs.attribution.attribute import ATTRIBUTED, RETRY, UNATTRIBUTED
+from flink_jobs.attribution.attributor import Attributor
+from flink_jobs.attribution.config import AttributionConfig
+from flink_jobs.attribution.engine import Engine
+from flink_jobs.attribution.ledger import ExporterLedger
+from schemas import flowattr_pb2 as pb
+from schemas.columns import FlowColumns, ips_to_array
+
+REGIONS = {"10.0.0.0/12": "us-east-1", "10.16.0.0/12": "eu-west-1"}
+CFG = AttributionConfig(max_attempts=5)
+IP_MAP, PORT_MAP, IDENTITY = (pb.LOCAL_ATTRIBUTION_IP_MAP, pb.LOCAL_ATTRIBUTION_PORT_MAP,
+                              pb.LOCAL_ATTRIBUTION_IDENTITY_FILE)
+
+
+def batch(rows) -> FlowColumns:
+    """rows: (local_ip, local_port, workload, attribution, remote_ip, remote_port, start, end)."""
+    cols = FlowColumns.zeros(len(rows))
+    names = sorted({r[2] for r in rows if r[2]})
+    cols.workloads = [""] + names
+    cols.columns["local_ip"][:] = ips_to_array([r[0] for r in rows])
+    cols.columns["local_port"][:] = [r[1] for r in rows]
+    cols.columns["local_workload_ref"][:] = [cols.workloads.index(r[2]) for r in rows]
+    cols.columns["local_attribution"][:] = [r[3] for r in rows]
+    cols.columns["remote_ip"][:] = ips_to_array([r[4] for r in rows])
+    cols.columns["remote_port"][:] = [r[5] for r in rows]
+    cols.columns["start_ms"][:] = [r[6] for r in rows]
+    cols.columns["end_ms"][:] = [r[7] for r in rows]
+    return cols
+
+
+def outcome(engine: Engine, cols: FlowColumns, attempts_made: int = 0):
+    plan = engine.attempt(cols, attempts_made, now_ms=0)
+    result = plan.attribution
+    names = engine.owner_names()
+    return [(int(o), names[w] if w >= 0 else pb.UnattributedReason.Name(int(r)).removeprefix("UNATTRIBUTED_REASON_"))
+            for o, w, r in zip(result.outcome, result.owner, result.reason, strict=True)]
+
+
+def learn(engine: Engine, exporter: str, sequence: int, window_start: int, cols: FlowColumns) -> None:
+    engine.learn_batch(exporter, sequence, window_start, window_start + 60_000, engine.claims(cols))
+
+
+def test_a_bridge_address_on_another_host_is_never_evidence():
+    """172.17.0.2 is docker's bridge on every host: host A's container there proves nothing
+    about host B's. First version: B's flow to its own 172.17.0.2 went to A's workload."""
+    e = Engine(CFG, "us-east-1", REGIONS)
+    learn(e, "host-a", 1, 0, batch([("172.17.0.2", 8080, "cache", IP_MAP, "172.17.0.3", 5000, 1_000, 2_000)]))
+    assert e.attributor.heartbeats.range_count() == 0
+    flow = batch([("172.17.0.3", 40000, "web", IP_MAP, "172.17.0.2", 8080, 1_500, 1_600),
+                  ("10.0.0.1", 40000, "web", IP_MAP, "127.0.0.1", 8080, 1_500, 1_600)])
+    assert outcome(e, flow) == [(UNATTRIBUTED, "HOST_LOCAL_ADDRESS")] * 2
+
+
+def test_an_internet_address_is_final_at_the_first_attempt():
+    """First version: 40 attempts (40 minutes of retries) before NO_EVIDENCE."""
+    e = Engine(CFG, "us-east-1", REGIONS)
+    flow = batch([("10.0.0.1", 40000, "web", IP_MAP, "203.0.113.7", 443, 1_000, 2_000)])
+    assert outcome(e, flow) == [(UNATTRIBUTED, "OUTSIDE_KNOWN_CIDRS")]
+
+
+def test_heartbeats_are_learned_only_inside_the_regions_own_cidrs():
+    e = Engine(CFG, "us-east-1", REGIONS)
+    learn(e, "h", 1, 0, batch([("10.16.0.9", 8080, "eu-svc", IP_MAP, "10.0.0.1", 40000, 1_000, 2_000),
+                               ("192.168.1.1", 8080, "odd", IP_MAP, "10.0.0.1", 40001, 1_000, 2_000),
+                               ("10.0.0.2", 8080, "db", IP_MAP, "10.0.0.1", 40002, 1_000, 2_000)]))
+    assert list(e.attributor.heartbeats.by_ip) == [ips_to_array(["10.0.0.2"])[0].tobytes()]
+
+
+def test_a_port_shared_ip_is_attributed_by_port_only():
+    """Host 10.0.0.5 runs `host-agent` (identity file) and a translated container `api`
+    reachable as 10.0.0.5:9090 (port map). First version: one IP, one owner, so the flow
+    to :9090 could go to host-agent."""
+    e = Engine(CFG, "us-east-1", REGIONS)
+    learn(e, "h5", 1, 0, batch([
+        ("10.0.0.5", 8080, "host-agent", IDENTITY, "10.0.0.1", 40000, 1_000, 50_000),
+        ("10.0.0.5", 9090, "api", PORT_MAP, "10.0.0.1", 40001, 1_000, 50_000)]))
+    flows = batch([("10.0.0.1", 40001, "web", IP_MAP, "10.0.0.5", 9090, 10_000, 11_000),
+                   ("10.0.0.1", 40000, "web", IP_MAP, "10.0.0.5", 8080, 10_000, 11_000),
+                   ("10.0.0.1", 40002, "web", IP_MAP, "10.0.0.5", 7777, 10_000, 11_000)])
+    e.learn_batch("h5", 2, 60_000, 120_000, [])  # h5 settled through 120 s
+    assert outcome(e, flows) == [(ATTRIBUTED, "api"), (ATTRIBUTED, "host-agent"), (RETRY, "NO_EVIDENCE")]
+
+
+def test_a_stale_claim_waits_while_the_claimants_batch_is_missing():
+    """Host h1 handed 10.0.0.7 from `old` to `new` at 30 s; a stale IP-map entry makes its
+    batch #3 claim `old` from 70 s, while batch #2 (with `new`'s flows at 88-96 s) is late.
+    First version: attributed to `old` on the first attempt."""
+    e = Engine(CFG, "us-east-1", REGIONS)
+    learn(e, "h1", 1, 0, batch([("10.0.0.7", 8080, "old", IP_MAP, "10.0.0.1", 40000, 1_000, 20_000)]))
+    learn(e, "h1", 3, 120_000, batch([("10.0.0.7", 8080, "old", IP_MAP, "10.0.0.1", 40001, 70_000, 121_000)]))
+    flow = batch([("10.0.0.1", 40002, "web", IP_MAP, "10.0.0.7", 8080, 90_000, 95_000)])
+    assert outcome(e, flow) == [(RETRY, "EVIDENCE_UNSETTLED")]   # sequence 2 is missing
+    learn(e, "h1", 2, 60_000, batch([("10.0.0.7", 8080, "new", IP_MAP, "10.0.0.1", 40002, 88_000, 96_000)]))
+    assert outcome(e, flow) == [(UNATTRIBUTED, "CONFLICT")]       # now the contradiction is known
+    assert outcome(e, flow, attempts_made=4) == [(UNATTRIBUTED, "CONFLICT")]
+
+
+def test_unsettled_is_final_after_the_last_attempt():
+    e = Engine(CFG, "us-east-1", REGIONS)
+    learn(e, "h1", 1, 0, batch([("10.0.0.7", 8080, "db", IP_MAP, "10.0.0.1", 40000, 1_000, 50_000)]))
+    flow = batch([("10.0.0.1", 40002, "web", IP_MAP, "10.0.0.7", 8080, 45_000, 61_000)])  # ends after h1 data
+    assert outcome(e, flow, attempts_made=3) == [(RETRY, "EVIDENCE_UNSETTLED")]
+    assert outcome(e, flow, attempts_made=4) == [(UNATTRIBUTED, "EVIDENCE_UNSETTLED")]
+    e.learn_batch("h1", 2, 60_000, 120_000, [])
+    assert outcome(e, flow) == [(ATTRIBUTED, "db")]
+
+
+def test_ledger_runs_gaps_and_silence():
+    ledger = ExporterLedger(silence_ms=900_000)
+    for seq in (1, 2, 4, 5):
+        assert ledger.record("x", seq, (seq - 1) * 60_000, seq * 60_000)
+    assert not ledger.record("x", 4, 180_000, 240_000)          # a duplicate delivery
+    # Gap: #3 is missing; it lies between #2's start (60 s) and #4's end (240 s).
+    assert ledger.unsettled_spans("x", 0) == [(60_000, 240_000), (300_000, 2**62)]
+    ledger.record("x", 3, 120_000, 180_000)
+    assert ledger.unsettled_spans("x", 0) == [(300_000, 2**62)]
+    assert [(r.first, r.last) for r in ledger.runs["x"]] == [(1, 5)]
+    assert ledger.unsettled_spans("x", 300_000 + 900_001) == []   # silent for longer: gone
+    restored = ExporterLedger(900_000)
+    restored.restore("x", ledger.encode("x"))
+    assert restored.runs == ledger.runs
+
+
+def test_rows_the_door_rejected_are_not_claims_even_if_passed_in():
+    """Defence in depth: a claim with end before start never becomes a range."""
+    a = Attributor(CFG)
+    cols = batch([("10.0.0.2", 8080, "db", IP_MAP, "10.0.0.1", 40000, 5_000, 4_000)])
+    assert a.claims(cols) == []
