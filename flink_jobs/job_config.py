@@ -40,8 +40,9 @@ class JobConfig:
 def load(path: Path | None, overrides: dict) -> JobConfig:
     raw = yaml.safe_load(Path(path or DEFAULT_CONFIG).read_text()) or {}
     attribution = raw.get("attribution", {})
-    if "event_cidrs" in attribution:
-        attribution["event_cidrs"] = tuple(attribution["event_cidrs"])
+    for key in ("event_cidrs", "attributable_cidrs", "known_cidrs", "host_local_cidrs"):
+        if key in attribution:  # YAML lists; the frozen config holds tuples
+            attribution[key] = tuple(attribution[key])
     job = raw.get("job", {})
     cfg = JobConfig(bootstrap=overrides.get("bootstrap") or raw.get("bootstrap", "127.0.0.1:9092"),
                     region=overrides.get("region") or raw.get("region", "us-east-1"),

@@ -35,13 +35,18 @@ def _bootstrap(args) -> str:
     return st.bootstrap if st.running else f"127.0.0.1:{broker.DEFAULT_PORT}"
 
 
-def _add_scenario_flags(p: argparse.ArgumentParser) -> None:
+def _add_scenario_flags(p: argparse.ArgumentParser, from_profile: bool = False) -> None:
+    """One flag per FleetScenario knob. With `from_profile`, a flag given overrides the
+    --profile's value and an absent one leaves it (no default is set in args)."""
     from dataclasses import fields
 
     from flowattr.simulate import FleetScenario
     for f in fields(FleetScenario):
-        p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default,
-                       help=f"scenario knob (default {f.default})")
+        p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default),
+                       default=argparse.SUPPRESS if from_profile else f.default,
+                       choices=("routes", "any") if f.name == "lb_targets" else None,
+                       help=f"scenario knob (default: the profile's; {f.default} in 'default')" if from_profile
+                       else f"scenario knob (default {f.default})")
 
 
 def _scenario(args):
@@ -49,6 +54,53 @@ def _scenario(args):
 
     from flowattr.simulate import FleetScenario
     return FleetScenario(**{f.name: getattr(args, f.name) for f in fields(FleetScenario)})
+
+
+def _profile_scenario(args):
+    """The --profile's scenario for --seed and --minutes, with the knobs given as flags."""
+    from dataclasses import fields, replace
+
+    from flowattr.simulate import profile
+    sc = profile(args.profile, getattr(args, "seed", 7), getattr(args, "minutes", None))
+    return replace(sc, **{f.name: getattr(args, f.name) for f in fields(sc) if hasattr(args, f.name)})
+
+
+def _add_evaluate_parser(sub) -> None:
+    from flowattr.simulate import PROFILES
+    p = _subparser(sub, "evaluate", "score heartbeat attribution and two event-based baselines "
+                   "against a simulated fleet's ground truth (or score a job's output topics)",
+                   "flowattr evaluate --seed 7\n  flowattr evaluate --profile harsh --seed 7 --json\n"
+                   "  flowattr evaluate --profile harsh --minutes 10 --internet-fraction 0.1")
+    p.add_argument("--profile", choices=list(PROFILES), default="default",
+                   help="fault profile of the simulated fleet (default: default); knob flags override it")
+    _add_scenario_flags(p, from_profile=True)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--score-topics", type=Path, metavar="TRUTH_NPZ",
+                   help="instead: score the attributed/unattributed topics against this truth file")
+    p.add_argument("--region", action="append", help="with --score-topics: regions to read")
+    _add_bootstrap(p)
+
+
+def _add_exporter_parser(sub) -> None:
+    p = _subparser(sub, "exporter", "run the per-host eBPF flow exporter (root)",
+                   "sudo flowattr exporter --bootstrap 127.0.0.1:9092 --region us-east-1 "
+                   "--identity-file /etc/flowattr/identity.pem")
+    p.add_argument("--bootstrap", default="127.0.0.1:9092")
+    p.add_argument("--region", default="us-east-1")
+    p.add_argument("--exporter-id", help="stable exporter id (default: the host name)")
+    p.add_argument("--window-s", type=float, default=60.0, help="batch window in seconds (default 60)")
+    p.add_argument("--identity-file", type=Path, help="host mode: PEM certificate whose subject CN is the workload")
+    p.add_argument("--spool-dir", type=Path, default=Path("/var/lib/flowattr/spool"))
+    p.add_argument("--spool-max-mb", type=int, default=256)
+    p.add_argument("--local-cidr", action="append", default=[],
+                   help="export only flows whose local IP is in this CIDR (repeatable; default all)")
+    host_local = p.add_mutually_exclusive_group()
+    host_local.add_argument("--host-local-cidr", action="append", metavar="CIDR",
+                            help="never export flows whose local IP is in this CIDR (repeatable); replaces "
+                            "the default host-local list (loopback, link-local, 0.0.0.0/8, ::, docker0 172.17.0.0/16)")
+    host_local.add_argument("--export-host-local", action="store_true",
+                            help="export flows with a host-local local IP too (no host-local list)")
+    p.add_argument("--duration-s", type=float, default=0.0, help="stop after this many seconds (0: run)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,30 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="write batches.bin, events.bin, truth.npz, scenario.json here")
     p.add_argument("--bootstrap", help="produce to flows.<region> and ipchanges.us-east-1 on this broker")
     p.add_argument("--truth", type=Path, help="with --bootstrap: where to write truth.npz")
-    p = _subparser(sub, "evaluate", "score heartbeat attribution and two event-based baselines "
-                   "against a simulated fleet's ground truth (or score a job's output topics)",
-                   "flowattr evaluate --seed 7 --json")
-    _add_scenario_flags(p)
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--score-topics", type=Path, metavar="TRUTH_NPZ",
-                   help="instead: score the attributed/unattributed topics against this truth file")
-    p.add_argument("--region", action="append", help="with --score-topics: regions to read")
-    _add_bootstrap(p)
+    _add_evaluate_parser(sub)
 
     # exporter / ipmap
-    p = _subparser(sub, "exporter", "run the per-host eBPF flow exporter (root)",
-                   "sudo flowattr exporter --bootstrap 127.0.0.1:9092 --region us-east-1 "
-                   "--identity-file /etc/flowattr/identity.pem")
-    p.add_argument("--bootstrap", default="127.0.0.1:9092")
-    p.add_argument("--region", default="us-east-1")
-    p.add_argument("--exporter-id", help="stable exporter id (default: the host name)")
-    p.add_argument("--window-s", type=float, default=60.0, help="batch window in seconds (default 60)")
-    p.add_argument("--identity-file", type=Path, help="host mode: PEM certificate whose subject CN is the workload")
-    p.add_argument("--spool-dir", type=Path, default=Path("/var/lib/flowattr/spool"))
-    p.add_argument("--spool-max-mb", type=int, default=256)
-    p.add_argument("--local-cidr", action="append", default=[],
-                   help="export only flows whose local IP is in this CIDR (repeatable; default all)")
-    p.add_argument("--duration-s", type=float, default=0.0, help="stop after this many seconds (0: run)")
+    _add_exporter_parser(sub)
     p = _subparser(sub, "ipmap", "write the local-attribution BPF maps (the IP-assignment agent's side)",
                    "flowattr ipmap assign 10.2.0.7 checkout   |   flowattr ipmap assign-port 10.0.0.5 40001 search")
     isub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -287,10 +319,17 @@ def _cmd_evaluate(args) -> int:
                                        args.region or ["us-east-1", "eu-west-1"], progress=_progress)
         print(json.dumps(report) if args.json else "\n".join(f"{k:<22} {v}" for k, v in report.items()))
         return 0
-    report = evaluate.evaluate(_scenario(args), progress=_progress)
+    report = evaluate.evaluate(_profile_scenario(args), progress=_progress)
     _progress("")
     print(json.dumps(report) if args.json else evaluate.format_table(report))
     return 0
+
+
+def _host_local_cidrs(args) -> tuple[str, ...]:
+    from schemas.addresses import HOST_LOCAL_CIDRS
+    if args.export_host_local:
+        return ()
+    return tuple(args.host_local_cidr) if args.host_local_cidr else HOST_LOCAL_CIDRS
 
 
 def _cmd_exporter(args) -> int:
@@ -304,7 +343,8 @@ def _cmd_exporter(args) -> int:
     cfg = agent.ExporterConfig(bootstrap=args.bootstrap, region=args.region, exporter_id=args.exporter_id or host,
                                host=host, window_s=args.window_s, identity_file=args.identity_file,
                                spool_dir=args.spool_dir, spool_max_bytes=args.spool_max_mb * 1024 * 1024,
-                               local_cidrs=tuple(args.local_cidr), duration_s=args.duration_s)
+                               local_cidrs=tuple(args.local_cidr), duration_s=args.duration_s,
+                               host_local_cidrs=_host_local_cidrs(args))
     try:
         print(json.dumps(agent.run(cfg)))
     except EbpfUnavailable as exc:

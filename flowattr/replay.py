@@ -2,7 +2,8 @@
 timeline, in process: the second driver of the code the Flink operator runs.
 
 What the Flink job does with topics, this does with a priority queue of timed steps:
-* an IP-change event arrives at its emit time -> engine.apply_event (FUTURE: dead letter);
+* an IP-change event arrives (its emit time; a lie's is mid-run) -> engine.apply_event
+  (FUTURE: dead letter);
 * a batch arrives -> its rows are checked (rows.check_rows: invalid rows are rejected,
   never learned nor attributed), the valid rows' claims learned with the batch's
   sequence, and its flows held until engine.first_attempt_ms(window end);
@@ -61,7 +62,7 @@ def replay(fleet, flows, deliveries, cfg: AttributionConfig, region_cidrs: dict[
         if not d.lost:
             push(d.arrival_ms, BATCH, d)
     for ev in fleet.events:
-        push(ev[0], EVENT, ev)
+        push(fleet.arrival_ms(ev), EVENT, ev)
     decided = 0
     next_progress = 0
     while queue:

@@ -1,31 +1,42 @@
 """Fleet simulator with ground truth, deterministic from its seed.
 
-What it models (each a knob in FleetScenario):
+What it models (each a knob in FleetScenario; `profile()` names two sets of values):
 * EC2-style hosts, one workload and one IP each, for the whole run;
 * container hosts, each with a SMALL subnet pool: containers of random workloads come
   and go, and a released IP is handed to the next container after a few seconds
   (reuse gap >= `reuse_gap_min_s`), so IPs change hands within seconds;
 * a service graph: each workload calls a few others; one `gateway` workload whose
-  routing table (its dependency set) is the ground truth the evaluation scores edges on;
-* load balancers (no exporter) in an event-only CIDR, fronting services, occasionally
-  re-pointed to another service (their IP changes hands);
+  routing table (its dependency set) is the ground truth of the gateway-edge metric;
+* load balancers (no exporter) in an event-only CIDR, fronting gateway routes or any
+  service, each LB IP re-pointed to another service after a short tenure;
 * flows with realistic durations (log-normal, plus long-lived pooled connections), seen
   on BOTH ends when both ends run exporters (client connect, server accept a little
   later), each recorded with its host's skewed clock;
-* per-host one-minute batches by close time, delivered with delays, some delayed by up
-  to minutes, some lost;
-* Sonar-style IP-change events for every assignment, delayed by the event-stream delay;
-* conflicting claims: a stale IP-map entry makes an old host report a flow from an IP
-  already handed to someone else;
+* translated hosts: one IPv4 shared by the host's own workload (identity file) and K
+  port-mapped containers of other workloads, told apart by port only;
+* docker bridge networks: the same 172.17.0.x addresses on many container hosts, each
+  naming a different workload, talking only within their host;
+* calls to internet addresses, which nobody in the fleet owns;
+* per-host one-minute batches (empty ones too: dense sequence numbers), delivered with
+  delays, some delayed by up to minutes, a few lost;
+* Sonar-style IP-change events for every assignment, delayed by the event-stream delay,
+  some delivered twice (same event_id), and a few lies dated ~1 day in the future;
+* conflicting claims: a stale IP-map entry on another host keeps naming the old workload
+  after its IP was handed on, and the true owner's batches arrive after it;
+* corrupted rows (impossible times, unknown codes, dangling dictionary refs) and batches
+  with an empty workloads dictionary, marked invalid after the truth is taken;
 * two regions: a small remote region with its own hosts; cross-region calls happen.
 
-Ground truth of a flow record: the workload that really held its REMOTE IP at the
-connection's true start.
+Ground truth of a flow record: the workload that really held its REMOTE IP (for a
+port-shared IP: its remote (IP, port)) at the connection's true start; "internet" for
+internet addresses.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import ipaddress
+from dataclasses import asdict, dataclass, field, replace
+from typing import NamedTuple
 
 import numpy as np
 
@@ -34,10 +45,28 @@ from schemas.columns import FlowColumns, encode_flow_batch, ip_to_bytes
 
 T0_MS = 1_790_000_000_000 // 60_000 * 60_000  # a fixed, minute-aligned start
 GATEWAY = "gateway"
+INTERNET = "internet"  # ground-truth owner of internet addresses: no exporter, no event
 EVENTS_AFTER_END_MS = 45 * 60_000  # IP changes after the last flow that are still reported
 LB_CIDR = "10.250.0.0/24"
 REGION_CIDRS = {"10.0.0.0/12": "us-east-1", "10.250.0.0/24": "us-east-1",
                 "10.16.0.0/12": "eu-west-1"}
+BRIDGE_CIDR = "172.17.0.0/16"  # docker's default bridge: the same addresses on every host
+INTERNET_PREFIXES = ("203.0.113", "198.51.100")  # outside every region CIDR and the LB CIDR
+FUTURE_MS = 24 * 3_600_000  # how far ahead the lying IP-change events are dated
+SERVICE_PORT = 8080         # where workloads accept connections
+LB_PORT = 443               # where load balancers (and internet services) accept them
+TRANSLATED_PORT_BASE = 9000  # translated container k listens on this + k of the shared IPv4
+EPHEMERAL_PORTS = (32768, 61000)  # Linux's default local port range
+# Share of calls that go through a load balancer when the target has one: the gateway
+# always may; other services only when LBs front any service (lb_targets="any").
+LB_CALL_SHARE_GATEWAY = 0.3
+LB_CALL_SHARE_OTHER = 0.1
+# How a corrupted row breaks the batch contract (one per corrupted row, see _corrupt).
+CORRUPTIONS = ("end_after_window", "start_min", "end_max", "start_after_end",
+               "unknown_attribution", "unknown_direction", "ref_past_dictionary")
+UNKNOWN_ATTRIBUTION = 9    # not a LocalAttribution value
+UNKNOWN_DIRECTION = 7      # not a FlowDirection value
+CORRUPT_END_AFTER_MS = 5 * 3_600_000  # end_ms this far after its batch window's end
 
 
 @dataclass(frozen=True)
@@ -55,43 +84,101 @@ class FleetScenario:
     reuse_gap_min_s: float = 3.0           # a released IP is reused after 3..10 s
     reuse_gap_max_s: float = 10.0
     load_balancers: int = 8
-    lb_repoint_every_s: float = 600.0      # mean time between re-pointing one LB IP
+    lb_repoint_every_s: float = 120.0      # mean tenure of ONE LB IP before it is re-pointed
+    lb_targets: str = "any"                # LBs front "routes" (gateway routes only) or "any" local service
     deps_per_service: int = 4
     gateway_routes: int = 16               # size of the gateway's routing table
     conn_rate_per_instance: float = 0.95   # connections/s opened by each instance
     gateway_conn_rate: float = 10.0        # connections/s per gateway instance
     cross_region_fraction: float = 0.01    # calls that go to the other region
+    internet_fraction: float = 0.01        # calls to an internet address (true owner "internet")
     pooled_fraction: float = 0.03          # long-lived pooled connections (minutes)
     clock_skew_ms: float = 50.0            # each host's clock offset: uniform +-
     batch_delay_fraction: float = 0.05     # batches delayed ...
     batch_delay_max_s: float = 600.0       # ... by up to this much
-    batch_loss_fraction: float = 0.01      # batches never delivered
+    batch_loss_fraction: float = 0.001     # batches never delivered (spooled exporters: a dead host)
     event_delay_max_s: float = 1800.0      # IP-change events delayed 0..this
-    conflict_fraction: float = 0.01        # IP handovers followed by a stale claim
+    event_duplicate_fraction: float = 0.02  # events emitted twice: same event_id, another emit time
+    future_events: int = 1                 # lies dated ~1 day ahead, this many per kind (LB IP, other IP)
+    conflict_fraction: float = 0.01        # IP handovers followed by a stale claim from another host
+    stale_claim_owner_delay_s: float = 120.0  # the true owner's batches around a stale claim arrive this late
+    bad_row_fraction: float = 0.001        # flow records corrupted after the truth is taken (valid=False)
+    empty_dictionary_batches: int = 1      # delivered batches sent with an empty workloads dictionary
+    translated_hosts: int = 2              # hosts whose one IPv4 is shared by port-mapped containers
+    translated_containers_per_host: int = 3  # K containers of other workloads on each shared IPv4
+    bridge_hosts_fraction: float = 0.25    # container hosts that also run docker-bridge containers
+    bridge_containers_per_host: int = 3    # containers on 172.17.0.2, .3, ... of such a host
+    bridge_flows_per_minute: float = 4.0   # container-to-container flows over the bridge, per host
+
+    def __post_init__(self):
+        if self.lb_targets not in ("routes", "any"):
+            raise ValueError(f"lb_targets is 'routes' or 'any', not {self.lb_targets!r}")
 
     def describe(self) -> dict:
         return asdict(self)
+
+
+# Named sets of knob values. The FleetScenario defaults ARE the default profile; "harsh"
+# turns every attack up while keeping the fleet's size (and flow count) the same.
+PROFILES: dict[str, dict] = {
+    "default": {},
+    "harsh": {"lb_repoint_every_s": 15.0, "lb_targets": "any", "event_duplicate_fraction": 0.2,
+              "future_events": 3, "bad_row_fraction": 0.01, "empty_dictionary_batches": 5,
+              "translated_hosts": 4, "bridge_hosts_fraction": 1.0, "internet_fraction": 0.05,
+              "stale_claim_owner_delay_s": 600.0, "conflict_fraction": 0.05,
+              "batch_loss_fraction": 0.01, "batch_delay_fraction": 0.15},
+}
+
+
+def profile(name: str, seed: int, minutes: int | None = None) -> FleetScenario:
+    """The scenario of a named profile ("default" or "harsh") for `seed`."""
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; profiles: {', '.join(PROFILES)}")
+    sc = replace(FleetScenario(seed=seed), **PROFILES[name])
+    return sc if minutes is None else replace(sc, minutes=minutes)
+
+
+class SimEvent(NamedTuple):
+    """One IP-change event as the event stream carries it."""
+
+    emit_ms: int      # emit_time_ms it carries (for a lie: the claimed, future time)
+    event_ms: int     # event_time_ms: when the change happened (or is claimed to)
+    ip: bytes         # 16 bytes, IPv4-mapped
+    workload: str
+    action: int       # IpChangeAction: 1 assigned, 2 unassigned
+    event_id: str     # the same for both copies of a duplicated event
 
 
 @dataclass
 class Instance:
     workload: str
     ip: str
-    host: int
+    host: int               # exporter host index; -1: no exporter (LB, internet)
     birth_ms: int
     death_ms: int
+    port: int = SERVICE_PORT  # where it accepts connections
+    attribution: int = pb.LOCAL_ATTRIBUTION_IDENTITY_FILE  # how its host's exporter names it
 
 
 @dataclass
 class Fleet:
     scenario: FleetScenario
     hosts: list[dict]                       # host index -> {name, region, skew_ms}
-    instances: list[Instance]
+    instances: list[Instance]               # IP owners (Sonar knows them): one owner per IP at a time
     lbs: list[Instance]                     # LB "instances": workload = service fronted
     deps: dict[str, list[str]]              # service graph
     gateway_routes: list[str]
-    events: list[tuple[int, int, bytes, str, int]] = field(default_factory=list)
-    # (emit_ms, event_ms, ip, workload, action)
+    translated: list[Instance] = field(default_factory=list)  # port-mapped containers on shared IPv4s
+    bridge: list[Instance] = field(default_factory=list)      # docker-bridge containers (IPs repeat)
+    events: list[SimEvent] = field(default_factory=list)      # in ARRIVAL order (see arrival_ms)
+    invalid_event_ids: set[str] = field(default_factory=set)  # lies a correct collector must reject
+    # event_id -> arrival time, for events that do not arrive at their emit time: the lies
+    # carry a future emit time but reach the stream in the middle of the run.
+    arrival_override_ms: dict[str, int] = field(default_factory=dict)
+
+    def arrival_ms(self, ev: SimEvent) -> int:
+        """When the event reaches the event stream (its emit time, except for the lies)."""
+        return self.arrival_override_ms.get(ev.event_id, ev.emit_ms)
 
 
 @dataclass
@@ -100,17 +187,41 @@ class SimulatedFlows:
 
     cols: FlowColumns                # flow columns (host-clock times)
     host: np.ndarray                 # exporter host index per record
-    true_owner: np.ndarray           # object array: workload that held the remote IP
+    true_owner: np.ndarray           # object array: workload that held the remote IP (and port)
     is_client_side: np.ndarray       # bool
+    valid: np.ndarray                # bool: False for rows corrupted after the truth was taken,
+    #                                  and (set by batch_flows) rows of empty-dictionary batches
+    via_lb: np.ndarray               # bool: remote IP in LB_CIDR
+    # int64: start (host clock) of the one-minute window whose batch carries the row; taken
+    # before corruption, so a row whose end_ms was corrupted stays in its batch
+    window_ms: np.ndarray
+    # (row of a stale claim, host of the IP's true owner, true time of the claim)
+    stale_claims: list[tuple[int, int, int]] = field(default_factory=list)
+
+
+def in_cidr(ips: np.ndarray, cidr: str) -> np.ndarray:
+    """Rows of an (n, 16) IP array inside `cidr` (IPv4 CIDRs match IPv4-mapped addresses)."""
+    net = ipaddress.ip_network(cidr)
+    raw = np.frombuffer(ip_to_bytes(str(net.network_address)), np.uint8)
+    bits = net.prefixlen + (96 if net.version == 4 else 0)
+    full, rest = divmod(bits, 8)
+    ips = np.asarray(ips, np.uint8).reshape(-1, 16)
+    ok = (ips[:, :full] == raw[:full]).all(axis=1)
+    if rest:
+        mask = (0xFF << (8 - rest)) & 0xFF
+        ok &= (ips[:, full] & mask) == (raw[full] & mask)
+    return ok
 
 
 def _ip(prefix: str, n: int) -> str:
     return f"{prefix}.{n // 250}.{n % 250 + 1}"
 
 
-def build_fleet(sc: FleetScenario) -> Fleet:
-    rng = np.random.default_rng(sc.seed)
-    end_ms = T0_MS + sc.minutes * 60_000
+def _skew(sc: FleetScenario, rng) -> float:
+    return float(rng.uniform(-sc.clock_skew_ms, sc.clock_skew_ms))
+
+
+def _service_graph(sc: FleetScenario, rng):
     services = [f"svc-{i:02d}" for i in range(sc.services)]
     remote_services = set(services[-sc.remote_region_services:]) if sc.remote_region_services else set()
     local_services = [s for s in services if s not in remote_services]
@@ -118,9 +229,11 @@ def build_fleet(sc: FleetScenario) -> Fleet:
                                  replace=False).tolist()) for s in services}
     routes = sorted(rng.choice(local_services, sc.gateway_routes, replace=False).tolist())
     deps[GATEWAY] = routes
-    hosts: list[dict] = []
-    instances: list[Instance] = []
-    # EC2 hosts: gateways first, then each service at least once, then random services.
+    return services, remote_services, local_services, deps, routes
+
+
+def _ec2_hosts(sc, rng, services, remote_services, local_services, hosts, instances, end_ms) -> None:
+    """EC2 hosts: gateways first, then each service at least once, then random services."""
     for h in range(sc.ec2_hosts):
         if h < sc.gateway_hosts:
             workload = GATEWAY
@@ -130,14 +243,15 @@ def build_fleet(sc: FleetScenario) -> Fleet:
             workload = str(rng.choice(local_services))
         region = "eu-west-1" if workload in remote_services else "us-east-1"
         prefix = "10.16" if region == "eu-west-1" else "10.1"
-        hosts.append({"name": f"ec2-{h:03d}", "region": region,
-                      "skew_ms": float(rng.uniform(-sc.clock_skew_ms, sc.clock_skew_ms))})
+        hosts.append({"name": f"ec2-{h:03d}", "region": region, "skew_ms": _skew(sc, rng)})
         instances.append(Instance(workload, _ip(prefix, h), h, T0_MS - 3_600_000, end_ms + 3_600_000))
-    # Container hosts: a pool of IPs per host, containers born and dying, IPs reused fast.
+
+
+def _container_hosts(sc, rng, local_services, hosts, instances, end_ms) -> None:
+    """A pool of IPs per host, containers born and dying, IPs reused fast."""
     for c in range(sc.container_hosts):
         h = len(hosts)
-        hosts.append({"name": f"k8s-{c:03d}", "region": "us-east-1",
-                      "skew_ms": float(rng.uniform(-sc.clock_skew_ms, sc.clock_skew_ms))})
+        hosts.append({"name": f"k8s-{c:03d}", "region": "us-east-1", "skew_ms": _skew(sc, rng)})
         pool = [f"10.2.{c}.{i + 1}" for i in range(sc.pool_ips_per_container_host)]
         free_at = {ip: T0_MS - 600_000 for ip in pool}  # when each IP may next be assigned
         for _slot in range(sc.containers_per_host):
@@ -147,134 +261,318 @@ def build_fleet(sc: FleetScenario) -> Fleet:
                 birth = max(t, free_at[ip])
                 life = max(20_000, int(rng.exponential(sc.container_lifetime_mean_s * 1000)))
                 death = birth + life
-                instances.append(Instance(str(rng.choice(local_services)), ip, h, birth, death))
+                instances.append(Instance(str(rng.choice(local_services)), ip, h, birth, death,
+                                          attribution=pb.LOCAL_ATTRIBUTION_IP_MAP))
                 gap = int(rng.uniform(sc.reuse_gap_min_s, sc.reuse_gap_max_s) * 1000)
                 free_at[ip] = death + gap
                 t = death + int(rng.uniform(0, 2000))
-    # Load balancers: IPs in the event-only CIDR, re-pointed between services now and then.
+
+
+def _load_balancers(sc, rng, targets: list[str], end_ms: int) -> list[Instance]:
+    """LB IPs in the event-only CIDR; each IP's tenures are exponential with mean
+    `lb_repoint_every_s`, separated by the reuse gap (like any released IP)."""
     lbs: list[Instance] = []
     for i in range(sc.load_balancers):
         ip = f"10.250.0.{i + 1}"
         t = T0_MS - 3_600_000
         while t < end_ms + 3_600_000:
-            life = int(rng.exponential(sc.lb_repoint_every_s * 1000 * sc.load_balancers))
-            life = max(60_000, life) if t >= T0_MS - 3_600_000 else life
-            lbs.append(Instance(str(rng.choice(routes)), ip, -1, t, t + life))
+            life = max(1_000, int(rng.exponential(sc.lb_repoint_every_s * 1000)))  # no empty tenures
+            lbs.append(Instance(str(rng.choice(targets)), ip, -1, t, t + life, port=LB_PORT))
             t += life + int(rng.uniform(sc.reuse_gap_min_s, sc.reuse_gap_max_s) * 1000)
-    fleet = Fleet(sc, hosts, instances, lbs, deps, routes)
-    # Sonar-style events for every assignment (workload IPs and LBs), delayed.
-    for inst in instances + lbs:
+    return lbs
+
+
+def _translated_hosts(sc, rng, local_services, hosts, instances, end_ms) -> list[Instance]:
+    """EC2-style hosts whose one IPv4 is shared (IPv6-to-IPv4 translation): the host's own
+    workload holds the IP (identity file, port 8080, the only owner Sonar knows); K
+    containers of other workloads use the same IPv4, each listening on its own port and
+    named per port by the exporter's port map. Returns the containers."""
+    containers = []
+    for x in range(sc.translated_hosts):
+        h = len(hosts)
+        hosts.append({"name": f"xlat-{x:03d}", "region": "us-east-1", "skew_ms": _skew(sc, rng)})
+        ip = f"10.3.0.{x + 1}"
+        picks = rng.choice(local_services, 1 + sc.translated_containers_per_host, replace=False).tolist()
+        birth, death = T0_MS - 3_600_000, end_ms + 3_600_000
+        instances.append(Instance(picks[0], ip, h, birth, death))
+        containers += [Instance(w, ip, h, birth, death, port=TRANSLATED_PORT_BASE + k,
+                                attribution=pb.LOCAL_ATTRIBUTION_PORT_MAP) for k, w in enumerate(picks[1:])]
+    return containers
+
+
+def _bridge_containers(sc, rng, local_services, hosts) -> list[Instance]:
+    """Containers on the docker bridge of some container hosts: 172.17.0.2, .3, ... on
+    EVERY such host, each host's for workloads of its own."""
+    k8s = [h for h, host in enumerate(hosts) if host["name"].startswith("k8s")]
+    chosen = sorted(rng.choice(k8s, round(len(k8s) * sc.bridge_hosts_fraction), replace=False).tolist())
+    out = []
+    for h in chosen:
+        picks = rng.choice(local_services, sc.bridge_containers_per_host, replace=False).tolist()
+        out += [Instance(w, f"172.17.0.{j + 2}", h, T0_MS - 3_600_000, T0_MS + (sc.minutes + 60) * 60_000,
+                         attribution=pb.LOCAL_ATTRIBUTION_IP_MAP) for j, w in enumerate(picks)]
+    return out
+
+
+def build_fleet(sc: FleetScenario) -> Fleet:
+    rng = np.random.default_rng(sc.seed)
+    end_ms = T0_MS + sc.minutes * 60_000
+    services, remote_services, local_services, deps, routes = _service_graph(sc, rng)
+    hosts: list[dict] = []
+    instances: list[Instance] = []
+    _ec2_hosts(sc, rng, services, remote_services, local_services, hosts, instances, end_ms)
+    _container_hosts(sc, rng, local_services, hosts, instances, end_ms)
+    lbs = _load_balancers(sc, rng, local_services if sc.lb_targets == "any" else routes, end_ms)
+    # The newer parts draw from their own stream: the fleet above stays as it was per seed.
+    extra = np.random.default_rng([sc.seed, 1])
+    translated = _translated_hosts(sc, extra, local_services, hosts, instances, end_ms)
+    bridge = _bridge_containers(sc, extra, local_services, hosts)
+    fleet = Fleet(sc, hosts, instances, lbs, deps, routes, translated, bridge)
+    _events(fleet, rng)
+    return fleet
+
+
+def _events(fleet: Fleet, rng) -> None:
+    """Sonar-style events for every assignment (workload IPs and LBs), delayed; some sent
+    twice; plus the lies. Port-mapped and bridge containers own no IP: no events."""
+    sc = fleet.scenario
+    end_ms = T0_MS + sc.minutes * 60_000
+    events: list[SimEvent] = []
+    for inst in fleet.instances + fleet.lbs:
         for action, at in ((1, inst.birth_ms), (2, inst.death_ms)):
             # The world goes on after the last flow: changes keep being reported while the
             # collector still holds and retries flows (up to ~40 min after the end).
             if at > end_ms + EVENTS_AFTER_END_MS:
                 continue
             delay = int(rng.uniform(0, sc.event_delay_max_s * 1000))
-            fleet.events.append((at + delay, at, ip_to_bytes(inst.ip), inst.workload, action))
-    fleet.events.sort(key=lambda e: (e[0], e[1]))
-    return fleet
+            events.append(SimEvent(at + delay, at, ip_to_bytes(inst.ip), inst.workload, action,
+                                   f"ev-{len(events)}"))
+    n_dup = round(len(events) * sc.event_duplicate_fraction)
+    for i in sorted(rng.choice(len(events), n_dup, replace=False).tolist()) if n_dup else []:
+        ev = events[i]  # at-least-once delivery upstream: the same event again, later or earlier
+        emit = ev.event_ms + int(rng.uniform(0, sc.event_delay_max_s * 1000))
+        if emit == ev.emit_ms:
+            emit = ev.event_ms + (ev.emit_ms == ev.event_ms)
+        events.append(ev._replace(emit_ms=emit))
+    events += _future_events(fleet, np.random.default_rng([sc.seed, 2]), len(events))
+    events.sort(key=lambda e: (fleet.arrival_ms(e), e.event_ms, e.event_id))
+    fleet.events = events
 
 
-def simulate_flows(fleet: Fleet) -> SimulatedFlows:
+def _future_events(fleet: Fleet, rng, first_id: int) -> list[SimEvent]:
+    """Lies: ASSIGNED events dated ~1 day ahead (event and emit time), reaching the stream
+    in the middle of the run; per `future_events`, one for an LB IP and one for an IP
+    outside the LB CIDR. They are listed in fleet.invalid_event_ids."""
     sc = fleet.scenario
-    rng = np.random.default_rng(sc.seed + 1)
-    end_ms = T0_MS + sc.minutes * 60_000
-    # Live targets per workload: (birth, death, ip, host, is_lb) arrays.
-    by_workload: dict[str, list[Instance]] = {}
-    for inst in fleet.instances:
-        by_workload.setdefault(inst.workload, []).append(inst)
-    lb_by_workload: dict[str, list[Instance]] = {}
-    for lb in fleet.lbs:
-        lb_by_workload.setdefault(lb.workload, []).append(lb)
-    remote_region = {i.workload for i in fleet.instances if fleet.hosts[i.host]["region"] != "us-east-1"}
-    records: dict[str, list] = {k: [] for k in (
-        "local_ip", "remote_ip", "local_port", "remote_port", "start", "end", "sent", "recv",
-        "rtt", "local_workload", "host", "true_owner", "client", "attribution")}
+    mid = T0_MS + sc.minutes * 30_000
+    workloads = sorted(fleet.deps)
+    out = []
+    for _ in range(sc.future_events):
+        targets = [fleet.instances[int(rng.integers(len(fleet.instances)))].ip]
+        if fleet.lbs:
+            targets.insert(0, fleet.lbs[int(rng.integers(len(fleet.lbs)))].ip)
+        for ip in targets:
+            arrival = mid + int(rng.integers(-60_000, 60_000))
+            event_ms = arrival + FUTURE_MS
+            ev = SimEvent(event_ms + int(rng.integers(100, 5_000)), event_ms, ip_to_bytes(ip),
+                          workloads[int(rng.integers(len(workloads)))], 1, f"ev-{first_id + len(out)}")
+            fleet.invalid_event_ids.add(ev.event_id)
+            fleet.arrival_override_ms[ev.event_id] = arrival
+            out.append(ev)
+    return out
 
-    def emit(host, local_ip, remote_ip, lport, rport, start, end, sent, recv, rtt, workload,
-             owner, client, attribution):
-        r = records
-        r["local_ip"].append(local_ip)
-        r["remote_ip"].append(remote_ip)
-        r["local_port"].append(lport)
-        r["remote_port"].append(rport)
-        r["start"].append(start)
-        r["end"].append(end)
-        r["sent"].append(sent)
-        r["recv"].append(recv)
-        r["rtt"].append(rtt)
-        r["local_workload"].append(workload)
-        r["host"].append(host)
-        r["true_owner"].append(owner)
-        r["client"].append(client)
-        r["attribution"].append(attribution)
 
-    container_hosts = {i.host for i in fleet.instances if fleet.hosts[i.host]["name"].startswith("k8s")}
-    for inst in fleet.instances:
-        lo, hi = max(inst.birth_ms, T0_MS), min(inst.death_ms, end_ms)
+class _Records:
+    """Flow records as Python lists while they are generated (columns at the end)."""
+
+    KEYS = ("local_ip", "remote_ip", "local_port", "remote_port", "start", "end", "sent", "recv",
+            "rtt", "local_workload", "host", "true_owner", "client", "attribution")
+
+    def __init__(self):
+        self.r: dict[str, list] = {k: [] for k in self.KEYS}
+
+    def __len__(self) -> int:
+        return len(self.r["start"])
+
+    def add(self, host, local_ip, remote_ip, lport, rport, start, end, sent, recv, rtt, workload,
+            owner, client, attribution) -> None:
+        for k, v in zip(self.KEYS, (local_ip, remote_ip, lport, rport, start, end, sent, recv, rtt,
+                                    workload, host, owner, client, attribution), strict=True):
+            self.r[k].append(v)
+
+
+class _PortPool:
+    """Ephemeral ports of one shared IPv4. A port goes to another connection only once the
+    reuse gap has passed since its last one closed (like TIME_WAIT), so (IP, port, time)
+    names one socket, hence one container."""
+
+    def __init__(self, rng, gap_ms: int):
+        self.rng, self.gap_ms = rng, gap_ms
+        self.busy: dict[int, list[tuple[int, int]]] = {}
+
+    def take(self, start: int, end: int) -> int:
+        while True:
+            port = int(self.rng.integers(*EPHEMERAL_PORTS))
+            spans = self.busy.setdefault(port, [])
+            if all(start >= e + self.gap_ms or end + self.gap_ms <= s for s, e in spans):
+                spans.append((start, end))
+                return port
+
+
+class _FlowGen:
+    """Generates every flow record of a fleet, with its ground truth."""
+
+    def __init__(self, fleet: Fleet):
+        sc = self.sc = fleet.scenario
+        self.fleet = fleet
+        self.rng = np.random.default_rng(sc.seed + 1)
+        self.end_ms = T0_MS + sc.minutes * 60_000
+        self.rec = _Records()
+        self.by_workload: dict[str, list[Instance]] = {}
+        for inst in fleet.instances + fleet.translated:
+            self.by_workload.setdefault(inst.workload, []).append(inst)
+        self.lb_by_workload: dict[str, list[Instance]] = {}
+        for lb in fleet.lbs:
+            self.lb_by_workload.setdefault(lb.workload, []).append(lb)
+        self.remote_region = sorted({i.workload for i in fleet.instances
+                                     if fleet.hosts[i.host]["region"] != "us-east-1"})
+        self.internet = [Instance(INTERNET, f"{p}.{i}", -1, -(2**62), 2**62, port=LB_PORT)
+                         for p in INTERNET_PREFIXES for i in range(1, 255)]
+        gap_ms = int(sc.reuse_gap_min_s * 1000)
+        shared = sorted({i.ip for i in fleet.translated})  # IPv4s shared by port
+        self.ports = {ip: _PortPool(np.random.default_rng([sc.seed, 4, k]), gap_ms) for k, ip in enumerate(shared)}
+
+    def _target(self, inst: Instance, t: int, cross: bool, internet: bool, lb: bool):
+        """The callee (an instance, a load balancer or an internet address) of a call by
+        `inst` at t, or None when the chosen service has no live instance."""
+        rng = self.rng
+        if internet:
+            return self.internet[int(rng.integers(len(self.internet)))]
+        if cross and self.remote_region and inst.workload != GATEWAY:
+            wl = self.remote_region[int(rng.integers(len(self.remote_region)))]
+        else:
+            deps = self.fleet.deps.get(inst.workload, [])
+            if not deps:
+                return None
+            wl = deps[int(rng.integers(len(deps)))]
+        if lb:
+            live = [p for p in self.lb_by_workload.get(wl, []) if p.birth_ms <= t < p.death_ms]
+            if live:
+                return live[int(rng.integers(len(live)))]
+        live = [p for p in self.by_workload.get(wl, []) if p.birth_ms <= t < p.death_ms]
+        return live[int(rng.integers(len(live)))] if live else None
+
+    def calls(self, inst: Instance) -> None:
+        """Every connection `inst` opens during the run, recorded on both ends."""
+        sc, rng = self.sc, self.rng
+        lo, hi = max(inst.birth_ms, T0_MS), min(inst.death_ms, self.end_ms)
         if hi <= lo:
-            continue
-        rate = sc.gateway_conn_rate if inst.workload == GATEWAY else sc.conn_rate_per_instance
-        n = rng.poisson(rate * (hi - lo) / 1000)
+            return
+        gateway = inst.workload == GATEWAY
+        n = rng.poisson((sc.gateway_conn_rate if gateway else sc.conn_rate_per_instance) * (hi - lo) / 1000)
         if n == 0:
-            continue
+            return
         starts = np.sort(rng.integers(lo, hi, n))
-        my_deps = fleet.deps.get(inst.workload, [])
         cross = rng.random(n) < sc.cross_region_fraction
+        internet = rng.random(n) < sc.internet_fraction
+        lb_share = LB_CALL_SHARE_GATEWAY if gateway else LB_CALL_SHARE_OTHER if sc.lb_targets == "any" else 0.0
+        lb = rng.random(n) < lb_share
         pooled = rng.random(n) < sc.pooled_fraction
         durations = np.where(pooled, rng.uniform(60_000, 900_000, n),
                              np.minimum(rng.lognormal(np.log(300), 1.5, n), 120_000)).astype(np.int64)
         handshake = rng.integers(1, 5, n)
         sizes = rng.lognormal(8, 2, (n, 2)).astype(np.int64) + 60
-        my_attr = (pb.LOCAL_ATTRIBUTION_IP_MAP if inst.host in container_hosts
-                   else pb.LOCAL_ATTRIBUTION_IDENTITY_FILE)
-        skew_c = fleet.hosts[inst.host]["skew_ms"]
+        rtts = rng.integers(100, 3000, n)
+        pool = self.ports.get(inst.ip)
         for k in range(n):
             t = int(starts[k])
-            if cross[k] and remote_region and inst.workload != GATEWAY:
-                target_wl = str(rng.choice(sorted(remote_region)))
-            else:
-                if not my_deps:
-                    break
-                target_wl = my_deps[int(rng.integers(len(my_deps)))]
-            live = []
-            if inst.workload == GATEWAY and rng.random() < 0.3:  # via a load balancer
-                live = [p for p in lb_by_workload.get(target_wl, []) if p.birth_ms <= t < p.death_ms]
-            use_lb = bool(live)
-            if not live:
-                live = [p for p in by_workload.get(target_wl, []) if p.birth_ms <= t < p.death_ms]
-            if not live:
+            target = self._target(inst, t, bool(cross[k]), bool(internet[k]), bool(lb[k]))
+            if target is None:
                 continue
-            target = live[int(rng.integers(len(live)))]
             end = min(t + int(durations[k]), inst.death_ms, target.death_ms)
             if end <= t:
                 continue
-            lport = int(rng.integers(32768, 61000))
-            rport = 443 if use_lb else 8080
-            rtt = int(rng.integers(100, 3000))
-            sent, recv = int(sizes[k, 0]), int(sizes[k, 1])
-            emit(inst.host, inst.ip, target.ip, lport, rport, t + skew_c, end + skew_c, sent, recv,
-                 rtt, inst.workload, target.workload, True, my_attr)
-            if target.host >= 0:  # the server runs an exporter: it sees the accept too
-                skew_s = fleet.hosts[target.host]["skew_ms"]
-                s_attr = (pb.LOCAL_ATTRIBUTION_IP_MAP if target.host in container_hosts
-                          else pb.LOCAL_ATTRIBUTION_IDENTITY_FILE)
-                accept = t + int(handshake[k])  # the server's socket exists once the handshake is done
-                emit(target.host, target.ip, inst.ip, rport, lport, accept + skew_s,
-                     max(end, accept) + skew_s, recv, sent, rtt, target.workload, inst.workload, False, s_attr)
-    # Conflicting claims: a stale IP-map entry on the OLD host keeps naming the old
-    # workload after its IP was released (and, after the reuse gap, handed on).
-    handovers = [i for i in fleet.instances if fleet.hosts[i.host]["name"].startswith("k8s")
-                 and T0_MS < i.death_ms < end_ms - 60_000]
-    n_conf = round(len(handovers) * sc.conflict_fraction)
-    for idx in (rng.choice(len(handovers), n_conf, replace=False) if n_conf else []):
-        inst = handovers[int(idx)]
-        t = inst.death_ms + int(sc.reuse_gap_max_s * 1000) + int(rng.integers(500, 20_000))
-        peer = fleet.instances[int(rng.integers(sc.gateway_hosts, sc.ec2_hosts))]
-        skew = fleet.hosts[inst.host]["skew_ms"]
-        emit(inst.host, inst.ip, peer.ip, 40000, 8080, t + skew, t + 200 + skew, 100, 100, 500,
-             inst.workload, peer.workload, True, pb.LOCAL_ATTRIBUTION_IP_MAP)
+            # On a shared IPv4 the port tells containers apart: ports are handed out as the
+            # translation layer does, never to two live sockets.
+            lport = pool.take(t, end) if pool else int(rng.integers(*EPHEMERAL_PORTS))
+            self.connection(inst, target, t, end, lport, int(handshake[k]), int(sizes[k, 0]),
+                            int(sizes[k, 1]), int(rtts[k]))
 
+    def connection(self, client: Instance, server: Instance, t: int, end: int, lport: int,
+                   handshake: int, sent: int, recv: int, rtt: int) -> None:
+        """One connection: the client's record, and the server's if it runs an exporter."""
+        hosts = self.fleet.hosts
+        skew_c = hosts[client.host]["skew_ms"]
+        rport = server.port
+        self.rec.add(client.host, client.ip, server.ip, lport, rport, t + skew_c, end + skew_c, sent, recv,
+                     rtt, client.workload, server.workload, True, client.attribution)
+        if server.host >= 0:
+            skew_s = hosts[server.host]["skew_ms"]
+            accept = t + handshake  # the server's socket exists once the handshake is done
+            self.rec.add(server.host, server.ip, client.ip, rport, lport, accept + skew_s,
+                         max(end, accept) + skew_s, recv, sent, rtt, server.workload, client.workload,
+                         False, server.attribution)
+
+    def bridge(self) -> None:
+        """Container-to-container flows over each bridge host's own docker bridge."""
+        sc, rng = self.sc, self.rng
+        on_host: dict[int, list[Instance]] = {}
+        for c in self.fleet.bridge:
+            on_host.setdefault(c.host, []).append(c)
+        for members in on_host.values():
+            if len(members) < 2:
+                continue
+            n = rng.poisson(sc.bridge_flows_per_minute * sc.minutes)
+            for t in np.sort(rng.integers(T0_MS, self.end_ms, n)).tolist():
+                a, b = (members[i] for i in rng.choice(len(members), 2, replace=False))
+                end = t + int(min(rng.lognormal(np.log(300), 1.5), 120_000)) + 1
+                self.connection(a, b, t, end, int(rng.integers(*EPHEMERAL_PORTS)), int(rng.integers(1, 5)),
+                                int(rng.integers(100, 10_000)), int(rng.integers(100, 10_000)), 50)
+
+    def stale_claims(self) -> list[tuple[int, int, int]]:
+        """Conflicting claims: after a container IP was handed on, a stale IP-map entry on
+        ANOTHER host (an agent that missed the release) still names the old workload in a
+        flow from that IP. Returns (row, host of the true owner, true time) per claim."""
+        sc, rng, fleet = self.sc, self.rng, self.fleet
+        by_ip: dict[str, list[Instance]] = {}
+        for inst in fleet.instances:
+            if inst.attribution == pb.LOCAL_ATTRIBUTION_IP_MAP:
+                by_ip.setdefault(inst.ip, []).append(inst)
+        pairs = []  # (old holder, new holder) of one IP, the handover inside the run
+        for spans in by_ip.values():
+            spans.sort(key=lambda i: i.birth_ms)
+            pairs += [(a, b) for a, b in zip(spans, spans[1:], strict=False)
+                      if T0_MS < a.death_ms and b.birth_ms + 20_000 < min(b.death_ms, self.end_ms - 60_000)]
+        k8s = sorted({i.host for i in fleet.instances if i.attribution == pb.LOCAL_ATTRIBUTION_IP_MAP})
+        n = round(len(pairs) * sc.conflict_fraction)
+        out: list[tuple[int, int, int]] = []
+        if n == 0 or len(k8s) < 2:
+            return out
+        for idx in sorted(rng.choice(len(pairs), n, replace=False).tolist()):
+            old, new = pairs[idx]
+            t = new.birth_ms + int(rng.integers(500, 20_000))  # the new owner holds the IP by then
+            others = [h for h in k8s if h != new.host]
+            stale_host = others[int(rng.integers(len(others)))]
+            peer = fleet.instances[int(rng.integers(sc.gateway_hosts, sc.ec2_hosts))]
+            skew = fleet.hosts[stale_host]["skew_ms"]
+            out.append((len(self.rec), new.host, t))
+            self.rec.add(stale_host, old.ip, peer.ip, 40000, SERVICE_PORT, t + skew, t + 200 + skew, 100, 100,
+                         500, old.workload, peer.workload, True, pb.LOCAL_ATTRIBUTION_IP_MAP)
+        return out
+
+
+def simulate_flows(fleet: Fleet) -> SimulatedFlows:
+    gen = _FlowGen(fleet)
+    for inst in fleet.instances + fleet.translated:
+        gen.calls(inst)
+    gen.bridge()
+    stale = gen.stale_claims()
+    flows = _columns(gen.rec.r)
+    flows.stale_claims = stale
+    _corrupt(flows, fleet.scenario)
+    return flows
+
+
+def _columns(records: dict[str, list]) -> SimulatedFlows:
     n = len(records["start"])
     cols = FlowColumns.zeros(n)
     names = sorted(set(records["local_workload"]))
@@ -296,11 +594,38 @@ def simulate_flows(fleet: Fleet) -> SimulatedFlows:
         "rtt_us": np.array(records["rtt"], np.uint32),
         "local_workload_ref": np.array([ref[w] for w in records["local_workload"]], np.uint32),
         "local_attribution": np.array(records["attribution"], np.uint8),
-        "direction": np.where(records["client"], pb.FLOW_DIRECTION_OUTBOUND,
+        "direction": np.where(np.array(records["client"], bool), pb.FLOW_DIRECTION_OUTBOUND,
                               pb.FLOW_DIRECTION_INBOUND).astype(np.uint8),
     })
     return SimulatedFlows(cols, np.array(records["host"], np.int64),
-                          np.array(records["true_owner"], dtype=object), np.array(records["client"]))
+                          np.array(records["true_owner"], dtype=object), np.array(records["client"], bool),
+                          valid=np.ones(n, bool), via_lb=in_cidr(cols["remote_ip"], LB_CIDR),
+                          window_ms=cols["end_ms"] // 60_000 * 60_000)
+
+
+def _corrupt(flows: SimulatedFlows, sc: FleetScenario) -> None:
+    """Corrupt `bad_row_fraction` of the records AFTER the truth was taken, each in one of
+    the CORRUPTIONS ways, and mark them invalid. They stay in the batch (window_ms) they
+    were cut into: a corrupt row arrives among good ones."""
+    rng = np.random.default_rng([sc.seed, 3])
+    cols = flows.cols
+    n = round(len(cols) * sc.bad_row_fraction)
+    if n == 0:
+        return
+    rows = np.sort(rng.choice(len(cols), n, replace=False))
+    kind = rng.integers(0, len(CORRUPTIONS), n)
+    sel = {name: rows[kind == i] for i, name in enumerate(CORRUPTIONS)}
+    r = sel["end_after_window"]
+    cols["end_ms"][r] = flows.window_ms[r] + 60_000 + CORRUPT_END_AFTER_MS
+    cols["start_ms"][sel["start_min"]] = -(2**62)
+    cols["end_ms"][sel["end_max"]] = 2**62
+    r = sel["start_after_end"]
+    cols["start_ms"][r] = cols["end_ms"][r] + rng.integers(1, 60_000, len(r))
+    cols["local_attribution"][sel["unknown_attribution"]] = UNKNOWN_ATTRIBUTION
+    cols["direction"][sel["unknown_direction"]] = UNKNOWN_DIRECTION
+    r = sel["ref_past_dictionary"]
+    cols["local_workload_ref"][r] = len(cols.workloads) + rng.integers(0, 100, len(r))
+    flows.valid[rows] = False
 
 
 @dataclass
@@ -310,56 +635,94 @@ class Delivery:
     host: int
     window_start_ms: int
     arrival_ms: int          # true time the collector receives it
-    sequence: int
-    rows: np.ndarray         # indices into SimulatedFlows
+    sequence: int            # per host: 1, 2, 3 ... one per window, no gaps
+    rows: np.ndarray         # indices into SimulatedFlows (empty: a batch with no flows)
     lost: bool
+    empty_dictionary: bool = False  # sent with an empty workloads dictionary: every row dangles
 
 
 def batch_flows(fleet: Fleet, flows: SimulatedFlows) -> list[Delivery]:
-    """Cut each host's records into one-minute windows by (host-clock) close time and
-    assign delivery times: normally 1-5 s after the window, some delayed, some lost."""
+    """Cut each host's records into one-minute windows by (host-clock) close time, one batch
+    per window from the run's start to its end or the host's last record, EMPTY when the
+    host had no flows (real exporters send them; sequence numbers stay dense). Delivery
+    times: normally 1-5 s after the window, some delayed, some lost. Marks the rows of
+    empty-dictionary batches invalid in `flows`."""
     sc = fleet.scenario
     rng = np.random.default_rng(sc.seed + 2)
-    window = flows.cols["end_ms"] // 60_000 * 60_000
-    order = np.lexsort((window, flows.host))
-    keys = np.stack([flows.host[order], window[order]], axis=1)
-    cut = np.flatnonzero(np.r_[True, np.any(keys[1:] != keys[:-1], axis=1), True])
+    last_run_window = T0_MS + (sc.minutes - 1) * 60_000
+    order = np.lexsort((flows.window_ms, flows.host))
+    host_sorted, window_sorted = flows.host[order], flows.window_ms[order]
     out = []
-    seq: dict[int, int] = {}
-    for a, b in zip(cut[:-1], cut[1:], strict=True):
-        host, wstart = int(keys[a, 0]), int(keys[a, 1])
-        seq[host] = seq.get(host, 0) + 1
-        delay = int(rng.uniform(1000, 5000))
-        if rng.random() < sc.batch_delay_fraction:
-            delay += int(rng.uniform(0, sc.batch_delay_max_s * 1000))
-        lost = bool(rng.random() < sc.batch_loss_fraction)
-        out.append(Delivery(host, wstart, wstart + 60_000 + delay, seq[host], order[a:b], lost))
+    for h in range(len(fleet.hosts)):
+        a, b = np.searchsorted(host_sorted, [h, h + 1])
+        windows = window_sorted[a:b]
+        first = min(T0_MS, int(windows[0])) if b > a else T0_MS
+        last = max(last_run_window, int(windows[-1])) if b > a else last_run_window
+        for seq, w in enumerate(range(first, last + 1, 60_000), start=1):
+            lo, hi = a + np.searchsorted(windows, [w, w + 60_000])
+            delay = int(rng.uniform(1000, 5000))
+            if rng.random() < sc.batch_delay_fraction:
+                delay += int(rng.uniform(0, sc.batch_delay_max_s * 1000))
+            lost = bool(rng.random() < sc.batch_loss_fraction)
+            out.append(Delivery(h, w, w + 60_000 + delay, seq, order[lo:hi], lost))
+    _delay_stale_owners(fleet, flows, out)
+    _empty_dictionaries(fleet, flows, out)
     out.sort(key=lambda d: (d.arrival_ms, d.host))
     return out
+
+
+def _delay_stale_owners(fleet: Fleet, flows: SimulatedFlows, deliveries: list[Delivery]) -> None:
+    """The true owner's batches for the minutes around a stale claim (the claim's minute and
+    one either side, by the owner's clock) arrive `stale_claim_owner_delay_s` after the
+    stale claim's batch at the earliest: a collector learns the stale claim first."""
+    delay = int(fleet.scenario.stale_claim_owner_delay_s * 1000)
+    if delay <= 0:
+        return
+    by_key = {(d.host, d.window_start_ms): d for d in deliveries}
+    for row, owner_host, t in flows.stale_claims:
+        stale = by_key[(int(flows.host[row]), int(flows.window_ms[row]))]
+        if stale.lost:
+            continue
+        w = int(t + fleet.hosts[owner_host]["skew_ms"]) // 60_000 * 60_000
+        for window in (w - 60_000, w, w + 60_000):
+            d = by_key.get((owner_host, window))
+            if d is not None:
+                d.arrival_ms = max(d.arrival_ms, stale.arrival_ms + delay)
+
+
+def _empty_dictionaries(fleet: Fleet, flows: SimulatedFlows, deliveries: list[Delivery]) -> None:
+    sc = fleet.scenario
+    candidates = [d for d in deliveries if not d.lost and len(d.rows)]
+    k = min(sc.empty_dictionary_batches, len(candidates))
+    rng = np.random.default_rng([sc.seed, 5])
+    for i in rng.choice(len(candidates), k, replace=False).tolist() if k else []:
+        candidates[i].empty_dictionary = True
+        flows.valid[candidates[i].rows] = False
 
 
 def encode_delivery(fleet: Fleet, flows: SimulatedFlows, d: Delivery) -> bytes:
     host = fleet.hosts[d.host]
     cols = flows.cols.take(d.rows)
+    if d.empty_dictionary:  # not even the "" entry: every row's local_workload_ref dangles
+        cols = FlowColumns(cols.columns, [])
     header = pb.FlowBatch(exporter_id=host["name"], host=host["name"], region=host["region"],
                           window_start_ms=d.window_start_ms, window_end_ms=d.window_start_ms + 60_000,
                           sequence=d.sequence, part=0, part_count=1)
     return encode_flow_batch(header, cols)
 
 
-def encode_event(event: tuple[int, int, bytes, str, int], index: int) -> bytes:
-    emit_ms, event_ms, ip, workload, action = event
-    return pb.IpChangeEvent(ip=ip, resource_id=f"res/{workload}", workload=workload, action=action,
-                            event_time_ms=event_ms, emit_time_ms=emit_ms,
-                            region="us-east-1", event_id=f"ev-{index}").SerializeToString()
+def encode_event(event: SimEvent) -> bytes:
+    return pb.IpChangeEvent(ip=event.ip, resource_id=f"res/{event.workload}", workload=event.workload,
+                            action=event.action, event_time_ms=event.event_ms, emit_time_ms=event.emit_ms,
+                            region="us-east-1", event_id=event.event_id).SerializeToString()
 
 
 def write_files(out_dir, fleet: Fleet, flows: SimulatedFlows, deliveries: list[Delivery]) -> dict:
-    """Write delivered batches (arrival order), events (emit order) and the ground truth.
+    """Write delivered batches (arrival order), events (arrival order) and the ground truth.
 
     batches.bin / events.bin: records of u32 little-endian length + protobuf bytes.
-    truth.npz: per flow record exporter (index into `exporters`), sequence, flow_index
-    and true owner (index into `owners`), for `flowattr evaluate --score-topics`.
+    truth.npz: per flow record exporter (index into `exporters`), sequence, flow_index,
+    true owner (index into `owners`) and validity, for `flowattr evaluate --score-topics`.
     """
     import json
     from pathlib import Path
@@ -372,49 +735,57 @@ def write_files(out_dir, fleet: Fleet, flows: SimulatedFlows, deliveries: list[D
                 value = encode_delivery(fleet, flows, d)
                 f.write(len(value).to_bytes(4, "little") + value)
     with open(out / "events.bin", "wb") as f:
-        for i, ev in enumerate(fleet.events):
-            value = encode_event(ev, i)
+        for ev in fleet.events:
+            value = encode_event(ev)
             f.write(len(value).to_bytes(4, "little") + value)
     write_truth(out / "truth.npz", fleet, flows, deliveries)
-    summary = {"flow_records": len(flows.cols), "batches": len(deliveries),
-               "batches_lost": sum(d.lost for d in deliveries), "events": len(fleet.events),
+    summary = {"flow_records": len(flows.cols), "invalid_records": int((~flows.valid).sum()),
+               "batches": len(deliveries), "batches_lost": sum(d.lost for d in deliveries),
+               "events": len(fleet.events), "invalid_event_ids": sorted(fleet.invalid_event_ids),
                "gateway_routes": fleet.gateway_routes, "scenario": fleet.scenario.describe()}
     (out / "scenario.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
 def write_truth(path, fleet: Fleet, flows: SimulatedFlows, deliveries: list[Delivery]) -> None:
+    """Truth per delivered record. `valid` False: a corrupt row, which a collector must
+    reject (dead letter) rather than attribute: it needs no outcome."""
     delivered = [d for d in deliveries if not d.lost]
-    rows = np.concatenate([d.rows for d in delivered]) if delivered else np.zeros(0, np.int64)
-    exporter = np.concatenate([np.full(len(d.rows), d.host) for d in delivered]) if delivered else rows
-    sequence = np.concatenate([np.full(len(d.rows), d.sequence) for d in delivered]) if delivered else rows
-    index = np.concatenate([np.arange(len(d.rows)) for d in delivered]) if delivered else rows
+    empty = np.zeros(0, np.int64)
+    rows = np.concatenate([empty] + [d.rows for d in delivered])
+    exporter = np.concatenate([empty] + [np.full(len(d.rows), d.host) for d in delivered])
+    sequence = np.concatenate([empty] + [np.full(len(d.rows), d.sequence) for d in delivered])
+    index = np.concatenate([empty] + [np.arange(len(d.rows)) for d in delivered])
     owners = sorted(set(flows.true_owner.tolist()))
     owner_index = {w: i for i, w in enumerate(owners)}
+    names = np.array(flows.cols.workloads + [""], dtype=object)  # refs past the dictionary -> ""
+    refs = np.minimum(flows.cols["local_workload_ref"][rows], len(names) - 1)
     np.savez_compressed(
         path, exporters=np.array([h["name"] for h in fleet.hosts]), exporter=exporter.astype(np.int32),
         sequence=sequence.astype(np.int64), flow_index=index.astype(np.int32),
         owners=np.array(owners), owner=np.array([owner_index[w] for w in flows.true_owner[rows]], np.int32),
-        local_workload=np.array([flows.cols.workloads[r] for r in flows.cols["local_workload_ref"][rows]]),
-        client_side=flows.is_client_side[rows], gateway_routes=np.array(fleet.gateway_routes))
+        local_workload=names[refs].astype(str), client_side=flows.is_client_side[rows],
+        valid=flows.valid[rows], via_lb=flows.via_lb[rows], gateway_routes=np.array(fleet.gateway_routes))
 
 
 def produce_to_kafka(bootstrap: str, fleet: Fleet, flows: SimulatedFlows, deliveries: list[Delivery],
                      progress=print, extra_batches: list[tuple[str, bytes]] = ()) -> int:
     """Produce delivered batches to flows.<host region> and events to ipchanges.us-east-1,
     interleaved in arrival order, each with its Kafka timestamp = event time (window end
-    for batches, emit time for events). Then advance event time (advance_event_time) so
-    the job's holds and retries for this data all come due. Returns batches produced."""
+    for batches, emit time for events: the lies carry their claimed future time). Then
+    advance event time (advance_event_time) so the job's holds and retries for this data
+    all come due. Returns batches produced."""
     from flowattr.kafka_clients import producer
 
     p = producer(bootstrap)
-    timeline = [(ev[0], 0, i) for i, ev in enumerate(fleet.events)]
+    timeline = [(fleet.arrival_ms(ev), 0, i) for i, ev in enumerate(fleet.events)]
     timeline += [(d.arrival_ms, 1, i) for i, d in enumerate(deliveries) if not d.lost]
     timeline.sort()
     sent = 0
     for _, kind, i in timeline:
         if kind == 0:
-            p.send("ipchanges.us-east-1", encode_event(fleet.events[i], i), timestamp_ms=fleet.events[i][0])
+            ev = fleet.events[i]
+            p.send("ipchanges.us-east-1", encode_event(ev), timestamp_ms=ev.emit_ms)
             continue
         d = deliveries[i]
         p.send(f"flows.{fleet.hosts[d.host]['region']}", encode_delivery(fleet, flows, d),

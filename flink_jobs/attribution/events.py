@@ -14,11 +14,12 @@ its ranges are recomputed from that set. Assumptions, each enforced here:
   future cannot move it. Events stamped more than `future_bound_ms` after the stream's
   time are rejected (the caller dead-letters them); before the stream has a time they
   wait in a bounded warm-up buffer and are judged when it has one.
-* err (event_time_error_ms): a stamped event time is within err of the true time.
-  Then W provably owns the IP at t when t lies in [e.t + err, next.t - err] after an
-  ASSIGNED(W) event e, and every event stamped within 2 err before e is ASSIGNED(W)
-  (any of them could truly be the last change before t). Instants within err of any
-  event are never attributed from events.
+* err (event_time_error_ms plus twice the host skew tolerance): a stamped event time
+  is within err of the true time. W provably owns the IP at t when t lies in
+  [a + err, end - err] after ASSIGNED(W) at a, where `end` is the next event that ends
+  W's tenure, and no event within 2 err before a could truly come after it and change
+  the owner (see event_ranges). Instants within err of those events are never
+  attributed from events.
 * An event arriving after the horizon passed its time is LATE (the delay bound was
   broken): counted, and applied so later attempts see it; flows already emitted from
   the old state cannot be recalled (that is the bound's promise).
@@ -58,7 +59,8 @@ class IpEventLog:
     events: list[LoggedEvent] = field(default_factory=list)
     ids: set[str] = field(default_factory=set)
     known_from_ms: int = NEVER
-    cached: tuple[int, IpRanges] | None = None  # (horizon it was computed for, ranges)
+    full: list[tuple[int, int, int]] | None = None  # ranges with no horizon (cleared on change)
+    cached: tuple[int, IpRanges] | None = None      # (horizon, `full` clipped to it)
 
     def add(self, event: LoggedEvent) -> bool:
         """False if the event is a duplicate (same id, or same content without an id)."""
@@ -70,37 +72,48 @@ class IpEventLog:
         while pos and self.events[pos - 1] > event:
             pos -= 1
         self.events.insert(pos, event)
-        self.cached = None
+        self.full = self.cached = None
         return True
 
 
 def event_ranges(events: list[LoggedEvent], horizon_ms: int, err_ms: int, names: WorkloadNames,
                  known_from_ms: int = NEVER) -> IpRanges:
-    """The provable ownership ranges of one IP from its sorted events (see module docstring)."""
+    """The provable ownership ranges of one IP from its sorted events (module docstring).
+
+    W holds the IP from ASSIGNED(W) at a until the first later event that ends it: its
+    UNASSIGNED, another workload's ASSIGNED (a re-assignment), or another workload's
+    UNASSIGNED more than 2 err after a (inconsistent: trust ends). Provable: [a + err,
+    end - err]. Skipped when an event within 2 err before a could truly come after it and
+    change the owner (UNASSIGNED(W), ASSIGNED(X)). Assumption: the source assigns an IP
+    to one resource at a time, so another workload's UNASSIGNED stamped within 2 err
+    before or after a is the previous holder's release, not a contradiction."""
     items: list[tuple[int, int, int]] = []
-    last_end_event = -1
     for i, e in enumerate(events):
         if e.action != ASSIGNED or e.event_ms >= horizon_ms:
             continue
-        ambiguous = any(f.action != ASSIGNED or f.workload != e.workload
-                        for f in events[:i] if f.event_ms >= e.event_ms - 2 * err_ms)
-        if ambiguous:
+        if any(_changes_owner(f, e.workload) for f in events[:i] if f.event_ms >= e.event_ms - 2 * err_ms):
             continue
-        end = min(events[i + 1].event_ms, horizon_ms) if i + 1 < len(events) else horizon_ms
-        start, end = max(e.event_ms + err_ms, known_from_ms), end - err_ms - 1
-        if start > end:
+        end = horizon_ms
+        for f in events[i + 1:]:
+            if _changes_owner(f, e.workload) or (f.action == UNASSIGNED and f.event_ms > e.event_ms + 2 * err_ms):
+                end = min(f.event_ms, horizon_ms)
+                break
+        start, last = max(e.event_ms + err_ms, known_from_ms), end - err_ms - 1
+        if start > last:
             continue
         owner = names.id(e.workload)
-        # Join the previous range when only re-assertions of the same owner lie between.
-        if items and items[-1][2] == owner and all(
-                f.action == ASSIGNED and f.workload == e.workload for f in events[last_end_event:i]):
-            items[-1] = (items[-1][0], end, owner)
+        if items and items[-1][2] == owner and start <= items[-1][1] + 1:  # a re-assertion inside
+            items[-1] = (items[-1][0], max(items[-1][1], last), owner)
         else:
-            items.append((start, end, owner))
-        last_end_event = i + 1
+            items.append((start, last, owner))
     ranges = IpRanges()
     ranges._set(items)
     return ranges
+
+
+def _changes_owner(f: LoggedEvent, workload: str) -> bool:
+    """Would f, if it truly happened after W's assignment, end W's tenure at once?"""
+    return (f.action == UNASSIGNED and f.workload == workload) or (f.action == ASSIGNED and f.workload != workload)
 
 
 class StreamClock:
@@ -209,8 +222,14 @@ class EventTable:
             return None
         horizon = self.horizon_ms
         if log.cached is None or log.cached[0] != horizon:
-            log.cached = (horizon, event_ranges(log.events, horizon, self.margin_ms, self.names,
-                                                log.known_from_ms))
+            # Ranges at horizon H are the ranges without one, clipped to H - err - 1: an
+            # event at or after H can only end a range there, or start one beyond the clip.
+            if log.full is None:
+                log.full = event_ranges(log.events, 2**62, self.margin_ms, self.names, log.known_from_ms).items()
+            last = horizon - self.margin_ms - 1
+            ranges = IpRanges()
+            ranges._set([(s, min(e, last), o) for s, e, o in log.full if s <= last])
+            log.cached = (horizon, ranges)
         return log.cached[1]
 
     def _drop_oldest(self, log: IpEventLog, n: int) -> None:
@@ -219,7 +238,7 @@ class EventTable:
             log.ids.discard(e.event_id or f"{e.event_ms}/{e.action}/{e.workload}")
         # Ranges may only start where no dropped event can be the last change before t.
         log.known_from_ms = max(log.known_from_ms, dropped[-1].event_ms + 2 * self.margin_ms + 1)
-        log.cached = None
+        log.full = log.cached = None
 
     def prune(self, now_ms: int) -> list[bytes]:
         """Drop events that can no longer decide any instant after the retention horizon;
