@@ -223,13 +223,15 @@ def _batch_sender(p, fleet, flows, region):
 def _probe_batch(fleet, flows, early):
     """200 client-side flows of the early minutes, re-sent from a new exporter whose own
     IP is unknown (so it adds no evidence). Returns (FlowBatch bytes, index -> true owner)."""
-    rows = np.concatenate([d.rows for d in early])
-    rows = rows[flows.is_client_side[rows]][:200]
+    start = min(d.window_start_ms for d in early)
+    rows = np.concatenate([d.rows for d in early if d.window_start_ms == start])
+    # Valid rows only: the door rejects corrupted rows (harsh profile) and rows that
+    # close outside the probe batch's one window.
+    rows = rows[flows.is_client_side[rows] & flows.valid[rows]][:200]
     cols = flows.cols.take(rows)
     cols.columns["local_ip"][:] = np.frombuffer(ip_to_bytes("10.9.9.9"), np.uint8)
     cols.columns["local_attribution"][:] = pb.LOCAL_ATTRIBUTION_UNKNOWN
     cols.columns["local_workload_ref"][:] = 0
-    start = min(d.window_start_ms for d in early)
     header = pb.FlowBatch(exporter_id="probe", host="probe", region="probe", window_start_ms=start,
                           window_end_ms=start + 60_000, sequence=1, part=0, part_count=1)
     return encode_flow_batch(header, cols), {i: flows.true_owner[r] for i, r in enumerate(rows)}
