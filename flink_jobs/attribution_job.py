@@ -261,7 +261,8 @@ class Attribute(KeyedBroadcastProcessFunction):
         update, claims = batches.claims_of_update(raw)
         att = self.engine.attributor
         conflicts = self.engine.learn_batch(update.source_exporter_id, update.source_sequence,
-                                            update.window_start_ms, update.window_end_ms, claims)
+                                            update.window_start_ms, update.window_end_ms, claims,
+                                            update.part, update.part_count)
         if conflicts:
             self.metrics["conflicts"].inc(conflicts)
         state.put("seq:" + update.source_exporter_id,

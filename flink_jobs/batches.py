@@ -115,6 +115,7 @@ def ownership_update(header: pb.FlowBatch, claims: list[Claim]) -> bytes:
     return pb.OwnershipUpdate(
         source_exporter_id=header.exporter_id, source_sequence=header.sequence,
         window_start_ms=header.window_start_ms, window_end_ms=header.window_end_ms,
+        part=header.part, part_count=max(header.part_count, 1),
         ranges=[pb.OwnershipRange(ip=c.ip, workload=c.workload, start_ms=c.start_ms, end_ms=c.end_ms,
                                   source=pb.EVIDENCE_SOURCE_HEARTBEAT, port=c.port) for c in claims]
     ).SerializeToString()

@@ -222,18 +222,22 @@ class OwnershipRange(_message.Message):
     def __init__(self, ip: _Optional[bytes] = ..., workload: _Optional[str] = ..., start_ms: _Optional[int] = ..., end_ms: _Optional[int] = ..., source: _Optional[_Union[EvidenceSource, str]] = ..., port: _Optional[int] = ...) -> None: ...
 
 class OwnershipUpdate(_message.Message):
-    __slots__ = ("source_exporter_id", "source_sequence", "ranges", "window_start_ms", "window_end_ms")
+    __slots__ = ("source_exporter_id", "source_sequence", "ranges", "window_start_ms", "window_end_ms", "part", "part_count")
     SOURCE_EXPORTER_ID_FIELD_NUMBER: _ClassVar[int]
     SOURCE_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     RANGES_FIELD_NUMBER: _ClassVar[int]
     WINDOW_START_MS_FIELD_NUMBER: _ClassVar[int]
     WINDOW_END_MS_FIELD_NUMBER: _ClassVar[int]
+    PART_FIELD_NUMBER: _ClassVar[int]
+    PART_COUNT_FIELD_NUMBER: _ClassVar[int]
     source_exporter_id: str
     source_sequence: int
     ranges: _containers.RepeatedCompositeFieldContainer[OwnershipRange]
     window_start_ms: int
     window_end_ms: int
-    def __init__(self, source_exporter_id: _Optional[str] = ..., source_sequence: _Optional[int] = ..., ranges: _Optional[_Iterable[_Union[OwnershipRange, _Mapping]]] = ..., window_start_ms: _Optional[int] = ..., window_end_ms: _Optional[int] = ...) -> None: ...
+    part: int
+    part_count: int
+    def __init__(self, source_exporter_id: _Optional[str] = ..., source_sequence: _Optional[int] = ..., ranges: _Optional[_Iterable[_Union[OwnershipRange, _Mapping]]] = ..., window_start_ms: _Optional[int] = ..., window_end_ms: _Optional[int] = ..., part: _Optional[int] = ..., part_count: _Optional[int] = ...) -> None: ...
 
 class DeadLetter(_message.Message):
     __slots__ = ("source_topic", "original", "reason", "detected_at_ms", "rejected_rows")

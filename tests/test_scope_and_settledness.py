@@ -116,15 +116,22 @@ def test_ledger_runs_gaps_and_silence():
     for seq in (1, 2, 4, 5):
         assert ledger.record("x", seq, (seq - 1) * 60_000, seq * 60_000)
     assert not ledger.record("x", 4, 180_000, 240_000)          # a duplicate delivery
-    # Gap: #3 is missing; it lies between #2's start (60 s) and #4's end (240 s).
-    assert ledger.unsettled_spans("x", 0) == [(60_000, 240_000), (300_000, 2**62)]
+    # Gap: #3 is missing: its window can only be [120 s, 180 s), between #2's and #4's.
+    assert ledger.unsettled_spans("x") == [(120_000, 179_999), (300_000, 2**62)]
     ledger.record("x", 3, 120_000, 180_000)
-    assert ledger.unsettled_spans("x", 0) == [(300_000, 2**62)]
+    assert ledger.unsettled_spans("x") == [(300_000, 2**62)]
     assert [(r.first, r.last) for r in ledger.runs["x"]] == [(1, 5)]
-    assert ledger.unsettled_spans("x", 300_000 + 900_001) == []   # silent for longer: gone
+    ledger.record("z", 1, 1_140_000, 1_200_001)     # the fleet is 15 min past x's last batch
+    assert ledger.unsettled_spans("x") == []          # silent for longer than that: gone
+    # A window split in parts: #7 (part 1 of 2 of [360 s, 420 s)) is missing, so the gap
+    # covers that window itself, not only the time between #6 and #8.
+    parts = ExporterLedger(silence_ms=900_000)
+    parts.record("y", 6, 360_000, 420_000, part=0, part_count=2)
+    parts.record("y", 8, 420_000, 480_000)
+    assert parts.unsettled_spans("y")[0] == (360_000, 419_999)
     restored = ExporterLedger(900_000)
     restored.restore("x", ledger.encode("x"))
-    assert restored.runs == ledger.runs
+    assert restored.runs["x"] == ledger.runs["x"]
 
 
 def test_rows_the_door_rejected_are_not_claims_even_if_passed_in():
@@ -132,3 +139,24 @@ def test_rows_the_door_rejected_are_not_claims_even_if_passed_in():
     a = Attributor(CFG)
     cols = batch([("10.0.0.2", 8080, "db", IP_MAP, "10.0.0.1", 40000, 5_000, 4_000)])
     assert a.claims(cols) == []
+
+
+def test_a_stale_claim_from_another_host_waits_for_the_subnets_exporters():
+    """10.0.7.9 is in host h7's subnet (h7 claimed 10.0.7.0/24 addresses for an hour) but
+    h7 never used 10.0.7.9 yet. A stale IP-map entry on host h3 claims it at 2000 s, and
+    h7's batch with the true owner's side of the connection is late. First version (and
+    a ledger of claimants only): attributed to the stale workload at once."""
+    e = Engine(CFG, "us-east-1", REGIONS)
+    for seq in range(1, 35):   # h7: one batch a minute, claims on its other addresses
+        start = (seq - 1) * 60_000
+        learn(e, "h7", seq, start, batch([("10.0.7.2", 8080, "api", IP_MAP, "10.0.0.1", 40000, start + 1, start + 2)]))
+        learn(e, "h3", seq, start, batch([("10.0.3.2", 8080, "db", IP_MAP, "10.0.0.1", 40000, start + 1, start + 2)]))
+    learn(e, "h3", 35, 2_040_000, batch([("10.0.7.9", 8080, "stale", IP_MAP, "10.0.0.1", 40000, 2_041_000, 2_041_500)]))
+    e.learn_batch("h3", 36, 2_100_000, 2_160_000, [])
+    e.advance(2_160_000)
+    flow = batch([("10.0.0.1", 40001, "web", IP_MAP, "10.0.7.9", 8080, 2_041_100, 2_041_400)])
+    assert outcome(e, flow) == [(RETRY, "EVIDENCE_UNSETTLED")]   # h7's batch #35 has not arrived
+    learn(e, "h7", 35, 2_040_000, batch([("10.0.7.9", 8080, "cart", IP_MAP, "10.0.0.1", 40001, 2_041_100, 2_041_400)]))
+    assert outcome(e, flow)[0][0] == UNATTRIBUTED                 # the contradiction is known now
+    # Had h7's batch been lost, the flow would stay unsettled until its last attempt.
+    assert e.attributor.ledger.unsettled_spans("h7") == [(2_100_000, 2**62)]

@@ -36,7 +36,7 @@ from flink_jobs.attribution.config import AttributionConfig
 from flink_jobs.attribution.events import EventTable, LoggedEvent
 from flink_jobs.attribution.heartbeats import Claim, claims_from_batch
 from flink_jobs.attribution.ledger import ExporterLedger
-from flink_jobs.attribution.ranges import OwnershipTable, WorkloadNames, port_key
+from flink_jobs.attribution.ranges import OwnershipTable, WorkloadNames, port_key, subnet_key
 from flink_jobs.attribution.regions import CidrSet
 from schemas import flowattr_pb2 as pb
 from schemas.columns import FlowColumns
@@ -75,10 +75,10 @@ class Attributor:
                    for c in claims)
 
     def learn_batch(self, exporter: str, sequence: int, window_start_ms: int, window_end_ms: int,
-                    claims: list[Claim]) -> int:
+                    claims: list[Claim], part: int = 0, part_count: int = 1) -> int:
         """A batch arrived (possibly empty): record it in the ledger and learn its claims.
         A duplicate delivery (same exporter and sequence) only re-learns idempotent claims."""
-        self.ledger.record(exporter, sequence, window_start_ms, window_end_ms)
+        self.ledger.record(exporter, sequence, window_start_ms, window_end_ms, part, part_count)
         return self.learn_claims(claims, exporter)
 
     def apply_event(self, ip: bytes, workload: str, action: int, event_ms: int, emit_ms: int | None = None,
@@ -170,10 +170,16 @@ class Attributor:
 
     def _unsettled(self, keys, segment: np.ndarray, starts: np.ndarray, ends: np.ndarray,
                    candidates: np.ndarray) -> np.ndarray:
-        """Rows whose heartbeat evidence is not settled: a claimant of their key may still
-        have a batch missing around [start - tol, end + tol] (ledger.py)."""
+        """Rows whose heartbeat evidence is not settled (ledger.py): an exporter that could
+        hold the other side of the connection may still have a batch missing for the
+        window of its end. Those exporters: every claimant of the row's key (waited for
+        until the last attempt); and when a claimant is a NEWCOMER to the IP's subnet
+        (first claim there less than newcomer_ms before the flow), every other exporter
+        that has claimed in that subnet (a stale entry on another host, on an IP its true
+        host has not claimed yet, must not win because the true host's batch is late)."""
         out = np.zeros(len(starts), bool)
         tol = self.cfg.skew_tolerance_ms
+        subnets = self.heartbeats.subnets
         for k, (key, evented) in enumerate(keys):
             claimants = self.heartbeats.claimants.get(key)
             if evented or not claimants:
@@ -181,10 +187,14 @@ class Attributor:
             rows = np.flatnonzero(candidates & (segment == k))
             if not len(rows):
                 continue
-            lo, hi = starts[rows] - tol, ends[rows] + tol
-            for exporter in claimants:
-                for span_lo, span_hi in self.ledger.unsettled_spans(exporter, int(lo.min())):
-                    out[rows[(lo <= span_hi) & (hi >= span_lo)]] = True
+            lo, hi = ends[rows] - tol, ends[rows] + tol
+            out[rows] |= _overlaps(self.ledger.union_spans(claimants, (key, len(claimants))), lo, hi)
+            subnet = subnet_key(key[:16])
+            members = subnets.get(subnet, {})
+            newest = max(members.get(c, NEVER) for c in claimants)
+            newcomer = starts[rows] < newest + self.cfg.newcomer_ms
+            if newcomer.any():  # the subnet's exporters, claimants included (a superset)
+                out[rows] |= newcomer & _overlaps(self.ledger.union_spans(members, (subnet, len(members))), lo, hi)
         return out
 
     def owner_names(self, owner: np.ndarray) -> list[str]:
@@ -199,3 +209,10 @@ class Attributor:
 
 
 _EMPTY = np.zeros(0, np.int64)
+
+
+def _overlaps(spans: list[tuple[int, int]], lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    hit = np.zeros(len(lo), bool)
+    for span_lo, span_hi in spans:
+        hit |= (lo <= span_hi) & (hi >= span_lo)
+    return hit

@@ -48,6 +48,10 @@ class AttributionConfig:
     # An exporter with no batch for this long after a flow's start is gone (terminated):
     # its missing batches are no longer waited for (see ledger.py).
     exporter_silence_ms: int = 15 * 60 * 1000
+    # A claimant whose first claim in an IP's subnet (/24, IPv6 /64) is younger than this
+    # is a newcomer there (a stale IP-map entry on another host looks like this): flows it
+    # would prove also wait for the subnet's other exporters (see attributor.py).
+    newcomer_ms: int = 10 * 60 * 1000
 
     def __post_init__(self):
         if self.skew_tolerance_ms * 3 >= self.min_reuse_gap_ms:

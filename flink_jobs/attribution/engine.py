@@ -64,9 +64,10 @@ class Engine:
         return self.attributor.claims(cols)
 
     def learn_batch(self, exporter: str, sequence: int, window_start_ms: int, window_end_ms: int,
-                    claims: list[Claim]) -> int:
+                    claims: list[Claim], part: int = 0, part_count: int = 1) -> int:
         """Every accepted batch, empty or not; returns new conflicts."""
-        return self.attributor.learn_batch(exporter, sequence, window_start_ms, window_end_ms, claims)
+        return self.attributor.learn_batch(exporter, sequence, window_start_ms, window_end_ms, claims,
+                                           part, part_count)
 
     def apply_event(self, ip: bytes, workload: str, action: int, event_ms: int, emit_ms: int,
                     event_id: str) -> str:

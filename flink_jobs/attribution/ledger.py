@@ -1,19 +1,20 @@
 """Which batches of each exporter have arrived: settledness of heartbeat evidence.
 
-A claim learned first wins until a contradicting claim arrives; so a flow is attributed
-from heartbeats only when every exporter that has claimed its IP has delivered all its
-batches around the flow: no missing sequence number whose window could overlap the
-flow's [start - tolerance, end + tolerance] (the other side of this very connection is
-in the batch whose window holds its end), and batches up to the flow's end.
+A claim learned first wins until a contradicting claim arrives. The claim that
+contradicts a wrong one for a flow is the other side of this very connection: the
+remote host's own record of it, a claim covering [start, end], in that host's batch for
+the window holding the connection's END. So a flow is attributed from heartbeats only
+when every exporter that could hold that record has delivered its batches for the
+window(s) around end ± tolerance: no missing sequence number there, and batches up to it.
 
 Assumptions, stated where they are enforced:
 * every exporter sends one batch per window, empty when it saw no flows, numbered
-  1, 2, 3 ... per exporter (`FlowBatch.sequence`), so a missing number is a missing batch;
-* an exporter silent for `silence_ms` after the flow (no batch ending after
-  flow start - silence_ms) is gone (host terminated); its claims are then final;
+  1, 2, 3 ... per exporter (`FlowBatch.sequence`; a large window is split into parts
+  with consecutive numbers), so a missing number is a missing batch;
+* an exporter whose latest batch ends more than `silence_ms` before the latest batch of
+  any exporter is gone (host terminated): nothing more is waited for from it;
 * sequences before the first one seen are history from before this collector's state.
-Contradicting claims from an exporter that has never claimed the IP cannot be waited for
-(nothing tells us it exists): best effort, documented in the README.
+Which exporters could hold the record is decided by the Attributor (attributor.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from __future__ import annotations
 import struct
 from bisect import bisect_right
 from dataclasses import dataclass
+
+FOREVER = 2**62
 
 
 @dataclass
@@ -33,53 +36,92 @@ class Run:
     first_end_ms: int
     last_start_ms: int
     last_end_ms: int
+    first_is_part0: bool = True     # the run's first batch is the first part of its window
+    last_is_final: bool = True      # the run's last batch is the last part of its window
+
+
+_RUN = struct.Struct("<QQqqqq??")
 
 
 class ExporterLedger:
     def __init__(self, silence_ms: int):
         self.silence_ms = silence_ms
         self.runs: dict[str, list[Run]] = {}
+        self.latest_end_ms = -FOREVER  # of any exporter: the fleet's progress
+        self.version = 0               # bumped by every change, for the caches of union_spans
+        self._unions: dict[object, tuple[int, list[tuple[int, int]]]] = {}
 
-    def record(self, exporter: str, sequence: int, window_start_ms: int, window_end_ms: int) -> bool:
+    def record(self, exporter: str, sequence: int, window_start_ms: int, window_end_ms: int,
+               part: int = 0, part_count: int = 1) -> bool:
         """Note that a batch arrived; False if it was already known (a duplicate)."""
         runs = self.runs.setdefault(exporter, [])
         k = bisect_right([r.first for r in runs], sequence) - 1   # the run starting at or before it
         if k >= 0 and sequence <= runs[k].last:
             return False
+        self.version += 1
+        self.latest_end_ms = max(self.latest_end_ms, window_end_ms)
+        part0, final = part == 0, part + 1 >= part_count
         joins_prev = k >= 0 and runs[k].last + 1 == sequence
         joins_next = k + 1 < len(runs) and runs[k + 1].first == sequence + 1
         if joins_prev and joins_next:
             prev, after = runs[k], runs.pop(k + 1)
             prev.last, prev.last_start_ms, prev.last_end_ms = after.last, after.last_start_ms, after.last_end_ms
+            prev.last_is_final = after.last_is_final
         elif joins_prev:
             prev = runs[k]
             prev.last, prev.last_start_ms, prev.last_end_ms = sequence, window_start_ms, window_end_ms
+            prev.last_is_final = final
         elif joins_next:
             after = runs[k + 1]
             after.first, after.first_start_ms, after.first_end_ms = sequence, window_start_ms, window_end_ms
+            after.first_is_part0 = part0
         else:
             runs.insert(k + 1, Run(sequence, sequence, window_start_ms, window_end_ms, window_start_ms,
-                                   window_end_ms))
+                                   window_end_ms, part0, final))
         return True
 
-    def unsettled_spans(self, exporter: str, after_ms: int) -> list[tuple[int, int]]:
-        """Time spans [lo, hi] in which a batch of `exporter` may still be missing, as seen
-        for flows starting at or after `after_ms`; empty when it is settled or gone."""
+    def unsettled_spans(self, exporter: str) -> list[tuple[int, int]]:
+        """Spans [lo, hi] of close times whose batch of `exporter` may still be missing;
+        empty when it is unknown or gone."""
         runs = self.runs.get(exporter)
         if not runs:
             return []
-        latest_end = runs[-1].last_end_ms
-        if latest_end < after_ms - self.silence_ms:
+        tail = runs[-1]
+        if tail.last_end_ms < self.latest_end_ms - self.silence_ms:
             return []  # gone: nothing more will come from it
-        spans = [(a.last_start_ms, b.first_end_ms) for a, b in zip(runs, runs[1:], strict=False)
-                 if b.first_end_ms >= after_ms]  # gaps wholly before the flows cannot overlap them
-        spans.append((latest_end, 2**62))  # not arrived yet: everything after its latest window
+        spans = []
+        for a, b in zip(runs, runs[1:], strict=False):
+            # The missing batches lie between a's last window and b's first, or are more
+            # parts of those windows when a ended or b began in the middle of a window.
+            lo = a.last_end_ms if a.last_is_final else a.last_start_ms
+            hi = (b.first_start_ms if b.first_is_part0 else b.first_end_ms) - 1
+            spans.append((lo, hi))
+        spans.append((tail.last_end_ms if tail.last_is_final else tail.last_start_ms, FOREVER))
+        return spans
+
+    def union_spans(self, exporters, cache_key: object) -> list[tuple[int, int]]:
+        """unsettled_spans of several exporters together (one open-ended span: the
+        earliest), cached under cache_key until the ledger changes."""
+        cached = self._unions.get(cache_key)
+        if cached is not None and cached[0] == self.version:
+            return cached[1]
+        gaps, tail = [], FOREVER
+        for exporter in exporters:
+            for lo, hi in self.unsettled_spans(exporter):
+                if hi == FOREVER:
+                    tail = min(tail, lo)
+                else:
+                    gaps.append((lo, hi))
+        spans = gaps + ([(tail, FOREVER)] if tail < FOREVER else [])
+        self._unions[cache_key] = (self.version, spans)
         return spans
 
     def prune(self, horizon_ms: int) -> list[str]:
         """Forget runs before the retention horizon (flows that old are expired); return
         the exporters whose runs changed (absent from `runs` if none is left)."""
         changed = []
+        self.version += 1
+        self._unions.clear()
         for exporter in list(self.runs):
             runs = self.runs[exporter]
             keep = [r for r in runs if r.last_end_ms >= horizon_ms]
@@ -93,8 +135,12 @@ class ExporterLedger:
 
     # -- broadcast-state encoding: one value per exporter ------------------------------
     def encode(self, exporter: str) -> bytes:
-        return b"".join(struct.pack("<QQqqqq", r.first, r.last, r.first_start_ms, r.first_end_ms,
-                                    r.last_start_ms, r.last_end_ms) for r in self.runs.get(exporter, []))
+        return b"".join(_RUN.pack(r.first, r.last, r.first_start_ms, r.first_end_ms, r.last_start_ms,
+                                  r.last_end_ms, r.first_is_part0, r.last_is_final)
+                        for r in self.runs.get(exporter, []))
 
     def restore(self, exporter: str, value: bytes) -> None:
-        self.runs[exporter] = [Run(*fields) for fields in struct.iter_unpack("<QQqqqq", value)]
+        runs = self.runs[exporter] = [Run(*fields) for fields in _RUN.iter_unpack(value)]
+        if runs:
+            self.latest_end_ms = max(self.latest_end_ms, runs[-1].last_end_ms)
+        self.version += 1

@@ -21,6 +21,11 @@ CONTESTED = -1  # owner id of a contested interval
 PORT_KEY_BYTES = 18  # a port-shared IP's key: 16-byte IP + 2-byte big-endian port
 
 
+def subnet_key(ip: bytes) -> bytes:
+    """The subnet an IP (or IP + port key) belongs to: /24 for IPv4-mapped, /64 for IPv6."""
+    return ip[:15] if ip[:12] == b"\x00" * 10 + b"\xff\xff" else ip[:8]
+
+
 def port_key(ip: bytes, port: int) -> bytes:
     """The key of one port of a port-shared IP (an IPv4 shared by translated containers)."""
     return ip + int(port).to_bytes(2, "big")
@@ -183,6 +188,8 @@ class OwnershipTable:
         self.conflicts_total = 0
         self.claimants: dict[bytes, set[str]] = {}
         self.port_shared: dict[bytes, list[int]] = {}  # 16-byte IP -> [first start, last end]
+        # subnet_key -> exporter -> start of its first claim there (newcomers, attributor.py)
+        self.subnets: dict[bytes, dict[str, int]] = {}
 
     def learn(self, ip: bytes, workload: str, start_ms: int, end_ms: int, exporter: str = "") -> LearnResult:
         if end_ms < self.horizon_ms:
@@ -195,6 +202,9 @@ class OwnershipTable:
         self.conflicts_total += conflicts
         if exporter:
             self.claimants.setdefault(ip, set()).add(exporter)
+            members = self.subnets.setdefault(subnet_key(ip), {})
+            if start_ms < members.get(exporter, 2**62):
+                members[exporter] = start_ms
         if len(ip) == PORT_KEY_BYTES:
             span = self.port_shared.get(ip[:16])
             if span is None:
@@ -281,6 +291,11 @@ class OwnershipTable:
         self.by_ip[ip] = ranges
         if claimants:
             self.claimants[ip] = claimants
+            # The first-claim times are not saved: take the last range's end, which makes
+            # a restored claimant look newer (its flows wait more), never older.
+            members = self.subnets.setdefault(subnet_key(ip), {})
+            for exporter in claimants:
+                members[exporter] = min(members.get(exporter, 2**62), items[-1][1] if items else 2**62)
         if len(ip) == PORT_KEY_BYTES and items:
             span = self.port_shared.setdefault(ip[:16], [items[0][0], items[-1][1]])
             span[0], span[1] = min(span[0], items[0][0]), max(span[1], max(i[1] for i in items))
