@@ -174,9 +174,10 @@ class Attributor:
         hold the other side of the connection may still have a batch missing for the
         window of its end. Those exporters: every claimant of the row's key (waited for
         until the last attempt); and when a claimant is a NEWCOMER to the IP's subnet
-        (first claim there less than newcomer_ms before the flow), every other exporter
-        that has claimed in that subnet (a stale entry on another host, on an IP its true
-        host has not claimed yet, must not win because the true host's batch is late)."""
+        (its first claim there came newcomer_join_ms after the subnet's first, and less
+        than newcomer_ms before the flow), every other exporter that has claimed there (a
+        stale entry on another host, on an IP its true host has not claimed yet, must not
+        win because the true host's batch is late)."""
         out = np.zeros(len(starts), bool)
         tol = self.cfg.skew_tolerance_ms
         subnets = self.heartbeats.subnets
@@ -191,8 +192,11 @@ class Attributor:
             out[rows] |= _overlaps(self.ledger.union_spans(claimants, (key, len(claimants))), lo, hi)
             subnet = subnet_key(key[:16])
             members = subnets.get(subnet, {})
-            newest = max(members.get(c, NEVER) for c in claimants)
-            newcomer = starts[rows] < newest + self.cfg.newcomer_ms
+            # Joined late: first claim there well after the subnet's first (at a collector's
+            # start every exporter is new; a stale entry on another host joins later).
+            joined = [members[c] for c in claimants
+                      if members.get(c, NEVER) > min(members.values()) + self.cfg.newcomer_join_ms]
+            newcomer = starts[rows] < max(joined, default=NEVER) + self.cfg.newcomer_ms
             if newcomer.any():  # the subnet's exporters, claimants included (a superset)
                 out[rows] |= newcomer & _overlaps(self.ledger.union_spans(members, (subnet, len(members))), lo, hi)
         return out

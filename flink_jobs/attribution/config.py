@@ -48,9 +48,12 @@ class AttributionConfig:
     # An exporter with no batch for this long after a flow's start is gone (terminated):
     # its missing batches are no longer waited for (see ledger.py).
     exporter_silence_ms: int = 15 * 60 * 1000
-    # A claimant whose first claim in an IP's subnet (/24, IPv6 /64) is younger than this
-    # is a newcomer there (a stale IP-map entry on another host looks like this): flows it
-    # would prove also wait for the subnet's other exporters (see attributor.py).
+    # A claimant whose first claim in an IP's subnet (/24, IPv6 /64) came this long after
+    # the subnet's first claim joined it late (a stale IP-map entry on another host looks
+    # like this) and is a newcomer there for newcomer_ms: flows it would prove also wait
+    # for the subnet's other exporters (attributor.py). Not caught: such a stale entry in
+    # the first newcomer_join_ms of a collector's state.
+    newcomer_join_ms: int = 2 * 60 * 1000
     newcomer_ms: int = 10 * 60 * 1000
 
     def __post_init__(self):
