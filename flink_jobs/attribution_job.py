@@ -78,7 +78,8 @@ class Validator(ProcessFunction):
     def __init__(self, cfg: JobConfig):
         self.cfg = cfg
         # A long-lived connection may have started up to the retention before its window.
-        self.rules = RowRules(max_flow_age_ms=cfg.attribution.retention_ms)
+        self.rules = RowRules(max_flow_age_ms=cfg.attribution.retention_ms,
+                              close_slack_ms=cfg.attribution.close_slack_ms)
 
     def open(self, runtime_context):
         group = runtime_context.get_metrics_group()
@@ -212,6 +213,7 @@ class Attribute(KeyedBroadcastProcessFunction):
         self.ranges_held = SettableCounter(g.counter("broadcast_ranges_held"))
         self.event_time_lag = SettableCounter(g.counter("event_time_lag_ms"))
         self.saved_clock = b""
+        self.unsaved_ips: set[bytes] = set()  # event logs changed since the last save
 
     def _count_ranges(self) -> None:
         """Recount the ranges of this instance's table copy (and the event-time lag), at
@@ -239,7 +241,8 @@ class Attribute(KeyedBroadcastProcessFunction):
                 _restore_clock(att.events.clock, raw)
                 self.saved_clock = raw
         for ip, raw in logs:  # after the clock: the restore re-judges future events
-            att.events.restore(ip, _decode_event_log(raw))
+            dropped_until, events = _decode_event_log(raw)
+            att.events.restore(ip, events, dropped_until)
         self.synced = True
 
     def process_broadcast_element(self, value, ctx):
@@ -289,9 +292,12 @@ class Attribute(KeyedBroadcastProcessFunction):
         if not inside:
             self.metrics["ip_change_events_outside_event_cidrs"].inc()
         elif status in (APPLIED, LATE, WARMING_UP):
-            key = "ev:" + event.ip.hex()
-            log = _decode_event_log(state.get(key).encode("latin-1")) if state.contains(key) else []
-            state.put(key, _encode_event_log(log + [_logged(event)]).decode("latin-1"))
+            # Saved once every buffered event is judged: a lie must never reach the state.
+            self.unsaved_ips.add(event.ip)
+        if not events.warm_up:  # every event so far is judged: save the logs it changed
+            for ip in self.unsaved_ips:
+                _save_event_log(state, ip, events.logs.get(ip))
+            self.unsaved_ips.clear()
         clock = _encode_clock(events.clock)
         if clock != self.saved_clock:
             self.saved_clock = clock
@@ -310,11 +316,7 @@ class Attribute(KeyedBroadcastProcessFunction):
             else:
                 state.remove("seq:" + exporter)
         for ip in event_ips:
-            log = att.events.logs.get(ip)
-            if log is not None:
-                state.put("ev:" + ip.hex(), _encode_event_log(log.events).decode("latin-1"))
-            else:
-                state.remove("ev:" + ip.hex())
+            _save_event_log(state, ip, att.events.logs.get(ip))
 
     # -- keyed side: hold, then attribute ---------------------------------------------
     def process_element(self, value, ctx):
@@ -416,18 +418,28 @@ def _to_event(ip: bytes | None, e: LoggedEvent):
                             emit_time_ms=e.emit_ms, event_id=e.event_id)
 
 
-def _encode_event_log(events: list[LoggedEvent]) -> bytes:
+def _save_event_log(state, ip: bytes, log) -> None:
+    """An IP's judged event log as one broadcast-state value (removed when empty)."""
+    if log is None:
+        state.remove("ev:" + ip.hex())
+    else:
+        state.put("ev:" + ip.hex(), _encode_event_log(log.dropped_until_ms, log.events).decode("latin-1"))
+
+
+def _encode_event_log(dropped_until_ms: int, events: list[LoggedEvent]) -> bytes:
+    """i64 dropped_until_ms, then per event u32 length + IpChangeEvent bytes."""
     raws = (_to_event(None, e).SerializeToString() for e in events)
-    return b"".join(len(raw).to_bytes(4, "little") + raw for raw in raws)
+    return struct.pack("<q", dropped_until_ms) + b"".join(len(raw).to_bytes(4, "little") + raw for raw in raws)
 
 
-def _decode_event_log(value: bytes) -> list[LoggedEvent]:
-    out, pos = [], 0
+def _decode_event_log(value: bytes) -> tuple[int, list[LoggedEvent]]:
+    (dropped_until,) = struct.unpack_from("<q", value)
+    out, pos = [], 8
     while pos < len(value):
         n = int.from_bytes(value[pos:pos + 4], "little")
         out.append(_logged(pb.IpChangeEvent.FromString(value[pos + 4:pos + 4 + n])))
         pos += 4 + n
-    return out
+    return dropped_until, out
 
 
 def _encode_clock(clock) -> bytes:

@@ -53,6 +53,9 @@ def load(path: Path | None, overrides: dict) -> JobConfig:
     job_over = {k: v for k, v in overrides.items() if v is not None and k in {f.name for f in fields(JobConfig)}
                 and k not in ("bootstrap", "region", "attribution")}
     cfg = replace(cfg, attribution=replace(cfg.attribution, **attr_over), **job_over)
+    if not cfg.attribution.require_settled_evidence:
+        raise ValueError("attribution.require_settled_evidence: false is for `flowattr evaluate --without "
+                         "settledness` only (it misattributes); remove it from the collector's config")
     others = tuple(sorted(set(cfg.region_cidrs.values()) - {cfg.region}))
     return replace(cfg, other_regions=others)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from flowattr import paths
@@ -75,6 +76,9 @@ def _add_evaluate_parser(sub) -> None:
                    help="fault profile of the simulated fleet (default: default); knob flags override it")
     _add_scenario_flags(p, from_profile=True)
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--without", choices=["settledness"], action="append", default=[],
+                   help="measure what a safeguard costs: run with it OFF (unsafe, evaluation only); "
+                        "compare with a run without this flag")
     p.add_argument("--score-topics", type=Path, metavar="TRUTH_NPZ",
                    help="instead: score the attributed/unattributed topics against this truth file")
     p.add_argument("--region", action="append", help="with --score-topics: regions to read")
@@ -319,7 +323,10 @@ def _cmd_evaluate(args) -> int:
                                        args.region or ["us-east-1", "eu-west-1"], progress=_progress)
         print(json.dumps(report) if args.json else "\n".join(f"{k:<22} {v}" for k, v in report.items()))
         return 0
-    report = evaluate.evaluate(_profile_scenario(args), progress=_progress)
+    cfg = evaluate.default_config()
+    if "settledness" in args.without:
+        cfg = replace(cfg, require_settled_evidence=False)
+    report = evaluate.evaluate(_profile_scenario(args), cfg, progress=_progress)
     _progress("")
     print(json.dumps(report) if args.json else evaluate.format_table(report))
     return 0

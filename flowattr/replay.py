@@ -49,7 +49,7 @@ def replay(fleet, flows, deliveries, cfg: AttributionConfig, region_cidrs: dict[
     n = len(flows.cols)
     out = ReplayResult(np.full(n, None, dtype=object), np.zeros(n, np.uint8), np.zeros(n, np.uint8),
                        np.zeros(n, bool), np.zeros(n, bool), 0, Counter())
-    rules = RowRules(max_flow_age_ms=cfg.retention_ms)
+    rules = RowRules(max_flow_age_ms=cfg.retention_ms, close_slack_ms=cfg.close_slack_ms)
     queue: list = []
     seq = 0
 

@@ -117,7 +117,8 @@ class Attributor:
         np.cumsum(sizes, out=offsets[1:])
         owner, ev_start, ev_end, reason = search(rs, re_, ro, offsets, segment, starts, self.cfg.skew_tolerance_ms)
         final = (owner < 0) & (reason != NO_EVIDENCE)  # CONFLICT, CLOCK_SKEW: no later attempt changes them
-        unsettled = self._unsettled(keys, segment, starts, ends, owner >= 0)
+        unsettled = (self._unsettled(keys, segment, starts, ends, owner >= 0) if self.cfg.require_settled_evidence
+                     else np.zeros(n, bool))
         # Event ranges end at the horizon only because later events may still be in flight:
         # a flow near or after it waits, whatever the lookup found.
         after_horizon = by_event & (starts + self.events.margin_ms >= self.events.horizon_ms)
@@ -179,7 +180,7 @@ class Attributor:
         stale entry on another host, on an IP its true host has not claimed yet, must not
         win because the true host's batch is late)."""
         out = np.zeros(len(starts), bool)
-        tol = self.cfg.skew_tolerance_ms
+        tol = self.cfg.skew_tolerance_ms + self.cfg.close_slack_ms
         subnets = self.heartbeats.subnets
         for k, (key, evented) in enumerate(keys):
             claimants = self.heartbeats.claimants.get(key)

@@ -45,8 +45,8 @@ class AttributionConfig:
     # Host-local, non-unique addresses (loopback, link-local, container bridges): never
     # learned, and flows to them are unattributed HOST_LOCAL_ADDRESS.
     host_local_cidrs: tuple[str, ...] = HOST_LOCAL_CIDRS
-    # An exporter with no batch for this long after a flow's start is gone (terminated):
-    # its missing batches are no longer waited for (see ledger.py).
+    # An exporter whose latest batch is this far behind the fleet's is gone (terminated):
+    # batches after its latest are no longer waited for (see ledger.py).
     exporter_silence_ms: int = 15 * 60 * 1000
     # A claimant whose first claim in an IP's subnet (/24, IPv6 /64) came this long after
     # the subnet's first claim joined it late (a stale IP-map entry on another host looks
@@ -54,6 +54,14 @@ class AttributionConfig:
     # for the subnet's other exporters (attributor.py). Not caught: such a stale entry in
     # the first newcomer_join_ms of a collector's state.
     newcomer_join_ms: int = 2 * 60 * 1000
+    # A row's end may lie this far outside its batch window (windows are cut by close time
+    # on the host clock; rows.py allows it): the other side of a connection may be in the
+    # neighbouring window, so settledness looks this much further either way.
+    close_slack_ms: int = 2_000
+    # False only to MEASURE what settledness costs (`flowattr evaluate --without
+    # settledness`): heartbeat evidence is then used before contradicting claims could
+    # arrive, which misattributes. Never off in the job.
+    require_settled_evidence: bool = True
     newcomer_ms: int = 10 * 60 * 1000
 
     def __post_init__(self):

@@ -53,12 +53,13 @@ class LoggedEvent:
 
 @dataclass
 class IpEventLog:
-    """One IP's known events, sorted, deduplicated; `known_from_ms`: no range starts before
-    it (older events were dropped)."""
+    """One IP's known events, sorted, deduplicated. `dropped_until_ms`: the latest event
+    time dropped (pruned or over the cap); an assignment within 2 err after it may have
+    been preceded by a change we no longer see, so it is never trusted."""
 
     events: list[LoggedEvent] = field(default_factory=list)
     ids: set[str] = field(default_factory=set)
-    known_from_ms: int = NEVER
+    dropped_until_ms: int = NEVER
     full: list[tuple[int, int, int]] | None = None  # ranges with no horizon (cleared on change)
     cached: tuple[int, IpRanges] | None = None      # (horizon, `full` clipped to it)
 
@@ -77,7 +78,7 @@ class IpEventLog:
 
 
 def event_ranges(events: list[LoggedEvent], horizon_ms: int, err_ms: int, names: WorkloadNames,
-                 known_from_ms: int = NEVER) -> IpRanges:
+                 dropped_until_ms: int = NEVER) -> IpRanges:
     """The provable ownership ranges of one IP from its sorted events (module docstring).
 
     W holds the IP from ASSIGNED(W) at a until the first later event that ends it: its
@@ -89,7 +90,7 @@ def event_ranges(events: list[LoggedEvent], horizon_ms: int, err_ms: int, names:
     before or after a is the previous holder's release, not a contradiction."""
     items: list[tuple[int, int, int]] = []
     for i, e in enumerate(events):
-        if e.action != ASSIGNED or e.event_ms >= horizon_ms:
+        if e.action != ASSIGNED or e.event_ms >= horizon_ms or e.event_ms - 2 * err_ms <= dropped_until_ms:
             continue
         if any(_changes_owner(f, e.workload) for f in events[:i] if f.event_ms >= e.event_ms - 2 * err_ms):
             continue
@@ -98,7 +99,7 @@ def event_ranges(events: list[LoggedEvent], horizon_ms: int, err_ms: int, names:
             if _changes_owner(f, e.workload) or (f.action == UNASSIGNED and f.event_ms > e.event_ms + 2 * err_ms):
                 end = min(f.event_ms, horizon_ms)
                 break
-        start, last = max(e.event_ms + err_ms, known_from_ms), end - err_ms - 1
+        start, last = e.event_ms + err_ms, end - err_ms - 1
         if start > last:
             continue
         owner = names.id(e.workload)
@@ -225,7 +226,7 @@ class EventTable:
             # Ranges at horizon H are the ranges without one, clipped to H - err - 1: an
             # event at or after H can only end a range there, or start one beyond the clip.
             if log.full is None:
-                log.full = event_ranges(log.events, 2**62, self.margin_ms, self.names, log.known_from_ms).items()
+                log.full = event_ranges(log.events, 2**62, self.margin_ms, self.names, log.dropped_until_ms).items()
             last = horizon - self.margin_ms - 1
             ranges = IpRanges()
             ranges._set([(s, min(e, last), o) for s, e, o in log.full if s <= last])
@@ -236,8 +237,7 @@ class EventTable:
         dropped, log.events = log.events[:n], log.events[n:]
         for e in dropped:
             log.ids.discard(e.event_id or f"{e.event_ms}/{e.action}/{e.workload}")
-        # Ranges may only start where no dropped event can be the last change before t.
-        log.known_from_ms = max(log.known_from_ms, dropped[-1].event_ms + 2 * self.margin_ms + 1)
+        log.dropped_until_ms = max(log.dropped_until_ms, dropped[-1].event_ms)
         log.full = log.cached = None
 
     def prune(self, now_ms: int) -> list[bytes]:
@@ -250,27 +250,35 @@ class EventTable:
         changed = []
         for ip in list(self.logs):
             log = self.logs[ip]
-            before = [i for i, e in enumerate(log.events) if e.event_ms < horizon - 2 * self.margin_ms]
-            if len(before) > 1:  # keep the last one before the horizon: it decides the state there
-                self._drop_oldest(log, before[-2] + 1)
-                changed.append(ip)
+            # Keep the last event before the horizon (it decides the state there) and every
+            # event within 2 err before it (any of them could truly be the last change).
+            before = [e.event_ms for e in log.events if e.event_ms < horizon]
+            if before:
+                keep_from = before[-1] - 2 * self.margin_ms
+                n = sum(1 for e in log.events if e.event_ms < keep_from)
+                if n:
+                    self._drop_oldest(log, n)
+                    changed.append(ip)
             if log.events and log.events[-1].event_ms < horizon and log.events[-1].action == UNASSIGNED:
                 del self.logs[ip]
                 changed.append(ip)
         return changed
 
-    def restore(self, ip: bytes | None, events: list[LoggedEvent]) -> None:
+    def restore(self, ip: bytes | None, events: list[LoggedEvent], dropped_until_ms: int = NEVER) -> None:
         """Rebuild after a restart from saved logs (the clock restored first): events are
-        added as they were, except any the restored clock now judges to be from the future."""
+        added as they were, except any the restored clock now judges to be from the future
+        (the job saves only judged events; this is defence in depth)."""
+        if ip is not None:
+            log = self.logs.setdefault(ip, IpEventLog())
+            log.dropped_until_ms = max(log.dropped_until_ms, dropped_until_ms)
         for event in events:
             if self.clock.time_ms != NEVER and self.is_future(event):
                 self.counts[FUTURE] += 1
                 continue
             if ip is not None:
-                log = self.logs.get(ip)
-                if log is None:
-                    log = self.logs[ip] = IpEventLog()
                 log.add(event)
+        if ip is not None and len(log.events) > MAX_EVENTS_PER_IP:
+            self._drop_oldest(log, len(log.events) - MAX_EVENTS_PER_IP)
 
     def range_count(self) -> int:
         return sum(len(self.ranges(ip) or ()) for ip in self.logs)

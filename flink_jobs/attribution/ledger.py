@@ -13,7 +13,9 @@ Assumptions, stated where they are enforced:
   with consecutive numbers), so a missing number is a missing batch;
 * an exporter whose latest batch ends more than `silence_ms` before the latest batch of
   any exporter is gone (host terminated): nothing more is waited for from it;
-* sequences before the first one seen are history from before this collector's state.
+* the collector's state begins with the earliest window it has seen from any exporter:
+  an exporter first seen at a sequence above 1 may still send the lower numbers for
+  windows after that, so those are waited for (a new host whose batch #1 is late).
 Which exporters could hold the record is decided by the Attributor (attributor.py).
 """
 
@@ -48,6 +50,7 @@ class ExporterLedger:
         self.silence_ms = silence_ms
         self.runs: dict[str, list[Run]] = {}
         self.latest_end_ms = -FOREVER  # of any exporter: the fleet's progress
+        self.earliest_start_ms = FOREVER  # of any exporter: where this collector's knowledge begins
         self.version = 0               # bumped by every change, for the caches of union_spans
         self._unions: dict[object, tuple[int, list[tuple[int, int]]]] = {}
 
@@ -60,6 +63,7 @@ class ExporterLedger:
             return False
         self.version += 1
         self.latest_end_ms = max(self.latest_end_ms, window_end_ms)
+        self.earliest_start_ms = min(self.earliest_start_ms, window_start_ms)
         part0, final = part == 0, part + 1 >= part_count
         joins_prev = k >= 0 and runs[k].last + 1 == sequence
         joins_next = k + 1 < len(runs) and runs[k + 1].first == sequence + 1
@@ -81,22 +85,28 @@ class ExporterLedger:
         return True
 
     def unsettled_spans(self, exporter: str) -> list[tuple[int, int]]:
-        """Spans [lo, hi] of close times whose batch of `exporter` may still be missing;
-        empty when it is unknown or gone."""
+        """Spans [lo, hi] of close times whose batch of `exporter` may still be missing
+        (empty when it is unknown)."""
         runs = self.runs.get(exporter)
         if not runs:
             return []
         tail = runs[-1]
-        if tail.last_end_ms < self.latest_end_ms - self.silence_ms:
-            return []  # gone: nothing more will come from it
+        head = runs[0]
         spans = []
+        if head.first > 1 and head.first_start_ms > self.earliest_start_ms:
+            # Lower numbers not seen yet, for windows this collector knows: they may come.
+            spans.append((self.earliest_start_ms, (head.first_start_ms if head.first_is_part0
+                                                   else head.first_end_ms) - 1))
         for a, b in zip(runs, runs[1:], strict=False):
             # The missing batches lie between a's last window and b's first, or are more
             # parts of those windows when a ended or b began in the middle of a window.
             lo = a.last_end_ms if a.last_is_final else a.last_start_ms
             hi = (b.first_start_ms if b.first_is_part0 else b.first_end_ms) - 1
             spans.append((lo, hi))
-        spans.append((tail.last_end_ms if tail.last_is_final else tail.last_start_ms, FOREVER))
+        # Batches after the latest: still to come, unless the exporter is gone (its gaps stay:
+        # a batch lost before the host went away is still a batch we never saw).
+        if tail.last_end_ms >= self.latest_end_ms - self.silence_ms:
+            spans.append((tail.last_end_ms if tail.last_is_final else tail.last_start_ms, FOREVER))
         return spans
 
     def union_spans(self, exporters, cache_key: object) -> list[tuple[int, int]]:
@@ -143,4 +153,5 @@ class ExporterLedger:
         runs = self.runs[exporter] = [Run(*fields) for fields in _RUN.iter_unpack(value)]
         if runs:
             self.latest_end_ms = max(self.latest_end_ms, runs[-1].last_end_ms)
+            self.earliest_start_ms = min(self.earliest_start_ms, runs[0].first_start_ms)
         self.version += 1
