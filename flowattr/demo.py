@@ -100,8 +100,8 @@ def run_simulated(cfg: DemoConfig, say) -> dict:
         say(f"produced {sent:,} flow batches ({sum(len(d.rows) for d in deliveries if not d.lost):,} flows), "
             f"{len(fleet.events):,} IP-change events and {len(bad)} malformed records")
         scores = _wait_for_outcomes(b.bootstrap, truth, jobs, cfg, say)
-        dead = read_topic(b.bootstrap, topics.RegionTopics("us-east-1").dead_letter,
-                          stop=lambda v: len(v) >= len(bad), idle_timeout_s=20)
+        # Besides the samples: the fleet's corrupted rows and future-stamped events.
+        dead = read_topic(b.bootstrap, topics.RegionTopics("us-east-1").dead_letter, idle_timeout_s=10)
     finally:
         for job in jobs:
             job.stop()
@@ -110,11 +110,19 @@ def run_simulated(cfg: DemoConfig, say) -> dict:
     return {"flows_in": scores["flows"], "attributed": scores["attributed"],
             "unattributed": scores["unattributed"], "misattributed": scores["misattributed"],
             "dead_lettered": len(dead), "missing": scores["missing"],
+            "malformed_samples_dead_lettered": _samples_found(bad, dead),
+            "invalid_rows_attributed": scores["invalid_attributed"],
             "gateway_edges_reported": scores["edges_reported"],
             "gateway_edges_misattributed": scores["edges_misattributed"],
             "unattributed_reasons": scores["unattributed_reasons"],
             "seconds": round(time.monotonic() - started, 1),
             "web_ui": "http://127.0.0.1:8081 (us-east-1) and :8082 (eu-west-1) while the jobs run"}
+
+
+def _samples_found(samples: list[bytes], dead: list[bytes]) -> int:
+    """How many of the injected malformed samples are in the dead-letter topic, by bytes."""
+    originals = {pb.DeadLetter.FromString(v).original for v in dead}
+    return sum(sample in originals for sample in samples)
 
 
 def _wait_for_outcomes(bootstrap: str, truth: Path, jobs: list[LocalJob], cfg: DemoConfig, say) -> dict:
