@@ -468,7 +468,12 @@ def build_pipeline(env, cfg: JobConfig, sources: dict, sinks: dict) -> None:
     events = raw_events.process(ValidateEvents(cfg), output_type=BYTES).name("validate-events").uid("validate-events")
 
     claims = flows.filter(lambda row: row[0] == CLAIMS_KEY).map(lambda row: row[1], output_type=BYTES)
-    ownership = (claims.union(events).assign_timestamps_and_watermarks(watermarks).broadcast(OWNERSHIP))
+    # Each input gets its own watermark, so the union's is the MIN of the two: the event
+    # clock (engine.advance on timers) may then assume every IP-change event emitted before
+    # the watermark has been read. One generator over the merged stream would let the
+    # claims' timestamps carry the watermark past events a lagging consumer has not read.
+    ownership = (claims.assign_timestamps_and_watermarks(watermarks)
+                 .union(events.assign_timestamps_and_watermarks(watermarks)).broadcast(OWNERSHIP))
     keyed = (flows.filter(lambda row: row[0] != CLAIMS_KEY).assign_timestamps_and_watermarks(watermarks)
              .union(pending.assign_timestamps_and_watermarks(watermarks))
              .key_by(lambda row: row[0], key_type=Types.STRING()))

@@ -112,7 +112,7 @@ def _edges(local: np.ndarray, owner: np.ndarray, mask: np.ndarray) -> set[tuple[
     return set(zip(local[mask].tolist(), owner[mask].tolist(), strict=True))
 
 
-def _unattributable(flows: SimulatedFlows) -> np.ndarray:
+def unattributable_rows(flows: SimulatedFlows) -> np.ndarray:
     """Rows whose truth is no provable workload: internet peers, host-local addresses."""
     return (flows.true_owner == INTERNET) | CidrSet(HOST_LOCAL_CIDRS).contains(flows.cols["remote_ip"])
 
@@ -128,7 +128,7 @@ def score(flows: SimulatedFlows, result: MethodResult, routes: list[str], gatewa
     not in `flows`/`unattributed`, and any owner given to one counts as misattributed."""
     delivered = result.delivered
     has_owner = result.owner != None  # noqa: E711
-    unattributable = delivered & flows.valid & _unattributable(flows)
+    unattributable = delivered & flows.valid & unattributable_rows(flows)
     wrong_unattributable = unattributable & has_owner
     valid = delivered & flows.valid & ~unattributable
     attributed = valid & has_owner
