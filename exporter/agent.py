@@ -15,8 +15,8 @@ from exporter.batcher import Batcher
 from exporter.identity import workload_from_certificate
 from exporter.publisher import KafkaSender, Publisher
 from exporter.spool import Spool
-from flink_jobs.attribution.regions import CidrSet
 from schemas.addresses import HOST_LOCAL_CIDRS
+from schemas.cidrs import CidrSet
 
 log = logging.getLogger("flowattr.exporter")
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from exporter.events import FLOW_EVENT_DTYPE, FlowEvent, MonotonicToWall, records
-from flink_jobs.attribution.regions import CidrSet
 from schemas import flowattr_pb2 as pb
 from schemas.addresses import HOST_LOCAL_CIDRS
+from schemas.cidrs import CidrSet
 from schemas.columns import FlowColumns, encode_flow_batch
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from flink_jobs.attribution.config import AttributionConfig
-from flowattr.topics import RegionTopics
+from schemas.topics import RegionTopics
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "flowattr.yaml"
 

@@ -243,8 +243,9 @@ def _cmd_broker(args) -> int:
 
 def _cmd_topics(args) -> int:
     from flowattr import topics
+    from schemas.topics import DEFAULT_REGION
     if args.action == "create":
-        topics.create_topics(_bootstrap(args), args.region or [topics.DEFAULT_REGION])
+        topics.create_topics(_bootstrap(args), args.region or [DEFAULT_REGION])
     else:
         from kafka.admin import KafkaAdminClient
         admin = KafkaAdminClient(bootstrap_servers=_bootstrap(args))

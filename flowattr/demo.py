@@ -22,6 +22,7 @@ from flowattr.processes import port_is_free
 from flowattr.simulate import FleetScenario, batch_flows, build_fleet, produce_to_kafka, simulate_flows, write_truth
 from schemas import flowattr_pb2 as pb
 from schemas.columns import FlowColumns, encode_flow_batch
+from schemas.topics import RegionTopics
 
 REGIONS = ("us-east-1", "eu-west-1")
 
@@ -93,7 +94,7 @@ def run_simulated(cfg: DemoConfig, say) -> dict:
         bad = malformed_samples()
         p = producer(b.bootstrap)
         for value in bad:
-            p.send(topics.RegionTopics("us-east-1").flows, value, timestamp_ms=1_790_000_060_000)
+            p.send(RegionTopics("us-east-1").flows, value, timestamp_ms=1_790_000_060_000)
         p.flush()
         p.close()
         sent = produce_to_kafka(b.bootstrap, fleet, flows, deliveries, progress=lambda *_: None)
@@ -101,7 +102,7 @@ def run_simulated(cfg: DemoConfig, say) -> dict:
             f"{len(fleet.events):,} IP-change events and {len(bad)} malformed records")
         scores = _wait_for_outcomes(b.bootstrap, truth, jobs, cfg, say)
         # Besides the samples: the fleet's corrupted rows and future-stamped events.
-        dead = read_topic(b.bootstrap, topics.RegionTopics("us-east-1").dead_letter, idle_timeout_s=10)
+        dead = read_topic(b.bootstrap, RegionTopics("us-east-1").dead_letter, idle_timeout_s=10)
     finally:
         for job in jobs:
             job.stop()

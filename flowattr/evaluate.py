@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from flink_jobs.attribution.config import AttributionConfig
-from flink_jobs.attribution.regions import CidrSet
 from flowattr.replay import replay
 from flowattr.simulate import (
     GATEWAY,
@@ -31,6 +30,7 @@ from flowattr.simulate import (
 )
 from schemas import flowattr_pb2 as pb
 from schemas.addresses import HOST_LOCAL_CIDRS
+from schemas.cidrs import CidrSet
 
 
 @dataclass

@@ -11,8 +11,8 @@ from flink_jobs.attribution.attribute import ATTRIBUTED, CONFLICT, NO_EVIDENCE, 
 from flink_jobs.attribution.attributor import Attributor
 from flink_jobs.attribution.config import AttributionConfig
 from flink_jobs.attribution.events import ASSIGNED, UNASSIGNED
-from flink_jobs.attribution.regions import RegionMap
 from schemas import flowattr_pb2 as pb
+from schemas.cidrs import RegionMap
 from schemas.columns import FlowColumns, ip_to_bytes, ips_to_array
 
 CFG = AttributionConfig(max_attempts=3, event_cidrs=("10.250.0.0/24",), event_max_delay_ms=600_000,

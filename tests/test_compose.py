@@ -11,7 +11,7 @@ import jsonschema
 import yaml
 
 from flowattr import paths
-from flowattr.topics import RegionTopics
+from schemas.topics import RegionTopics
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

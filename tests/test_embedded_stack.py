@@ -12,6 +12,7 @@ from flowattr import broker, topics
 from flowattr.cli import build_parser
 from flowattr.kafka_clients import producer, read_topic
 from flowattr.processes import PortInUseError, free_port, pid_alive
+from schemas.topics import RegionTopics
 
 
 def _all_subcommand_paths(parser, prefix=()):
@@ -68,14 +69,14 @@ def test_cli_reports_errors_without_a_traceback(tmp_path):
 
 def test_topics_are_created_once_per_region(kafka_bootstrap, unique_region):
     created = topics.create_topics(kafka_bootstrap, [unique_region], progress=lambda *_: None)
-    expected = set(topics.RegionTopics(unique_region).all())
+    expected = set(RegionTopics(unique_region).all())
     assert set(created) == expected and len(expected) == 7
     assert topics.create_topics(kafka_bootstrap, [unique_region], progress=lambda *_: None) == []
 
 
 def test_produce_and_read_back_through_the_broker(kafka_bootstrap, unique_region):
     topics.create_topics(kafka_bootstrap, [unique_region], progress=lambda *_: None)
-    name = topics.RegionTopics(unique_region).ip_changes
+    name = RegionTopics(unique_region).ip_changes
     p = producer(kafka_bootstrap)
     for i in range(50):
         p.send(name, f"event-{i}".encode())

@@ -18,8 +18,8 @@ from exporter.events import FLOW_EVENT, FLOW_EVENT_DTYPE, FlowEvent, decode, eve
 from exporter.identity import IdentityError, workload_from_certificate
 from exporter.publisher import Publisher
 from exporter.spool import Spool
-from flink_jobs.attribution.regions import CidrSet
 from schemas import flowattr_pb2 as pb
+from schemas.cidrs import CidrSet
 from schemas.columns import bytes_to_ip, decode_flow_batch, ip_to_bytes
 
 # Hand-annotated golden event, laid out as in bpf/flow_event.h.

@@ -13,13 +13,14 @@ from flowattr.local_job import LocalJob
 from flowattr.simulate import FleetScenario, batch_flows, build_fleet, encode_delivery, simulate_flows
 from schemas import flowattr_pb2 as pb
 from schemas.columns import decode_flow_batch
+from schemas.topics import RegionTopics
 
 pytestmark = [pytest.mark.flink, pytest.mark.e2e]
 
 
 def test_flow_batches_survive_the_round_trip_through_flink(kafka_bootstrap, unique_region,
                                                            tmp_path):
-    names = topics.RegionTopics(unique_region)
+    names = RegionTopics(unique_region)
     topics.create_topics(kafka_bootstrap, [unique_region], progress=lambda *_: None)
     # Well-formed batches only (this job passes them through): no corrupted rows, no empty
     # dictionary, and not the empty batches of idle minutes.

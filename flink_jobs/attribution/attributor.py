@@ -37,8 +37,8 @@ from flink_jobs.attribution.events import EventTable, LoggedEvent
 from flink_jobs.attribution.heartbeats import Claim, claims_from_batch
 from flink_jobs.attribution.ledger import ExporterLedger
 from flink_jobs.attribution.ranges import OwnershipTable, WorkloadNames, port_key, subnet_key
-from flink_jobs.attribution.regions import CidrSet
 from schemas import flowattr_pb2 as pb
+from schemas.cidrs import CidrSet
 from schemas.columns import FlowColumns
 
 NEVER = -(2**62)

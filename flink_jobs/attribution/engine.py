@@ -22,7 +22,7 @@ from flink_jobs.attribution.attribute import Attribution
 from flink_jobs.attribution.attributor import Attributor
 from flink_jobs.attribution.config import AttributionConfig
 from flink_jobs.attribution.heartbeats import Claim
-from flink_jobs.attribution.regions import RegionMap
+from schemas.cidrs import RegionMap
 from schemas.columns import FlowColumns
 
 PRUNE_EVERY_MS = 60_000

@@ -1,0 +1,95 @@
+"""The layering is a test: every import of the project's source, read from its AST, must
+follow the architecture the README draws.
+
+    schemas (wire formats, columnar codec, IPs and CIDRs, topic names, enums)
+      ^-- flink_jobs.attribution (the pure engine)  ^-- flink_jobs (operators, job wiring)
+      ^-- exporter (probe = the only bcc import)
+    flowattr (CLI and tools) may use all of them.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = {"schemas", "flink_jobs", "exporter", "flowattr", "bpf"}
+# package (module prefix) -> (project packages it may import, third-party roots it must not import)
+RULES = {
+    "schemas": ({"schemas"}, {"pyflink", "kafka", "bcc", "confluent_kafka"}),
+    "flink_jobs.attribution": ({"schemas", "flink_jobs.attribution"}, {"pyflink", "kafka", "bcc", "confluent_kafka"}),
+    "flink_jobs": ({"schemas", "flink_jobs"}, {"kafka", "bcc", "confluent_kafka"}),
+    "exporter": ({"schemas", "exporter"}, {"pyflink"}),  # bcc: only exporter.probe (below)
+    "flowattr": ({"schemas", "flink_jobs", "exporter", "flowattr"}, {"pyflink", "bcc"}),
+}
+BCC_ONLY_IN = "exporter.probe"
+
+
+def _modules(root: Path) -> list[tuple[str, Path]]:
+    out = []
+    for package in ("schemas", "flink_jobs", "exporter", "flowattr"):
+        for path in sorted((root / package).rglob("*.py")):
+            if path.name.endswith("_pb2.py"):
+                continue
+            rel = path.relative_to(root).with_suffix("")
+            out.append((".".join(p for p in rel.parts if p != "__init__"), path))
+    return out
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            # `from flowattr import topics` imports the module flowattr.topics
+            found += [(node.lineno, f"{node.module}.{alias.name}") for alias in node.names]
+    return found
+
+
+def _rule(module: str):
+    return max(((prefix, rule) for prefix, rule in RULES.items()
+                if module == prefix or module.startswith(prefix + ".")), key=lambda r: len(r[0]))
+
+
+def _allowed(name: str, allowed: set[str]) -> bool:
+    """Inside an allowed package, or a parent package of one (its __init__ only)."""
+    return any(name == a or name.startswith(a + ".") or a.startswith(name + ".") for a in allowed)
+
+
+def _violations(root: Path) -> list[str]:
+    bad = []
+    for module, path in _modules(root):
+        prefix, (allowed, forbidden) = _rule(module)
+        for line, name in _imports(path):
+            top = name.split(".")[0]
+            where = f"{path.relative_to(root)}:{line} imports {name}"
+            if top in PROJECT and not _allowed(name, allowed):
+                bad.append(f"{where} ({prefix} may import only {sorted(allowed)})")
+            if top in forbidden:
+                bad.append(f"{where} ({prefix} must not import {top})")
+            if top == "bcc" and module != BCC_ONLY_IN:
+                bad.append(f"{where} (bcc is confined to {BCC_ONLY_IN})")
+    return bad
+
+
+def test_every_import_follows_the_layers():
+    assert len(_modules(ROOT)) > 40, "the source was not found"
+    assert _violations(ROOT) == []
+
+
+@pytest.mark.parametrize("package, source, expected", [
+    ("flink_jobs", "from flowattr.topics import RegionTopics\n", "flink_jobs may import only"),
+    ("schemas", "import pyflink\n", "must not import pyflink"),
+    ("exporter", "from flink_jobs.attribution.engine import Engine\n", "exporter may import only"),
+    ("flink_jobs/attribution", "from flink_jobs import batches\n", "flink_jobs.attribution may import only"),
+    ("flowattr", "import bcc\n", "bcc is confined"),
+])
+def test_the_contract_catches_a_wrong_edge(tmp_path, package, source, expected):
+    """The checker itself: a planted edge against the layers is reported."""
+    for name in ("schemas", "flink_jobs/attribution", "exporter", "flowattr"):
+        (tmp_path / name).mkdir(parents=True)
+    (tmp_path / package / "planted.py").write_text(source)
+    assert any(expected in v for v in _violations(tmp_path)), _violations(tmp_path)
