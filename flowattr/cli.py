@@ -114,7 +114,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--state-dir", help="state directory of the embedded stack")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    # broker
+    _add_broker_parsers(sub)
+    _add_topics_parsers(sub)
+    _add_cluster_parsers(sub)
+    _add_submit_parsers(sub)
+    _add_tail_parsers(sub)
+    _add_simulate_evaluate_parsers(sub)
+    _add_exporter_ipmap_parsers(sub)
+    _add_bench_parsers(sub)
+    _add_demo_parsers(sub)
+    return parser
+
+
+def _add_broker_parsers(sub) -> None:
+    """The `flowattr broker` sub-commands."""
     p = _subparser(sub, "broker", "run the embedded Kafka-compatible broker (tansu)",
                    "flowattr broker start --port 9092")
     bsub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -125,7 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     _subparser(bsub, "status", "say whether the broker runs, and where",
                "flowattr broker status")
 
-    # topics
+
+def _add_topics_parsers(sub) -> None:
+    """The `flowattr topics` sub-commands."""
     p = _subparser(sub, "topics", "manage the project's Kafka topics",
                    "flowattr topics create --region us-east-1 --region eu-west-1")
     tsub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -136,7 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     pt = _subparser(tsub, "list", "list topics on the broker", "flowattr topics list")
     _add_bootstrap(pt)
 
-    # cluster
+
+def _add_cluster_parsers(sub) -> None:
+    """The `flowattr cluster` sub-commands."""
     p = _subparser(sub, "cluster", "run a standalone Flink cluster with the web UI on :8081",
                    "flowattr cluster start --slots 4")
     csub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -148,7 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     _subparser(csub, "stop", "stop the cluster", "flowattr cluster stop")
     _subparser(csub, "status", "show the cluster overview", "flowattr cluster status")
 
-    # submit
+
+def _add_submit_parsers(sub) -> None:
+    """The `flowattr submit` sub-commands."""
     p = _subparser(sub, "submit", "submit a job to the standalone cluster (flink run -py)",
                    "flowattr submit flink_jobs/wiring_job.py -- --bootstrap 127.0.0.1:9092 "
                    "--input flows.us-east-1 --output wiring.us-east-1 "
@@ -156,7 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("job", type=Path, help="path of the job's Python file")
     p.add_argument("job_args", nargs=argparse.REMAINDER, help="arguments for the job, after --")
 
-    # tail
+
+def _add_tail_parsers(sub) -> None:
+    """The `flowattr tail` sub-commands."""
     p = _subparser(sub, "tail", "print a topic's records as JSON lines (one line per flow)",
                    "flowattr tail attributed.us-east-1 --max 20")
     _add_bootstrap(p)
@@ -165,7 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--idle", type=float, default=5.0,
                    help="stop after this many seconds without new records (default 5)")
 
-    # simulate / evaluate
+
+def _add_simulate_evaluate_parsers(sub) -> None:
+    """The `flowattr simulate` and `flowattr evaluate` sub-commands."""
     p = _subparser(sub, "simulate", "simulate a fleet (deterministic from --seed): batches, "
                    "IP-change events and ground truth, to files or Kafka",
                    "flowattr simulate --seed 7 --minutes 10 --out sim/   "
@@ -176,7 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--truth", type=Path, help="with --bootstrap: where to write truth.npz")
     _add_evaluate_parser(sub)
 
-    # exporter / ipmap
+
+def _add_exporter_ipmap_parsers(sub) -> None:
+    """The `flowattr exporter` and `flowattr ipmap` sub-commands."""
     _add_exporter_parser(sub)
     p = _subparser(sub, "ipmap", "write the local-attribution BPF maps (the IP-assignment agent's side)",
                    "flowattr ipmap assign 10.2.0.7 checkout   |   flowattr ipmap assign-port 10.0.0.5 40001 search")
@@ -195,7 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument("ip")
     pa.add_argument("port", type=int)
 
-    # bench
+
+def _add_bench_parsers(sub) -> None:
+    """The `flowattr bench` sub-commands."""
     p = _subparser(sub, "bench", "measure throughput, latency, state size and exporter overhead; "
                    "print a table and write bench/results.json", "flowattr bench --e2e-flows 20000000")
     p.add_argument("--port", type=int, default=9192, help="broker port for the benchmark (default 9192)")
@@ -210,7 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run only these parts (repeatable); results merge into the JSON")
     p.add_argument("--out", type=Path, default=Path("bench/results.json"))
 
-    # demo
+
+def _add_demo_parsers(sub) -> None:
+    """The `flowattr demo` sub-commands."""
     p = _subparser(sub, "demo", "run the embedded stack end to end and print the report",
                    "flowattr demo --json")
     p.add_argument("--port", type=int, default=9092, help="broker port (default 9092)")
@@ -222,7 +251,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-running", action="store_true",
                    help="leave the broker running afterwards, to inspect topics")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    return parser
 
 
 def _cmd_broker(args) -> int:

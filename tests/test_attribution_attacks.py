@@ -6,15 +6,15 @@ restored as evidence. Each docstring says whether the attack is inside the assum
 
 from __future__ import annotations
 
-from flink_jobs.attribution.attribute import ATTRIBUTED, RETRY, UNATTRIBUTED
+from flink_jobs.attribution.attribute import RETRY, UNATTRIBUTED
 from flink_jobs.attribution.attributor import Attributor
 from flink_jobs.attribution.config import AttributionConfig
 from flink_jobs.attribution.engine import Engine
 from flink_jobs.attribution.events import ASSIGNED
 from schemas import flowattr_pb2 as pb
-from schemas.columns import FlowColumns, ip_to_bytes, ips_to_array
+from schemas.columns import ip_to_bytes
+from tests.flowbuild import REGIONS, batch, learn, outcome, owners_at
 
-REGIONS = {"10.0.0.0/12": "us-east-1", "10.16.0.0/12": "eu-west-1"}
 CFG = AttributionConfig(max_attempts=40)
 IP_MAP = pb.LOCAL_ATTRIBUTION_IP_MAP
 
@@ -25,50 +25,14 @@ ECFG = AttributionConfig(event_cidrs=("10.250.0.0/24",), event_max_delay_ms=D, e
 LB = ip_to_bytes("10.250.0.5")
 
 
-def batch(rows) -> FlowColumns:
-    """rows: (local_ip, local_port, workload, attribution, remote_ip, remote_port, start, end)."""
-    cols = FlowColumns.zeros(len(rows))
-    names = sorted({r[2] for r in rows if r[2]})
-    cols.workloads = [""] + names
-    cols.columns["local_ip"][:] = ips_to_array([r[0] for r in rows])
-    cols.columns["local_port"][:] = [r[1] for r in rows]
-    cols.columns["local_workload_ref"][:] = [cols.workloads.index(r[2]) for r in rows]
-    cols.columns["local_attribution"][:] = [r[3] for r in rows]
-    cols.columns["remote_ip"][:] = ips_to_array([r[4] for r in rows])
-    cols.columns["remote_port"][:] = [r[5] for r in rows]
-    cols.columns["start_ms"][:] = [r[6] for r in rows]
-    cols.columns["end_ms"][:] = [r[7] for r in rows]
-    return cols
 
 
-def outcome(engine: Engine, cols: FlowColumns, attempts_made: int = 0):
-    plan = engine.attempt(cols, attempts_made, now_ms=0)
-    result = plan.attribution
-    names = engine.owner_names()
-    return [(int(o), names[w] if w >= 0 else pb.UnattributedReason.Name(int(r)).removeprefix("UNATTRIBUTED_REASON_"))
-            for o, w, r in zip(result.outcome, result.owner, result.reason, strict=True)]
 
 
-def learn(engine: Engine, exporter: str, sequence: int, window_start: int, cols: FlowColumns) -> None:
-    engine.learn_batch(exporter, sequence, window_start, window_start + 60_000, engine.claims(cols))
 
 
-def flows_to_lb(starts: list[int]) -> FlowColumns:
-    cols = FlowColumns.zeros(len(starts))
-    cols.workloads = ["", "web"]
-    cols.columns["local_ip"][:] = ips_to_array(["10.0.0.1"] * len(starts))
-    cols.columns["remote_ip"][:] = ips_to_array(["10.250.0.5"] * len(starts))
-    cols.columns["start_ms"][:] = starts
-    cols.columns["end_ms"][:] = [s + 500 for s in starts]
-    cols.columns["local_workload_ref"][:] = 1
-    cols.columns["local_attribution"][:] = pb.LOCAL_ATTRIBUTION_IDENTITY_FILE
-    return cols
 
 
-def owners_at(att: Attributor, starts: list[int]) -> list[str | None]:
-    result = att.attribute(flows_to_lb(starts), attempt=1)
-    names = att.owner_names(result.owner)
-    return [names[i] if result.outcome[i] == ATTRIBUTED else None for i in range(len(starts))]
 
 
 def test_event_prune_drops_an_ambiguous_reassignment_and_trusts_the_survivor():

@@ -13,7 +13,8 @@ from flink_jobs.attribution.attributor import Attributor
 from flink_jobs.attribution.config import AttributionConfig
 from flink_jobs.attribution.events import ASSIGNED, FUTURE, UNASSIGNED
 from schemas import flowattr_pb2 as pb
-from schemas.columns import FlowColumns, ip_to_bytes, ips_to_array
+from schemas.columns import ip_to_bytes
+from tests.flowbuild import flows_to_lb, owners_at
 
 D = 600_000      # event delay bound
 ERR = 1_000      # event timestamp error
@@ -23,22 +24,8 @@ CFG = AttributionConfig(event_cidrs=("10.250.0.0/24",), event_max_delay_ms=D, ev
 LB = ip_to_bytes("10.250.0.5")
 
 
-def flows_to_lb(starts: list[int]) -> FlowColumns:
-    cols = FlowColumns.zeros(len(starts))
-    cols.workloads = ["", "web"]
-    cols.columns["local_ip"][:] = ips_to_array(["10.0.0.1"] * len(starts))
-    cols.columns["remote_ip"][:] = ips_to_array(["10.250.0.5"] * len(starts))
-    cols.columns["start_ms"][:] = starts
-    cols.columns["end_ms"][:] = [s + 500 for s in starts]
-    cols.columns["local_workload_ref"][:] = 1
-    cols.columns["local_attribution"][:] = pb.LOCAL_ATTRIBUTION_IDENTITY_FILE
-    return cols
 
 
-def owners_at(att: Attributor, starts: list[int]) -> list[str | None]:
-    result = att.attribute(flows_to_lb(starts), attempt=1)
-    names = att.owner_names(result.owner)
-    return [names[i] if result.outcome[i] == ATTRIBUTED else None for i in range(len(starts))]
 
 
 def test_a_reassignment_does_not_give_an_in_flight_tenure_to_the_old_owner():

@@ -93,3 +93,15 @@ def test_the_contract_catches_a_wrong_edge(tmp_path, package, source, expected):
         (tmp_path / name).mkdir(parents=True)
     (tmp_path / package / "planted.py").write_text(source)
     assert any(expected in v for v in _violations(tmp_path)), _violations(tmp_path)
+
+
+def test_no_function_is_longer_than_80_lines():
+    """Functions fit on a screen (generated protobuf code excepted)."""
+    long = []
+    for _, path in _modules(ROOT):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > 80:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({lines} lines)")
+    assert long == []

@@ -10,40 +10,18 @@ from flink_jobs.attribution.config import AttributionConfig
 from flink_jobs.attribution.engine import Engine
 from flink_jobs.attribution.ledger import ExporterLedger
 from schemas import flowattr_pb2 as pb
-from schemas.columns import FlowColumns, ips_to_array
+from schemas.columns import ips_to_array
+from tests.flowbuild import REGIONS, batch, learn, outcome
 
-REGIONS = {"10.0.0.0/12": "us-east-1", "10.16.0.0/12": "eu-west-1"}
 CFG = AttributionConfig(max_attempts=5)
 IP_MAP, PORT_MAP, IDENTITY = (pb.LOCAL_ATTRIBUTION_IP_MAP, pb.LOCAL_ATTRIBUTION_PORT_MAP,
                               pb.LOCAL_ATTRIBUTION_IDENTITY_FILE)
 
 
-def batch(rows) -> FlowColumns:
-    """rows: (local_ip, local_port, workload, attribution, remote_ip, remote_port, start, end)."""
-    cols = FlowColumns.zeros(len(rows))
-    names = sorted({r[2] for r in rows if r[2]})
-    cols.workloads = [""] + names
-    cols.columns["local_ip"][:] = ips_to_array([r[0] for r in rows])
-    cols.columns["local_port"][:] = [r[1] for r in rows]
-    cols.columns["local_workload_ref"][:] = [cols.workloads.index(r[2]) for r in rows]
-    cols.columns["local_attribution"][:] = [r[3] for r in rows]
-    cols.columns["remote_ip"][:] = ips_to_array([r[4] for r in rows])
-    cols.columns["remote_port"][:] = [r[5] for r in rows]
-    cols.columns["start_ms"][:] = [r[6] for r in rows]
-    cols.columns["end_ms"][:] = [r[7] for r in rows]
-    return cols
 
 
-def outcome(engine: Engine, cols: FlowColumns, attempts_made: int = 0):
-    plan = engine.attempt(cols, attempts_made, now_ms=0)
-    result = plan.attribution
-    names = engine.owner_names()
-    return [(int(o), names[w] if w >= 0 else pb.UnattributedReason.Name(int(r)).removeprefix("UNATTRIBUTED_REASON_"))
-            for o, w, r in zip(result.outcome, result.owner, result.reason, strict=True)]
 
 
-def learn(engine: Engine, exporter: str, sequence: int, window_start: int, cols: FlowColumns) -> None:
-    engine.learn_batch(exporter, sequence, window_start, window_start + 60_000, engine.claims(cols))
 
 
 def test_a_bridge_address_on_another_host_is_never_evidence():
