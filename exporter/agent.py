@@ -17,6 +17,7 @@ from exporter.publisher import KafkaSender, Publisher
 from exporter.spool import Spool
 from schemas.addresses import HOST_LOCAL_CIDRS
 from schemas.cidrs import CidrSet
+from schemas.topics import RegionTopics
 
 log = logging.getLogger("flowattr.exporter")
 
@@ -55,7 +56,7 @@ def run(cfg: ExporterConfig, probe_factory=None) -> dict:
     batcher = make_batcher(cfg, identity)
     spool = Spool(cfg.spool_dir, cfg.spool_max_bytes)
     batcher.sequence = spool.last_sequence()
-    publisher = Publisher(spool, KafkaSender(cfg.bootstrap), f"flows.{cfg.region}", cfg.exporter_id)
+    publisher = Publisher(spool, KafkaSender(cfg.bootstrap), RegionTopics(cfg.region).flows, cfg.exporter_id)
     events = 0
 
     def on_records(rows):

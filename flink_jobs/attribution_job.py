@@ -24,23 +24,23 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import struct
 import time
 
-import numpy as np
 from pyflink.common import Duration, Row, Types, WatermarkStrategy
 from pyflink.datastream import KeyedBroadcastProcessFunction, OutputTag, ProcessFunction
 from pyflink.datastream.state import MapStateDescriptor
 
 from flink_jobs import batches
 from flink_jobs.attribution.engine import Engine
-from flink_jobs.attribution.events import APPLIED, DUPLICATE, FUTURE, LATE, WARMING_UP, LoggedEvent
+from flink_jobs.attribution.events import DUPLICATE, LATE
 from flink_jobs.attribution.rows import RowRules
 from flink_jobs.environment import make_environment
 from flink_jobs.job_config import JobConfig, add_flags, load
 from flink_jobs.kafka_connectors import BYTES, bytes_sink, bytes_source
+from flink_jobs.ownership_store import OwnershipStore
 from schemas import flowattr_pb2 as pb
 from schemas.columns import decode_attributed_batch, encode_attributed_batch
+from schemas.topics import RegionTopics
 
 KEYED_ROW = Types.ROW([Types.STRING(), BYTES])  # (exporter id, pending AttributedFlowBatch)
 DEAD_LETTER = OutputTag("dead-letter", BYTES)
@@ -57,7 +57,6 @@ CLAIMS_KEY = ""
 # (thread mode) keyed-broadcast operator drops side outputs yielded from on_timer (its
 # on_timer_func skips the side-output routing that process_element gets).
 TO_ATTRIBUTED, TO_UNATTRIBUTED, TO_RETRY, TO_FORWARD, TO_DEAD = b"A", b"U", b"R", b"F", b"D"
-EVENT_CLOCK_KEY = "ev-clock"  # broadcast state: the event stream's clock (events.StreamClock)
 
 
 def forward_tag(region: str) -> OutputTag:
@@ -162,7 +161,7 @@ class ValidateEvents(Validator):
         raw = bytes(value)
         try:
             event = pb.IpChangeEvent.FromString(raw)
-            problem = event_problem(event, int(time.time() * 1000), self.cfg.max_future_ms)
+            problem = batches.event_problem(event, int(time.time() * 1000), self.cfg.max_future_ms)
         except Exception as exc:  # protobuf DecodeError
             problem = f"not an IpChangeEvent: {exc}"
         if problem:
@@ -172,31 +171,17 @@ class ValidateEvents(Validator):
         yield EVENT_TAG + raw
 
 
-def event_problem(event, now_ms: int, max_future_ms: int) -> str | None:
-    """Why an IP-change event is invalid on its own, or None. (Whether it is ahead of the
-    event stream's time is judged by the engine, which knows that time.)"""
-    valid_actions = set(pb.IpChangeAction.values()) - {pb.IP_CHANGE_ACTION_UNSPECIFIED}
-    return ("ip is not 16 bytes" if len(event.ip) != 16 else
-            "action is unspecified or unknown" if event.action not in valid_actions else
-            "workload is empty" if not event.workload else
-            "event_time_ms is not positive" if event.event_time_ms <= 0 else
-            "event_time_ms is after emit_time_ms" if event.event_time_ms > event.emit_time_ms else
-            "emit_time_ms is in the future" if event.emit_time_ms > now_ms + max_future_ms
-            else None)
-
-
 class Attribute(KeyedBroadcastProcessFunction):
     """Holds pending batches per exporter until their timer; attributes them with the
-    engine (flink_jobs/attribution/engine.py), whose ownership state mirrors the
-    broadcast state: keys "hb:<key hex>" (heartbeat ranges of an IP or IP+port),
-    "seq:<exporter>" (the ledger), "ev:<ip hex>" (an IP's event log), EVENT_CLOCK_KEY."""
+    engine (flink_jobs/attribution/engine.py), whose evidence lives in broadcast state
+    through flink_jobs/ownership_store.py. Decisions are the engine's; this is wiring."""
 
     def __init__(self, cfg: JobConfig):
         self.cfg = cfg
 
     def open(self, runtime_context):
         self.engine = Engine(self.cfg.attribution, self.cfg.region, self.cfg.region_cidrs)
-        self.synced = False  # the mirror is empty after a restore: rebuild on first call
+        self.store = OwnershipStore(self.engine)  # the engine's evidence in broadcast state
         # Values are pickled bytes, which Flink holds and checkpoints as byte[] in bulk:
         # STRING values (latin-1) cost a char-by-char StringValue.writeString per
         # checkpoint (~90 % of the JVM's samples under a backlog), and PRIMITIVE_ARRAY
@@ -212,8 +197,6 @@ class Attribute(KeyedBroadcastProcessFunction):
         self.ranges_counted_at = 0.0
         self.ranges_held = SettableCounter(g.counter("broadcast_ranges_held"))
         self.event_time_lag = SettableCounter(g.counter("event_time_lag_ms"))
-        self.saved_clock = b""
-        self.unsaved_ips: set[bytes] = set()  # event logs changed since the last save
 
     def _count_ranges(self) -> None:
         """Recount the ranges of this instance's table copy (and the event-time lag), at
@@ -226,102 +209,34 @@ class Attribute(KeyedBroadcastProcessFunction):
                 self.event_time_lag.set(int(time.time() * 1000) - self.engine.watermark_ms)
 
     # -- broadcast side: learn ---------------------------------------------------------
-    def _sync(self, state) -> None:
-        att = self.engine.attributor
-        logs = []
-        for key, value in state.items():
-            raw = value.encode("latin-1")
-            if key.startswith("hb:"):
-                att.heartbeats.restore_ip(bytes.fromhex(key[3:]), raw)
-            elif key.startswith("seq:"):
-                att.ledger.restore(key[4:], raw)
-            elif key.startswith("ev:"):
-                logs.append((bytes.fromhex(key[3:]), raw))
-            elif key == EVENT_CLOCK_KEY:
-                _restore_clock(att.events.clock, raw)
-                self.saved_clock = raw
-        for ip, raw in logs:  # after the clock: the restore re-judges future events
-            dropped_until, events = _decode_event_log(raw)
-            att.events.restore(ip, events, dropped_until)
-        self.synced = True
-
     def process_broadcast_element(self, value, ctx):
         state = ctx.get_broadcast_state(OWNERSHIP)
-        if not self.synced:
-            self._sync(state)
+        if not self.store.synced:
+            self.store.sync(state)
         raw = bytes(value)
         tag, raw = raw[:1], raw[1:]
         if tag == CLAIM_TAG:
-            self._learn(state, raw)
+            conflicts = self.store.learn(state, raw)
+            if conflicts:
+                self.metrics["conflicts"].inc(conflicts)
         elif tag == EVENT_TAG:
-            yield from self._apply_event(state, raw)
-        changed = self.engine.prune()
-        if changed is not None:
-            self._save_pruned(state, *changed)
+            outcome = self.store.apply_event(state, raw)
+            for value in outcome.rejected:
+                self.metrics["ip_change_events_future"].inc()
+                yield TO_DEAD + _dead_letter(self.cfg.topics.ip_changes, value,
+                                             "event time is ahead of the event stream's time by more than "
+                                             f"{self.cfg.attribution.event_future_bound_ms} ms")
+            if outcome.status in (DUPLICATE, LATE):
+                self.metrics[f"ip_change_events_{outcome.status}"].inc()
+            if not outcome.inside:
+                self.metrics["ip_change_events_outside_event_cidrs"].inc()
+        self.store.prune(state)
         self._count_ranges()
-
-    def _learn(self, state, raw: bytes) -> None:
-        update, claims = batches.claims_of_update(raw)
-        att = self.engine.attributor
-        conflicts = self.engine.learn_batch(update.source_exporter_id, update.source_sequence,
-                                            update.window_start_ms, update.window_end_ms, claims,
-                                            update.part, update.part_count)
-        if conflicts:
-            self.metrics["conflicts"].inc(conflicts)
-        state.put("seq:" + update.source_exporter_id,
-                  att.ledger.encode(update.source_exporter_id).decode("latin-1"))
-        for key in {c.key for c in claims}:
-            if key in att.heartbeats.by_ip:
-                state.put("hb:" + key.hex(), att.heartbeats.encode_ip(key).decode("latin-1"))
-
-    def _apply_event(self, state, raw: bytes):
-        event = pb.IpChangeEvent.FromString(raw)
-        events = self.engine.attributor.events
-        status = self.engine.apply_event(event.ip, event.workload, event.action, event.event_time_ms,
-                                         event.emit_time_ms, event.event_id)
-        rejected = [raw] if status == FUTURE else []
-        rejected += [_to_event(ip, e).SerializeToString() for ip, e in events.take_rejected()]
-        for value in rejected:
-            self.metrics["ip_change_events_future"].inc()
-            yield TO_DEAD + _dead_letter(self.cfg.topics.ip_changes, value,
-                                         "event time is ahead of the event stream's time by more than "
-                                         f"{self.cfg.attribution.event_future_bound_ms} ms")
-        if status in (DUPLICATE, LATE):
-            self.metrics[f"ip_change_events_{status}"].inc()
-        inside = bool(self.engine.attributor.event_cidrs.contains(np.frombuffer(event.ip, np.uint8).reshape(1, 16))[0])
-        if not inside:
-            self.metrics["ip_change_events_outside_event_cidrs"].inc()
-        elif status in (APPLIED, LATE, WARMING_UP):
-            # Saved once every buffered event is judged: a lie must never reach the state.
-            self.unsaved_ips.add(event.ip)
-        if not events.warm_up:  # every event so far is judged: save the logs it changed
-            for ip in self.unsaved_ips:
-                _save_event_log(state, ip, events.logs.get(ip))
-            self.unsaved_ips.clear()
-        clock = _encode_clock(events.clock)
-        if clock != self.saved_clock:
-            self.saved_clock = clock
-            state.put(EVENT_CLOCK_KEY, clock.decode("latin-1"))
-
-    def _save_pruned(self, state, keys: list[bytes], exporters: list[str], event_ips: list[bytes]) -> None:
-        att = self.engine.attributor
-        for key in keys:
-            if key in att.heartbeats.by_ip:
-                state.put("hb:" + key.hex(), att.heartbeats.encode_ip(key).decode("latin-1"))
-            else:
-                state.remove("hb:" + key.hex())
-        for exporter in exporters:
-            if exporter in att.ledger.runs:
-                state.put("seq:" + exporter, att.ledger.encode(exporter).decode("latin-1"))
-            else:
-                state.remove("seq:" + exporter)
-        for ip in event_ips:
-            _save_event_log(state, ip, att.events.logs.get(ip))
 
     # -- keyed side: hold, then attribute ---------------------------------------------
     def process_element(self, value, ctx):
-        if not self.synced:
-            self._sync(ctx.get_broadcast_state(OWNERSHIP))
+        if not self.store.synced:
+            self.store.sync(ctx.get_broadcast_state(OWNERSHIP))
         payload = bytes(value[1])
         header = pb.AttributedFlowBatch()
         header.ParseFromString(payload)  # header fields only are used here
@@ -332,8 +247,8 @@ class Attribute(KeyedBroadcastProcessFunction):
         return []
 
     def on_timer(self, timestamp, ctx):
-        if not self.synced:
-            self._sync(ctx.get_broadcast_state(OWNERSHIP))
+        if not self.store.synced:
+            self.store.sync(ctx.get_broadcast_state(OWNERSHIP))
         # A timer fires when the operator's watermark (min of both inputs) passed it.
         self.engine.advance(timestamp)
         due = [(k, v) for k, v in self.pending.items() if int(k.split(":", 1)[0]) <= timestamp]
@@ -409,51 +324,6 @@ class SettableCounter:
         self.value = value
 
 
-def _logged(event) -> LoggedEvent:
-    return LoggedEvent(event.event_time_ms, event.action, event.workload, event.event_id, event.emit_time_ms)
-
-
-def _to_event(ip: bytes | None, e: LoggedEvent):
-    return pb.IpChangeEvent(ip=ip or b"", workload=e.workload, action=e.action, event_time_ms=e.event_ms,
-                            emit_time_ms=e.emit_ms, event_id=e.event_id)
-
-
-def _save_event_log(state, ip: bytes, log) -> None:
-    """An IP's judged event log as one broadcast-state value (removed when empty)."""
-    if log is None:
-        state.remove("ev:" + ip.hex())
-    else:
-        state.put("ev:" + ip.hex(), _encode_event_log(log.dropped_until_ms, log.events).decode("latin-1"))
-
-
-def _encode_event_log(dropped_until_ms: int, events: list[LoggedEvent]) -> bytes:
-    """i64 dropped_until_ms, then per event u32 length + IpChangeEvent bytes."""
-    raws = (_to_event(None, e).SerializeToString() for e in events)
-    return struct.pack("<q", dropped_until_ms) + b"".join(len(raw).to_bytes(4, "little") + raw for raw in raws)
-
-
-def _decode_event_log(value: bytes) -> tuple[int, list[LoggedEvent]]:
-    (dropped_until,) = struct.unpack_from("<q", value)
-    out, pos = [], 8
-    while pos < len(value):
-        n = int.from_bytes(value[pos:pos + 4], "little")
-        out.append(_logged(pb.IpChangeEvent.FromString(value[pos + 4:pos + 4 + n])))
-        pos += 4 + n
-    return dropped_until, out
-
-
-def _encode_clock(clock) -> bytes:
-    """The stream clock: i64 driver watermark, then its top emit times."""
-    return struct.pack(f"<q{len(clock.top)}q", clock.watermark_ms, *clock.top)
-
-
-def _restore_clock(clock, value: bytes) -> None:
-    values = struct.unpack(f"<{len(value) // 8}q", value)
-    clock.watermark_ms = values[0]
-    for emit in values[1:]:
-        clock.observe(emit)
-
-
 def build_pipeline(env, cfg: JobConfig, sources: dict, sinks: dict) -> None:
     """Wire the topology. sources: flows, pending, events; sinks: attributed,
     unattributed, retry, dead_letter and forward-<region> (so tests can swap them)."""
@@ -504,7 +374,7 @@ def kafka_sources_and_sinks(cfg: JobConfig) -> tuple[dict, dict]:
              "retry": bytes_sink(cfg.bootstrap, t.retry),
              "dead_letter": bytes_sink(cfg.bootstrap, t.dead_letter)}
     for region in cfg.other_regions:
-        sinks[f"forward-{region}"] = bytes_sink(cfg.bootstrap, f"inbound.{region}")
+        sinks[f"forward-{region}"] = bytes_sink(cfg.bootstrap, RegionTopics(region).inbound)
     return sources, sinks
 
 

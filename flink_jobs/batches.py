@@ -62,6 +62,19 @@ def validate_pending(value: bytes, now_ms: int, max_future_ms: int, rules: RowRu
     return header, cols, check_rows(cols, header.window_start_ms, header.window_end_ms, rules, remote_refs=True)
 
 
+def event_problem(event: pb.IpChangeEvent, now_ms: int, max_future_ms: int) -> str | None:
+    """Why an IP-change event is invalid on its own, or None. (Whether it is ahead of the
+    event stream's time is judged by the engine, which knows that time.)"""
+    valid_actions = set(pb.IpChangeAction.values()) - {pb.IP_CHANGE_ACTION_UNSPECIFIED}
+    return ("ip is not 16 bytes" if len(event.ip) != 16 else
+            "action is unspecified or unknown" if event.action not in valid_actions else
+            "workload is empty" if not event.workload else
+            "event_time_ms is not positive" if event.event_time_ms <= 0 else
+            "event_time_ms is after emit_time_ms" if event.event_time_ms > event.emit_time_ms else
+            "emit_time_ms is in the future" if event.emit_time_ms > now_ms + max_future_ms
+            else None)
+
+
 def dead_letter_rows(source_topic: str, original: bytes, check: RowCheck, detected_at_ms: int,
                      ) -> pb.DeadLetter | None:
     """The dead letter for the rejected rows of a batch whose header was fine (None when

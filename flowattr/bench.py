@@ -29,6 +29,7 @@ from flink_jobs.attribution.attributor import Attributor
 from flowattr.evaluate import default_config
 from flowattr.simulate import FleetScenario, batch_flows, build_fleet, encode_delivery, simulate_flows
 from schemas.columns import decode_flow_batch
+from schemas.topics import RegionTopics
 
 
 @dataclass(frozen=True)
@@ -163,9 +164,9 @@ def bench_e2e(cfg: BenchConfig, data: ThroughputData, say) -> dict:
             f"{sum(map(len, data.values)) / 2**20:,.0f} MiB) into flows.{region} ...")
         t0 = time.perf_counter()
         for ev in data.fleet.events:
-            p.send(f"ipchanges.{region}", encode_event(ev), timestamp_ms=ev.emit_ms)
+            p.send(RegionTopics(region).ip_changes, encode_event(ev), timestamp_ms=ev.emit_ms)
         for k, (d, value) in enumerate(zip(data.deliveries, data.values, strict=True)):
-            p.send(f"flows.{region}", value, timestamp_ms=d.window_start_ms + 60_000)
+            p.send(RegionTopics(region).flows, value, timestamp_ms=d.window_start_ms + 60_000)
             if k % 1000 == 999:
                 say(f"  {k + 1:,}/{len(data.values):,} batches produced ({time.perf_counter() - t0:.0f} s)")
         last_window = max(d.window_start_ms for d in data.deliveries) + 60_000
@@ -189,7 +190,7 @@ def bench_e2e(cfg: BenchConfig, data: ThroughputData, say) -> dict:
         with job:
             # Bounded: `make bench` must finish. Output idle for 30 s means the bulk is done;
             # what is still retrying (flows waiting for evidence) is the tail, reported apart.
-            for batch in iter_topic(b.bootstrap, f"attributed.{region}", idle_timeout_s=30, max_wait_s=900):
+            for batch in iter_topic(b.bootstrap, RegionTopics(region).attributed, idle_timeout_s=30, max_wait_s=900):
                 seen += sum(decode_attributed_batch(v)[0].flow_count for v in batch)
                 arrivals.append((time.monotonic(), seen))
                 if len(arrivals) % 200 == 0:
@@ -246,7 +247,8 @@ def bench_latency(cfg: BenchConfig, say) -> dict:
             done = threading.Event()
 
             def consume():
-                for batch in iter_topic(b.bootstrap, f"attributed.{region}", idle_timeout_s=cfg.latency_hold_s + 30,
+                names = RegionTopics(region)
+                for batch in iter_topic(b.bootstrap, names.attributed, idle_timeout_s=cfg.latency_hold_s + 30,
                                         max_wait_s=cfg.latency_s + cfg.latency_hold_s + 60, from_beginning=True):
                     now_ms = time.time() * 1000
                     for v in batch:
@@ -267,11 +269,11 @@ def bench_latency(cfg: BenchConfig, say) -> dict:
                 msg.end_ms = (cols["end_ms"] + shift).astype("<i8").tobytes()
                 msg.window_start_ms, msg.window_end_ms = end - window_ms, end
                 msg.sequence += 10_000_000
-                p.send(f"flows.{region}", msg.SerializeToString(), timestamp_ms=end)
+                p.send(RegionTopics(region).flows, msg.SerializeToString(), timestamp_ms=end)
                 for part in range(4):  # every partition moves on, as real exporters' batches do
-                    p.send(f"flows.{region}", pb.FlowBatch(exporter_id=f"tick-{part}", window_start_ms=end - window_ms,
-                                                            window_end_ms=end, sequence=i).SerializeToString(),
-                           partition=part, timestamp_ms=end)
+                    tick = pb.FlowBatch(exporter_id=f"tick-{part}", window_start_ms=end - window_ms,
+                                        window_end_ms=end, sequence=i)
+                    p.send(RegionTopics(region).flows, tick.SerializeToString(), partition=part, timestamp_ms=end)
                 sent += 1
                 p.flush()
                 time.sleep(max(0.0, (end + window_ms) / 1000 - time.time()))

@@ -22,6 +22,7 @@ from flowattr.netns import HostPair, sh
 from flowattr.processes import port_is_free, start_background, stop_group
 from flowattr.simulate import advance_event_time
 from schemas.columns import bytes_to_ip, decode_attributed_batch, decode_flow_batch
+from schemas.topics import RegionTopics
 
 REGION = "us-east-1"
 HOST_A, HOST_B = "fa_demo_a", "fa_demo_b"
@@ -97,7 +98,7 @@ def run(state: Path, port: int, traffic_s: float, keep_running: bool, say) -> di
         for proc in procs:
             stop_group(proc.pid, timeout_s=20)  # SIGTERM: the exporter flushes its last window
             proc.poll()
-        flows_in = sum(len(decode_flow_batch(v)[1]) for v in read_topic(b.bootstrap, f"flows.{REGION}",
+        flows_in = sum(len(decode_flow_batch(v)[1]) for v in read_topic(b.bootstrap, RegionTopics(REGION).flows,
                                                                          idle_timeout_s=3))
         p = producer(b.bootstrap)  # exporters are gone: let event time run on so holds come due
         advance_event_time(p, [REGION], int(time.time() * 1000) // 60_000 * 60_000, 3)
@@ -130,7 +131,7 @@ def _wait_and_score(bootstrap: str, flows_in: int, job: LocalJob, say) -> dict:
             raise RuntimeError(f"the collector exited early; see {job.log_path}:\n{job.log_tail()}")
         attributed = unattributed = misattributed = 0
         reasons: dict[str, int] = {}
-        for topic in (f"attributed.{REGION}", f"unattributed.{REGION}"):
+        for topic in (RegionTopics(REGION).attributed, RegionTopics(REGION).unattributed):
             for value in read_topic(bootstrap, topic, idle_timeout_s=2):
                 _, cols = decode_attributed_batch(value)
                 for i in range(len(cols)):
@@ -144,7 +145,7 @@ def _wait_and_score(bootstrap: str, flows_in: int, job: LocalJob, say) -> dict:
                         from schemas import flowattr_pb2 as pb
                         name = pb.UnattributedReason.Name(int(cols["unattributed_reason"][i]))
                         reasons[name] = reasons.get(name, 0) + 1
-        dead = len(read_topic(bootstrap, f"deadletter.{REGION}", idle_timeout_s=1))
+        dead = len(read_topic(bootstrap, RegionTopics(REGION).dead_letter, idle_timeout_s=1))
         result = {"flows_in": flows_in, "attributed": attributed, "unattributed": unattributed,
                   "misattributed": misattributed, "dead_lettered": dead, "unattributed_reasons": reasons}
         say(f"  {attributed + unattributed} of {flows_in} flows have an outcome")

@@ -31,6 +31,7 @@ from flowattr.simulate import (
 from schemas import flowattr_pb2 as pb
 from schemas.addresses import HOST_LOCAL_CIDRS
 from schemas.cidrs import CidrSet
+from schemas.topics import RegionTopics
 
 
 @dataclass
@@ -248,7 +249,8 @@ def score_topics(bootstrap: str, truth_path, regions: list[str], progress=print)
     unattributed: dict[tuple, int] = {}
     outcomes = 0  # flow outcomes read, duplicates included
     for region in regions:
-        for topic, sink in ((f"attributed.{region}", attributed), (f"unattributed.{region}", unattributed)):
+        names = RegionTopics(region)
+        for topic, sink in ((names.attributed, attributed), (names.unattributed, unattributed)):
             values = read_topic(bootstrap, topic, idle_timeout_s=5)
             progress(f"read {len(values):,} batches from {topic}")
             for value in values:

@@ -42,6 +42,7 @@ import numpy as np
 
 from schemas import flowattr_pb2 as pb
 from schemas.columns import FlowColumns, encode_flow_batch, ip_to_bytes
+from schemas.topics import RegionTopics
 
 T0_MS = 1_790_000_000_000 // 60_000 * 60_000  # a fixed, minute-aligned start
 GATEWAY = "gateway"
@@ -785,10 +786,10 @@ def produce_to_kafka(bootstrap: str, fleet: Fleet, flows: SimulatedFlows, delive
     for _, kind, i in timeline:
         if kind == 0:
             ev = fleet.events[i]
-            p.send("ipchanges.us-east-1", encode_event(ev), timestamp_ms=ev.emit_ms)
+            p.send(RegionTopics("us-east-1").ip_changes, encode_event(ev), timestamp_ms=ev.emit_ms)
             continue
         d = deliveries[i]
-        p.send(f"flows.{fleet.hosts[d.host]['region']}", encode_delivery(fleet, flows, d),
+        p.send(RegionTopics(fleet.hosts[d.host]["region"]).flows, encode_delivery(fleet, flows, d),
                timestamp_ms=d.window_start_ms + 60_000)
         sent += 1
         if sent % 1000 == 0:
@@ -808,7 +809,7 @@ def advance_event_time(p, regions: list[str], from_ms: int, minutes: int) -> Non
     with no flows; a finite simulation needs the same so event time keeps moving and the
     last holds and retries come due."""
     for region in regions:
-        topic = f"flows.{region}"
+        topic = RegionTopics(region).flows
         partitions = sorted(p.partitions_for(topic))
         for m in range(1, minutes + 1):
             start = from_ms + (m - 1) * 60_000

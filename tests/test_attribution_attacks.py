@@ -11,6 +11,7 @@ from flink_jobs.attribution.attributor import Attributor
 from flink_jobs.attribution.config import AttributionConfig
 from flink_jobs.attribution.engine import Engine
 from flink_jobs.attribution.events import ASSIGNED
+from flink_jobs.ownership_store import OwnershipStore
 from schemas import flowattr_pb2 as pb
 from schemas.columns import ip_to_bytes
 from tests.flowbuild import REGIONS, batch, learn, outcome, owners_at
@@ -164,21 +165,9 @@ class _State(dict):
         self.pop(k, None)
 
 
-def _operator(cfg):
-    from collections import defaultdict
-    from types import SimpleNamespace
-    from unittest.mock import MagicMock
-
-    from flink_jobs.attribution_job import Attribute
-
-    op = Attribute.__new__(Attribute)
-    op.cfg = SimpleNamespace(attribution=cfg, topics=SimpleNamespace(ip_changes="ip-changes"))
-    op.engine = Engine(cfg, "us-east-1", REGIONS)
-    op.metrics = defaultdict(MagicMock)
-    op.saved_clock = b""
-    op.unsaved_ips = set()
-    op.synced = True
-    return op
+def _store(cfg) -> OwnershipStore:
+    """The job's broadcast-state side: an engine and its store, as Attribute.open makes them."""
+    return OwnershipStore(Engine(cfg, "us-east-1", REGIONS))
 
 
 def _event(ip: bytes, workload: str, action: int, event_ms: int, emit_ms: int, event_id: str) -> bytes:
@@ -190,32 +179,29 @@ def test_a_future_lie_dead_lettered_during_warm_up_becomes_evidence_after_a_rest
     """Documented defence broken (config.py: a future-stamped event is "rejected
     (dead-lettered), never evidence"). The lie itself is outside the timestamp assumption,
     but the README lists future-stamped events as an attack the job withstands.
-    The job (attribution_job.Attribute._apply_event) writes every WARMING_UP event into the
-    "ev:<ip>" broadcast state before it is judged. When the warm-up buffer is flushed the lie
+    The first version of the job wrote every WARMING_UP event into the "ev:<ip>" broadcast
+    state before it was judged. When the warm-up buffer is flushed the lie
     is judged FUTURE and dead-lettered, but it stays in the saved log. After a restart,
     EventTable.restore re-judges it against the RESTORED clock, which has by then passed
     its time: the dead-lettered lie is now evidence, and a flow goes to the liar.
-    Fix: attribution_job._apply_event: persist a warming-up event only once judged (drop
-    the take_rejected() ones from "ev:<ip>"), or keep the rejected event ids in state so
-    EventTable.restore skips them."""
+    Fixed in OwnershipStore.apply_event: an event log is saved only once every buffered
+    event has been judged."""
     lie = "evil"
-    op = _operator(ECFG)
+    store = _store(ECFG)
     state = _State()
     # Warm-up: the lie (stamped 10 000 s) first, then 8 ordinary events around 1 000 s.
-    list(op._apply_event(state, _event(LB, lie, ASSIGNED, 10_000_000, 10_000_000, "lie")))
-    list(op._apply_event(state, _event(LB, "x", ASSIGNED, 1_000_000, 1_000_500, "x1")))
+    store.apply_event(state, _event(LB, lie, ASSIGNED, 10_000_000, 10_000_000, "lie"))
+    store.apply_event(state, _event(LB, "x", ASSIGNED, 1_000_000, 1_000_500, "x1"))
     other = ip_to_bytes("10.1.0.1")    # outside the event CIDRs: only moves the clock
     dead = []
     for i in range(7):
-        dead += list(op._apply_event(state, _event(other, "z", ASSIGNED, 1_000_000 + i, 1_000_600 + i, f"o{i}")))
+        dead += store.apply_event(state, _event(other, "z", ASSIGNED, 1_000_000 + i, 1_000_600 + i, f"o{i}")).rejected
     assert len(dead) == 1            # the lie was dead-lettered at the flush (holds)
     # The stream goes on to 10 700 s (the job's watermark); nothing happens on the LB (x
     # holds it). The next event saves the clock with that watermark.
-    op.engine.advance(10_700_000)
-    list(op._apply_event(state, _event(other, "z", ASSIGNED, 10_699_000, 10_700_000, "p")))
-    live = op.engine.attributor
-    assert owners_at(live, [10_050_000]) == ["x"]     # holds before the restart
-    restarted = _operator(ECFG)
-    restarted.synced = False
-    restarted._sync(state)
+    store.engine.advance(10_700_000)
+    store.apply_event(state, _event(other, "z", ASSIGNED, 10_699_000, 10_700_000, "p"))
+    assert owners_at(store.engine.attributor, [10_050_000]) == ["x"]     # holds before the restart
+    restarted = _store(ECFG)
+    restarted.sync(state)
     assert owners_at(restarted.engine.attributor, [10_050_000]) == ["x"]  # first version: "evil"

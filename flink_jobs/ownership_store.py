@@ -1,0 +1,166 @@
+"""The engine's ownership evidence, kept in Flink broadcast state: the codec, the
+rebuild after a restore, and what to write after each change. Pure (no pyflink): the
+state is any object with put/get/contains/remove/items, so tests pass a dict-like fake.
+
+Keys and values are STRINGs (values hold latin-1 bytes): in thread mode byte-array keys
+never match (Java compares arrays by identity). Keys:
+* "hb:<key hex>"     heartbeat ranges of an IP (or IP + port) and their claimant exporters;
+* "seq:<exporter>"   the exporter's sequence ledger;
+* "ev:<ip hex>"      an IP's JUDGED event log (a lie must never reach the state);
+* EVENT_CLOCK_KEY    the event stream's clock.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from flink_jobs import batches
+from flink_jobs.attribution.engine import Engine
+from flink_jobs.attribution.events import APPLIED, FUTURE, LATE, WARMING_UP, LoggedEvent
+from schemas import flowattr_pb2 as pb
+
+EVENT_CLOCK_KEY = "ev-clock"
+
+
+@dataclass
+class EventOutcome:
+    status: str                        # events.APPLIED, DUPLICATE, LATE, FUTURE or WARMING_UP
+    inside: bool                       # the IP is in the event CIDRs (else only the clock moved)
+    rejected: list[bytes] = field(default_factory=list)  # IpChangeEvent bytes to dead-letter
+
+
+class OwnershipStore:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.synced = False  # the engine is empty after a restore: rebuild on first call
+        self.saved_clock = b""
+        self.unsaved_ips: set[bytes] = set()  # event logs changed since the last save
+
+    def sync(self, state) -> None:
+        """Rebuild the engine's evidence from the state (once, on the first call)."""
+        att = self.engine.attributor
+        logs = []
+        for key, value in state.items():
+            raw = value.encode("latin-1")
+            if key.startswith("hb:"):
+                att.heartbeats.restore_ip(bytes.fromhex(key[3:]), raw)
+            elif key.startswith("seq:"):
+                att.ledger.restore(key[4:], raw)
+            elif key.startswith("ev:"):
+                logs.append((bytes.fromhex(key[3:]), raw))
+            elif key == EVENT_CLOCK_KEY:
+                _restore_clock(att.events.clock, raw)
+                self.saved_clock = raw
+        for ip, raw in logs:  # after the clock: the restore re-judges future events
+            dropped_until, events = _decode_event_log(raw)
+            att.events.restore(ip, events, dropped_until)
+        self.synced = True
+
+    def learn(self, state, raw_update: bytes) -> int:
+        """An OwnershipUpdate (one batch's sequence and claims); returns new conflicts."""
+        update, claims = batches.claims_of_update(raw_update)
+        att = self.engine.attributor
+        conflicts = self.engine.learn_batch(update.source_exporter_id, update.source_sequence,
+                                            update.window_start_ms, update.window_end_ms, claims,
+                                            update.part, update.part_count)
+        state.put("seq:" + update.source_exporter_id, att.ledger.encode(update.source_exporter_id).decode("latin-1"))
+        for key in {c.key for c in claims}:
+            if key in att.heartbeats.by_ip:
+                state.put("hb:" + key.hex(), att.heartbeats.encode_ip(key).decode("latin-1"))
+        return conflicts
+
+    def apply_event(self, state, raw_event: bytes) -> EventOutcome:
+        event = pb.IpChangeEvent.FromString(raw_event)
+        events = self.engine.attributor.events
+        status = self.engine.apply_event(event.ip, event.workload, event.action, event.event_time_ms,
+                                         event.emit_time_ms, event.event_id)
+        rejected = [raw_event] if status == FUTURE else []
+        rejected += [_to_event(ip, e).SerializeToString() for ip, e in events.take_rejected()]
+        inside = bool(self.engine.attributor.event_cidrs.contains(np.frombuffer(event.ip, np.uint8).reshape(1, 16))[0])
+        if inside and status in (APPLIED, LATE, WARMING_UP):
+            self.unsaved_ips.add(event.ip)  # saved once every buffered event is judged
+        self._save_events(state)
+        return EventOutcome(status, inside, rejected)
+
+    def _save_events(self, state) -> None:
+        """Write the event logs changed since the last save once nothing waits in the
+        warm-up buffer (the watermark may have judged it since), and the clock."""
+        events = self.engine.attributor.events
+        if not events.warm_up:
+            for ip in self.unsaved_ips:
+                _save_event_log(state, ip, events.logs.get(ip))
+            self.unsaved_ips.clear()
+        clock = _encode_clock(events.clock)
+        if clock != self.saved_clock:
+            self.saved_clock = clock
+            state.put(EVENT_CLOCK_KEY, clock.decode("latin-1"))
+
+    def prune(self, state) -> None:
+        """After every broadcast element: save what the watermark judged, prune the engine
+        when due and write what changed."""
+        self._save_events(state)
+        changed = self.engine.prune()
+        if changed is None:
+            return
+        keys, exporters, event_ips = changed
+        att = self.engine.attributor
+        for key in keys:
+            if key in att.heartbeats.by_ip:
+                state.put("hb:" + key.hex(), att.heartbeats.encode_ip(key).decode("latin-1"))
+            else:
+                state.remove("hb:" + key.hex())
+        for exporter in exporters:
+            if exporter in att.ledger.runs:
+                state.put("seq:" + exporter, att.ledger.encode(exporter).decode("latin-1"))
+            else:
+                state.remove("seq:" + exporter)
+        for ip in event_ips:
+            _save_event_log(state, ip, att.events.logs.get(ip))
+
+
+def _logged(event: pb.IpChangeEvent) -> LoggedEvent:
+    return LoggedEvent(event.event_time_ms, event.action, event.workload, event.event_id, event.emit_time_ms)
+
+
+def _to_event(ip: bytes | None, e: LoggedEvent) -> pb.IpChangeEvent:
+    return pb.IpChangeEvent(ip=ip or b"", workload=e.workload, action=e.action, event_time_ms=e.event_ms,
+                            emit_time_ms=e.emit_ms, event_id=e.event_id)
+
+
+def _save_event_log(state, ip: bytes, log) -> None:
+    """An IP's judged event log as one value (removed when the log is gone)."""
+    if log is None:
+        state.remove("ev:" + ip.hex())
+    else:
+        state.put("ev:" + ip.hex(), _encode_event_log(log.dropped_until_ms, log.events).decode("latin-1"))
+
+
+def _encode_event_log(dropped_until_ms: int, events: list[LoggedEvent]) -> bytes:
+    """i64 dropped_until_ms, then per event u32 length + IpChangeEvent bytes."""
+    raws = (_to_event(None, e).SerializeToString() for e in events)
+    return struct.pack("<q", dropped_until_ms) + b"".join(len(raw).to_bytes(4, "little") + raw for raw in raws)
+
+
+def _decode_event_log(value: bytes) -> tuple[int, list[LoggedEvent]]:
+    (dropped_until,) = struct.unpack_from("<q", value)
+    out, pos = [], 8
+    while pos < len(value):
+        n = int.from_bytes(value[pos:pos + 4], "little")
+        out.append(_logged(pb.IpChangeEvent.FromString(value[pos + 4:pos + 4 + n])))
+        pos += 4 + n
+    return dropped_until, out
+
+
+def _encode_clock(clock) -> bytes:
+    """The stream clock: i64 driver watermark, then its top emit times."""
+    return struct.pack(f"<q{len(clock.top)}q", clock.watermark_ms, *clock.top)
+
+
+def _restore_clock(clock, value: bytes) -> None:
+    values = struct.unpack(f"<{len(value) // 8}q", value)
+    clock.watermark_ms = values[0]
+    for emit in values[1:]:
+        clock.observe(emit)

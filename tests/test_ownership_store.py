@@ -1,0 +1,79 @@
+"""The job's broadcast-state side without a Flink start: what OwnershipStore writes after
+batches, events and pruning rebuilds, in a fresh store, the same attribution."""
+
+from __future__ import annotations
+
+from flink_jobs import batches
+from flink_jobs.attribution.attribute import ATTRIBUTED
+from flink_jobs.attribution.config import AttributionConfig
+from flink_jobs.attribution.engine import Engine
+from flink_jobs.ownership_store import OwnershipStore
+from schemas import flowattr_pb2 as pb
+from schemas.columns import ip_to_bytes
+from tests.flowbuild import REGIONS, batch, flows_to_lb
+
+IP_MAP, PORT_MAP = pb.LOCAL_ATTRIBUTION_IP_MAP, pb.LOCAL_ATTRIBUTION_PORT_MAP
+CFG = AttributionConfig(event_cidrs=("10.250.0.0/24",), event_max_delay_ms=600_000, event_time_error_ms=1000)
+
+
+class FakeState(dict):
+    """Flink's broadcast MapState as the store uses it (put/get/contains/remove/items)."""
+
+    def put(self, key, value):
+        self[key] = value
+
+    def contains(self, key):
+        return key in self
+
+    def remove(self, key):
+        self.pop(key, None)
+
+
+def update(exporter: str, sequence: int, window_start: int, rows) -> bytes:
+    cols = batch(rows)
+    header = pb.FlowBatch(exporter_id=exporter, sequence=sequence, window_start_ms=window_start,
+                          window_end_ms=window_start + 60_000, part_count=1)
+    return batches.ownership_update(header, Engine(CFG, "us-east-1", REGIONS).claims(cols))
+
+
+def event(ip: str, workload: str, action: int, at: int, emit: int, event_id: str) -> bytes:
+    return pb.IpChangeEvent(ip=ip_to_bytes(ip), workload=workload, action=action, event_time_ms=at,
+                            emit_time_ms=emit, event_id=event_id).SerializeToString()
+
+
+def outcomes(store: OwnershipStore, cols) -> list[tuple[int, str]]:
+    result = store.engine.attempt(cols, 0, 0).attribution
+    names = store.engine.owner_names()
+    return [(int(o), names[w] if o == ATTRIBUTED else "") for o, w in zip(result.outcome, result.owner, strict=True)]
+
+
+def test_a_restored_store_attributes_exactly_as_the_live_one():
+    live, state = OwnershipStore(Engine(CFG, "us-east-1", REGIONS)), FakeState()
+    live.sync(state)
+    for seq, start in ((1, 0), (2, 60_000), (3, 120_000)):
+        live.learn(state, update("h5", seq, start, [
+            ("10.0.0.5", 8080, "host-agent", IP_MAP, "10.0.0.1", 40000, start + 1_000, start + 50_000),
+            ("10.0.0.5", 9090, "api", PORT_MAP, "10.0.0.1", 40001, start + 1_000, start + 50_000)]))
+    for i, (who, action, at) in enumerate([("cart", 1, 10_000), ("cart", 2, 100_000), ("search", 1, 110_000)]):
+        live.apply_event(state, event("10.250.0.5", who, action, at, at + 500, f"e{i}"))
+    live.engine.advance(900_000)   # the watermark ends the events' warm-up (on a timer) ...
+    live.prune(state)              # ... and the next broadcast element saves them
+    assert set(k.split(":")[0] for k in state) == {"hb", "seq", "ev", "ev-clock"}
+    restored = OwnershipStore(Engine(CFG, "us-east-1", REGIONS))
+    restored.sync(state)
+    restored.engine.advance(900_000)
+    flows = batch([("10.0.0.1", 40001, "web", IP_MAP, "10.0.0.5", 9090, 70_000, 71_000),
+                   ("10.0.0.1", 40000, "web", IP_MAP, "10.0.0.5", 8080, 70_000, 71_000)])
+    assert outcomes(live, flows) == outcomes(restored, flows) == [(ATTRIBUTED, "api"), (ATTRIBUTED, "host-agent")]
+    lb = flows_to_lb([50_000, 105_000, 200_000])
+    assert outcomes(live, lb) == outcomes(restored, lb)
+    assert [w for _, w in outcomes(restored, lb)] == ["cart", "", "search"]
+
+
+def test_pruning_removes_what_the_engine_forgot():
+    store, state = OwnershipStore(Engine(CFG, "us-east-1", REGIONS)), FakeState()
+    store.learn(state, update("h1", 1, 0, [("10.0.0.7", 8080, "db", IP_MAP, "10.0.0.1", 40000, 1_000, 2_000)]))
+    assert any(k.startswith("hb:") for k in state) and "seq:h1" in state
+    store.engine.advance(CFG.retention_ms + 200_000)  # far past the retention
+    store.prune(state)
+    assert not any(k.startswith(("hb:", "seq:")) for k in state)
