@@ -10,6 +10,14 @@
 
 #define FLOWATTR_WORKLOAD_LEN 64
 
+/* Enum values of schemas/flowattr.proto, spelled once here for the BPF side; a test
+ * (tests/test_exporter_units.py) checks them against the generated protobuf code. */
+#define FLOWATTR_DIRECTION_OUTBOUND 1    /* FLOW_DIRECTION_OUTBOUND: local side connected */
+#define FLOWATTR_DIRECTION_INBOUND 2     /* FLOW_DIRECTION_INBOUND: local side accepted */
+#define FLOWATTR_ATTRIBUTION_IP_MAP 2    /* LOCAL_ATTRIBUTION_IP_MAP */
+#define FLOWATTR_ATTRIBUTION_PORT_MAP 3  /* LOCAL_ATTRIBUTION_PORT_MAP */
+#define FLOWATTR_ATTRIBUTION_UNKNOWN 4   /* LOCAL_ATTRIBUTION_UNKNOWN */
+
 struct flow_event {
     __u64 start_ns;        /* offset 0: CLOCK_MONOTONIC ns at connect (SYN_SENT) or accept */
     __u64 end_ns;          /* offset 8: CLOCK_MONOTONIC ns at close (-> TCP_CLOSE) */

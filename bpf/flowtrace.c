@@ -66,13 +66,13 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state) {
     if (newstate == TCP_SYN_SENT_ || (oldstate == TCP_SYN_RECV_ && newstate == TCP_ESTABLISHED_)) {
         struct start_info info = {};
         info.ts_ns = bpf_ktime_get_ns();
-        info.direction = newstate == TCP_SYN_SENT_ ? 1 : 2;
+        info.direction = newstate == TCP_SYN_SENT_ ? FLOWATTR_DIRECTION_OUTBOUND : FLOWATTR_DIRECTION_INBOUND;
         starts.update(&sk, &info);
         return 0;
     }
     struct start_info *info = starts.lookup(&sk);
     if (info) {
-        if (newstate == TCP_ESTABLISHED_ && info->direction == 1)
+        if (newstate == TCP_ESTABLISHED_ && info->direction == FLOWATTR_DIRECTION_OUTBOUND)
             info->flags |= SYN_ACKED;
         if (newstate == TCP_FIN_WAIT2_ ||
             (newstate == TCP_CLOSE_ && (oldstate == TCP_LAST_ACK_ || oldstate == TCP_CLOSING_)))
@@ -124,18 +124,18 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state) {
         __builtin_memcpy(&pk.ipv4, args->saddr, 4);
         pk.port = args->sport;
         name = port_workloads.lookup(&pk);
-        if (name) ev.attribution = 3;
+        if (name) ev.attribution = FLOWATTR_ATTRIBUTION_PORT_MAP;
     }
     if (!name) {
         struct ip_key ik = {};
         __builtin_memcpy(ik.ip, ev.local_ip, 16);
         name = ip_workloads.lookup(&ik);
-        if (name) ev.attribution = 2;
+        if (name) ev.attribution = FLOWATTR_ATTRIBUTION_IP_MAP;
     }
     if (name) {
         bpf_probe_read_kernel(ev.workload, sizeof(ev.workload), name->name);
     } else {
-        ev.attribution = 4;
+        ev.attribution = FLOWATTR_ATTRIBUTION_UNKNOWN;
     }
     starts.delete(&sk);
     /* BPF_RB_NO_WAKEUP: the exporter polls on a timer, it never sleeps on the ring. */

@@ -11,11 +11,10 @@ import ipaddress
 import shutil
 import struct
 import subprocess
-from pathlib import Path
 
+from exporter.probe import PIN_DIR, ensure_mounts
 from schemas.columns import ip_to_bytes
 
-PIN_DIR = Path("/sys/fs/bpf/flowattr")
 MAPS = {"ip_workloads": (16, 64), "port_workloads": (8, 64)}
 
 
@@ -33,7 +32,6 @@ def _bpftool(*args: str) -> str:
 
 
 def ensure_maps() -> None:
-    from exporter.probe import ensure_mounts
     ensure_mounts()
     for name, (key, value) in MAPS.items():
         path = PIN_DIR / name

@@ -22,7 +22,7 @@ from exporter.events import FLOW_EVENT_DTYPE
 from exporter.ringbuf import RingReader
 
 BPF_DIR = Path(__file__).resolve().parent.parent / "bpf"
-PIN_DIR = Path("/sys/fs/bpf/flowattr")
+PIN_DIR = Path("/sys/fs/bpf/flowattr")  # where flowtrace.c pins its maps (a test checks the C side)
 # Ring buffer size: 1024 pages (4 MiB) holds ~27k events, 270k events/s at 10 polls/s.
 RING_PAGES = 1024
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from flink_jobs.attribution.config import AttributionConfig
-from schemas.topics import RegionTopics
+from schemas.topics import DEFAULT_REGION, RegionTopics
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "flowattr.yaml"
 
@@ -37,6 +37,14 @@ class JobConfig:
         return RegionTopics(self.region)
 
 
+def default_regions() -> tuple[str, dict[str, str], tuple[str, ...]]:
+    """(the collector's region, CIDR -> region, event CIDRs) of the default config file:
+    the one place the simulator, demo and benchmark take regions from."""
+    raw = yaml.safe_load(DEFAULT_CONFIG.read_text()) or {}
+    return (str(raw["region"]), {str(k): str(v) for k, v in raw["region_cidrs"].items()},
+            tuple(raw["attribution"]["event_cidrs"]))
+
+
 def load(path: Path | None, overrides: dict) -> JobConfig:
     raw = yaml.safe_load(Path(path or DEFAULT_CONFIG).read_text()) or {}
     attribution = raw.get("attribution", {})
@@ -45,7 +53,7 @@ def load(path: Path | None, overrides: dict) -> JobConfig:
             attribution[key] = tuple(attribution[key])
     job = raw.get("job", {})
     cfg = JobConfig(bootstrap=overrides.get("bootstrap") or raw.get("bootstrap", "127.0.0.1:9092"),
-                    region=overrides.get("region") or raw.get("region", "us-east-1"),
+                    region=overrides.get("region") or raw.get("region", DEFAULT_REGION),
                     region_cidrs={str(k): str(v) for k, v in raw.get("region_cidrs", {}).items()},
                     attribution=AttributionConfig(**attribution), **job)
     attr_over = {k: v for k, v in overrides.items()

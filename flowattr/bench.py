@@ -27,7 +27,15 @@ import numpy as np
 
 from flink_jobs.attribution.attributor import Attributor
 from flowattr.evaluate import default_config
-from flowattr.simulate import FleetScenario, batch_flows, build_fleet, encode_delivery, simulate_flows
+from flowattr.simulate import (
+    HOME_REGION,
+    REMOTE_REGION,
+    FleetScenario,
+    batch_flows,
+    build_fleet,
+    encode_delivery,
+    simulate_flows,
+)
 from schemas.columns import decode_flow_batch
 from schemas.topics import RegionTopics
 
@@ -227,9 +235,9 @@ def bench_latency(cfg: BenchConfig, say) -> dict:
 
     fleet, flows, deliveries = _dataset(minutes=5)
     b = broker.start(cfg.state, cfg.port, progress=say)
-    region = "us-east-1"
+    region = HOME_REGION
     try:
-        topics.create_topics(b.bootstrap, [region, "eu-west-1"], progress=lambda *_: None)
+        topics.create_topics(b.bootstrap, [region, REMOTE_REGION], progress=lambda *_: None)
         hold_ms = int(cfg.latency_hold_s * 1000)
         job = LocalJob("flink_jobs.attribution_job",
                        ["--bootstrap", b.bootstrap, "--region", region, "--group-id", f"lat{int(time.time())}",

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from flowattr import paths
 from flowattr.processes import PortInUseError
+from schemas.topics import DEFAULT_REGION
 
 
 def _subparser(sub, name: str, help_text: str, example: str) -> argparse.ArgumentParser:
@@ -90,7 +91,7 @@ def _add_exporter_parser(sub) -> None:
                    "sudo flowattr exporter --bootstrap 127.0.0.1:9092 --region us-east-1 "
                    "--identity-file /etc/flowattr/identity.pem")
     p.add_argument("--bootstrap", default="127.0.0.1:9092")
-    p.add_argument("--region", default="us-east-1")
+    p.add_argument("--region", default=DEFAULT_REGION, help=f"the host's region (default {DEFAULT_REGION})")
     p.add_argument("--exporter-id", help="stable exporter id (default: the host name)")
     p.add_argument("--window-s", type=float, default=60.0, help="batch window in seconds (default 60)")
     p.add_argument("--identity-file", type=Path, help="host mode: PEM certificate whose subject CN is the workload")
@@ -271,7 +272,6 @@ def _cmd_broker(args) -> int:
 
 def _cmd_topics(args) -> int:
     from flowattr import topics
-    from schemas.topics import DEFAULT_REGION
     if args.action == "create":
         topics.create_topics(_bootstrap(args), args.region or [DEFAULT_REGION])
     else:
@@ -347,9 +347,10 @@ def _cmd_simulate(args) -> int:
 
 def _cmd_evaluate(args) -> int:
     from flowattr import evaluate
+    from flowattr.simulate import HOME_REGION, REMOTE_REGION
     if args.score_topics:
-        report = evaluate.score_topics(_bootstrap(args), args.score_topics,
-                                       args.region or ["us-east-1", "eu-west-1"], progress=_progress)
+        report = evaluate.score_topics(_bootstrap(args), args.score_topics, args.region or [HOME_REGION, REMOTE_REGION],
+                                       progress=_progress)
         print(json.dumps(report) if args.json else "\n".join(f"{k:<22} {v}" for k, v in report.items()))
         return 0
     cfg = evaluate.default_config()

@@ -19,12 +19,21 @@ from flowattr.evaluate import score_topics
 from flowattr.kafka_clients import producer, read_topic
 from flowattr.local_job import LocalJob
 from flowattr.processes import port_is_free
-from flowattr.simulate import FleetScenario, batch_flows, build_fleet, produce_to_kafka, simulate_flows, write_truth
+from flowattr.simulate import (
+    HOME_REGION,
+    REMOTE_REGION,
+    FleetScenario,
+    batch_flows,
+    build_fleet,
+    produce_to_kafka,
+    simulate_flows,
+    write_truth,
+)
 from schemas import flowattr_pb2 as pb
 from schemas.columns import FlowColumns, encode_flow_batch
 from schemas.topics import RegionTopics
 
-REGIONS = ("us-east-1", "eu-west-1")
+REGIONS = (HOME_REGION, REMOTE_REGION)
 
 
 @dataclass(frozen=True)
@@ -42,7 +51,7 @@ class DemoConfig:
 
 def malformed_samples() -> list[bytes]:
     """Records an operator will meet: garbage, a truncated IP column, a window in 2096."""
-    header = pb.FlowBatch(exporter_id="broken-exporter", host="broken", region="us-east-1",
+    header = pb.FlowBatch(exporter_id="broken-exporter", host="broken", region=HOME_REGION,
                           window_start_ms=1_790_000_000_000, window_end_ms=1_790_000_060_000, sequence=1)
     truncated = pb.FlowBatch.FromString(encode_flow_batch(header, FlowColumns.zeros(1)))
     truncated.remote_ip = truncated.remote_ip[:4]
@@ -94,7 +103,7 @@ def run_simulated(cfg: DemoConfig, say) -> dict:
         bad = malformed_samples()
         p = producer(b.bootstrap)
         for value in bad:
-            p.send(RegionTopics("us-east-1").flows, value, timestamp_ms=1_790_000_060_000)
+            p.send(RegionTopics(HOME_REGION).flows, value, timestamp_ms=1_790_000_060_000)
         p.flush()
         p.close()
         sent = produce_to_kafka(b.bootstrap, fleet, flows, deliveries, progress=lambda *_: None)
@@ -102,7 +111,7 @@ def run_simulated(cfg: DemoConfig, say) -> dict:
             f"{len(fleet.events):,} IP-change events and {len(bad)} malformed records")
         scores = _wait_for_outcomes(b.bootstrap, truth, jobs, cfg, say)
         # Besides the samples: the fleet's corrupted rows and future-stamped events.
-        dead = read_topic(b.bootstrap, RegionTopics("us-east-1").dead_letter, idle_timeout_s=10)
+        dead = read_topic(b.bootstrap, RegionTopics(HOME_REGION).dead_letter, idle_timeout_s=10)
     finally:
         for job in jobs:
             job.stop()
@@ -117,7 +126,7 @@ def run_simulated(cfg: DemoConfig, say) -> dict:
             "gateway_edges_misattributed": scores["edges_misattributed"],
             "unattributed_reasons": scores["unattributed_reasons"],
             "seconds": round(time.monotonic() - started, 1),
-            "web_ui": "http://127.0.0.1:8081 (us-east-1) and :8082 (eu-west-1) while the jobs run"}
+            "web_ui": f"http://127.0.0.1:8081 ({HOME_REGION}) and :8082 ({REMOTE_REGION}) while the jobs run"}
 
 
 def _samples_found(samples: list[bytes], dead: list[bytes]) -> int:

@@ -20,11 +20,11 @@ from flowattr.kafka_clients import producer, read_topic
 from flowattr.local_job import LocalJob
 from flowattr.netns import HostPair, sh
 from flowattr.processes import port_is_free, start_background, stop_group
-from flowattr.simulate import advance_event_time
+from flowattr.simulate import HOME_REGION, REMOTE_REGION, advance_event_time
 from schemas.columns import bytes_to_ip, decode_attributed_batch, decode_flow_batch
 from schemas.topics import RegionTopics
 
-REGION = "us-east-1"
+REGION = HOME_REGION
 HOST_A, HOST_B = "fa_demo_a", "fa_demo_b"
 WORKLOADS = {"10.15.201.1": "frontend", "10.15.201.2": "catalog", "10.15.201.3": "inventory"}
 SERVICE_PORT = 8080
@@ -57,7 +57,7 @@ def run(state: Path, port: int, traffic_s: float, keep_running: bool, say) -> di
     job = None
     run_id = int(time.time())
     try:
-        topics.create_topics(b.bootstrap, [REGION, "eu-west-1"], progress=lambda *_: None)
+        topics.create_topics(b.bootstrap, [REGION, REMOTE_REGION], progress=lambda *_: None)
         ipmap.assign("10.15.201.2", "catalog")
         ipmap.assign("10.15.201.3", "inventory")
         cert = _identity_certificate(state / "host-a-identity.pem", "frontend")

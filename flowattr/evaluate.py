@@ -17,6 +17,7 @@ from flink_jobs.attribution.config import AttributionConfig
 from flowattr.replay import replay
 from flowattr.simulate import (
     GATEWAY,
+    HOME_REGION,
     INTERNET,
     LB_CIDR,
     REGION_CIDRS,
@@ -51,7 +52,7 @@ def run_heartbeat(fleet: Fleet, flows: SimulatedFlows, deliveries: list[Delivery
                   cfg: AttributionConfig, progress=None) -> MethodResult:
     """The collector's own engine (the code the Flink operator runs), driven in-process
     over the fleet's timeline by flowattr.replay."""
-    result = replay(fleet, flows, deliveries, cfg, REGION_CIDRS, "us-east-1", progress=progress)
+    result = replay(fleet, flows, deliveries, cfg, REGION_CIDRS, HOME_REGION, progress=progress)
     return MethodResult(result.owner, result.reasons, result.delivered, result.source)
 
 

@@ -40,6 +40,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from flink_jobs.job_config import default_regions
 from schemas import flowattr_pb2 as pb
 from schemas.columns import FlowColumns, encode_flow_batch, ip_to_bytes
 from schemas.topics import RegionTopics
@@ -48,9 +49,11 @@ T0_MS = 1_790_000_000_000 // 60_000 * 60_000  # a fixed, minute-aligned start
 GATEWAY = "gateway"
 INTERNET = "internet"  # ground-truth owner of internet addresses: no exporter, no event
 EVENTS_AFTER_END_MS = 45 * 60_000  # IP changes after the last flow that are still reported
-LB_CIDR = "10.250.0.0/24"
-REGION_CIDRS = {"10.0.0.0/12": "us-east-1", "10.250.0.0/24": "us-east-1",
-                "10.16.0.0/12": "eu-west-1"}
+# Regions and the load-balancer CIDR come from the default config (config/flowattr.yaml);
+# the fleet's addresses (home 10.1.x, 10.2.x; remote 10.16.x; LBs 10.250.0.x) lie in them.
+HOME_REGION, REGION_CIDRS, _EVENT_CIDRS = default_regions()
+LB_CIDR = _EVENT_CIDRS[0]
+REMOTE_REGION = next(r for r in sorted(set(REGION_CIDRS.values())) if r != HOME_REGION)
 BRIDGE_CIDR = "172.17.0.0/16"  # docker's default bridge: the same addresses on every host
 INTERNET_PREFIXES = ("203.0.113", "198.51.100")  # outside every region CIDR and the LB CIDR
 FUTURE_MS = 24 * 3_600_000  # how far ahead the lying IP-change events are dated
@@ -75,7 +78,7 @@ class FleetScenario:
     seed: int = 7                          # everything below is derived from it
     minutes: int = 30                      # simulated wall-clock span
     services: int = 60                     # workloads besides the gateway
-    remote_region_services: int = 4        # of those, how many live in eu-west-1
+    remote_region_services: int = 4        # of those, how many live in the other region
     ec2_hosts: int = 90                    # one-workload hosts (incl. 6 gateway hosts)
     gateway_hosts: int = 6
     container_hosts: int = 40              # many-workload hosts
@@ -242,8 +245,8 @@ def _ec2_hosts(sc, rng, services, remote_services, local_services, hosts, instan
             workload = services[h - sc.gateway_hosts]
         else:
             workload = str(rng.choice(local_services))
-        region = "eu-west-1" if workload in remote_services else "us-east-1"
-        prefix = "10.16" if region == "eu-west-1" else "10.1"
+        region = REMOTE_REGION if workload in remote_services else HOME_REGION
+        prefix = "10.16" if region == REMOTE_REGION else "10.1"
         hosts.append({"name": f"ec2-{h:03d}", "region": region, "skew_ms": _skew(sc, rng)})
         instances.append(Instance(workload, _ip(prefix, h), h, T0_MS - 3_600_000, end_ms + 3_600_000))
 
@@ -252,7 +255,7 @@ def _container_hosts(sc, rng, local_services, hosts, instances, end_ms) -> None:
     """A pool of IPs per host, containers born and dying, IPs reused fast."""
     for c in range(sc.container_hosts):
         h = len(hosts)
-        hosts.append({"name": f"k8s-{c:03d}", "region": "us-east-1", "skew_ms": _skew(sc, rng)})
+        hosts.append({"name": f"k8s-{c:03d}", "region": HOME_REGION, "skew_ms": _skew(sc, rng)})
         pool = [f"10.2.{c}.{i + 1}" for i in range(sc.pool_ips_per_container_host)]
         free_at = {ip: T0_MS - 600_000 for ip in pool}  # when each IP may next be assigned
         for _slot in range(sc.containers_per_host):
@@ -291,7 +294,7 @@ def _translated_hosts(sc, rng, local_services, hosts, instances, end_ms) -> list
     containers = []
     for x in range(sc.translated_hosts):
         h = len(hosts)
-        hosts.append({"name": f"xlat-{x:03d}", "region": "us-east-1", "skew_ms": _skew(sc, rng)})
+        hosts.append({"name": f"xlat-{x:03d}", "region": HOME_REGION, "skew_ms": _skew(sc, rng)})
         ip = f"10.3.0.{x + 1}"
         picks = rng.choice(local_services, 1 + sc.translated_containers_per_host, replace=False).tolist()
         birth, death = T0_MS - 3_600_000, end_ms + 3_600_000
@@ -435,7 +438,7 @@ class _FlowGen:
         for lb in fleet.lbs:
             self.lb_by_workload.setdefault(lb.workload, []).append(lb)
         self.remote_region = sorted({i.workload for i in fleet.instances
-                                     if fleet.hosts[i.host]["region"] != "us-east-1"})
+                                     if fleet.hosts[i.host]["region"] != HOME_REGION})
         self.internet = [Instance(INTERNET, f"{p}.{i}", -1, -(2**62), 2**62, port=LB_PORT)
                          for p in INTERNET_PREFIXES for i in range(1, 255)]
         gap_ms = int(sc.reuse_gap_min_s * 1000)
@@ -715,7 +718,7 @@ def encode_delivery(fleet: Fleet, flows: SimulatedFlows, d: Delivery) -> bytes:
 def encode_event(event: SimEvent) -> bytes:
     return pb.IpChangeEvent(ip=event.ip, resource_id=f"res/{event.workload}", workload=event.workload,
                             action=event.action, event_time_ms=event.event_ms, emit_time_ms=event.emit_ms,
-                            region="us-east-1", event_id=event.event_id).SerializeToString()
+                            region=HOME_REGION, event_id=event.event_id).SerializeToString()
 
 
 def write_files(out_dir, fleet: Fleet, flows: SimulatedFlows, deliveries: list[Delivery]) -> dict:
@@ -786,7 +789,7 @@ def produce_to_kafka(bootstrap: str, fleet: Fleet, flows: SimulatedFlows, delive
     for _, kind, i in timeline:
         if kind == 0:
             ev = fleet.events[i]
-            p.send(RegionTopics("us-east-1").ip_changes, encode_event(ev), timestamp_ms=ev.emit_ms)
+            p.send(RegionTopics(HOME_REGION).ip_changes, encode_event(ev), timestamp_ms=ev.emit_ms)
             continue
         d = deliveries[i]
         p.send(RegionTopics(fleet.hosts[d.host]["region"]).flows, encode_delivery(fleet, flows, d),

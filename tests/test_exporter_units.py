@@ -249,3 +249,24 @@ def test_mapped_network_spells_out_the_ipv4_mapped_form():
     assert str(mapped_network("127.0.0.0/8")) == "::ffff:7f00:0/104"
     assert str(mapped_network("fe80::/10")) == "fe80::/10"
     assert all(mapped_network(c) for c in HOST_LOCAL_CIDRS)  # every default parses
+
+
+def test_the_bpf_program_spells_the_proto_enums_and_the_pin_dir_as_python_does():
+    """flow_event.h names the enum values flowtrace.c writes; they must be the proto's,
+    and the maps flowtrace.c pins must be where ipmap.py writes them."""
+    import re
+
+    from exporter.ipmap import MAPS
+    from exporter.probe import BPF_DIR, PIN_DIR
+    header = (BPF_DIR / "flow_event.h").read_text()
+    defined = {name: int(value) for name, value in re.findall(r"#define (FLOWATTR_\w+) (\d+)", header)}
+    assert {k: v for k, v in defined.items() if k != "FLOWATTR_WORKLOAD_LEN"} == {
+        "FLOWATTR_DIRECTION_OUTBOUND": pb.FLOW_DIRECTION_OUTBOUND,
+        "FLOWATTR_DIRECTION_INBOUND": pb.FLOW_DIRECTION_INBOUND,
+        "FLOWATTR_ATTRIBUTION_IP_MAP": pb.LOCAL_ATTRIBUTION_IP_MAP,
+        "FLOWATTR_ATTRIBUTION_PORT_MAP": pb.LOCAL_ATTRIBUTION_PORT_MAP,
+        "FLOWATTR_ATTRIBUTION_UNKNOWN": pb.LOCAL_ATTRIBUTION_UNKNOWN}
+    program = (BPF_DIR / "flowtrace.c").read_text()
+    assert not re.search(r"(attribution|direction) = [0-9]", program), "a literal enum value in flowtrace.c"
+    pinned = dict(re.findall(r'BPF_TABLE_PINNED\([^;]*?, (\w+), \d+, "([^"]+)"\)', program))
+    assert pinned == {name: str(PIN_DIR / name) for name in MAPS}
