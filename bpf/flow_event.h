@@ -1,7 +1,7 @@
 /* flow_event.h - the one event struct shared by bpf/flowtrace.c and exporter/events.py.
  *
  * MUST MATCH BYTE FOR BYTE exporter/events.py FLOW_EVENT (struct format
- * "<QQQQ16s16sIIHHBB2x64s", 144 bytes); tests/test_exporter_events.py decodes a
+ * "<QQQQ16s16sIIHHBB2x64s", 144 bytes); tests/test_exporter_units.py decodes a
  * hand-annotated golden byte string. Little-endian (x86-64). IPs are 16 bytes, IPv4
  * stored IPv4-mapped (::ffff:a.b.c.d), so IPv4 and IPv6 share one code path.
  */

@@ -1,6 +1,6 @@
 """KafkaSource / KafkaSink for raw protobuf bytes, and the connector fixes they need.
 
-Assumptions (see ../shared/STACK.md):
+Assumptions (measured with PyFlink 2.0.2, the shigawire connector jars and tansu 0.6):
 * the thin connector jars (flink-connector-kafka 4.0.1-2.0, kafka-clients 3.9.1) are on
   the classpath (scripts/setup.sh copies them into pyflink/lib);
 * values cross the Python/Java boundary as byte[] (Types.PRIMITIVE_ARRAY(Types.BYTE())),
@@ -45,7 +45,7 @@ def bytes_source(bootstrap: str, topics: list[str], group_id: str) -> KafkaSourc
     of `group_id` or, for a new group, the earliest offset.
 
     Starting offsets use earliest(): committed_offsets() needs the shaded class names of
-    the sql-connector jar (STACK.md); on restore Flink uses checkpointed offsets anyway.
+    the sql-connector jar; on restore Flink uses checkpointed offsets anyway.
     """
     jvm = get_gateway().jvm
     j_deserializer = (
@@ -61,6 +61,8 @@ def bytes_source(bootstrap: str, topics: list[str], group_id: str) -> KafkaSourc
         .set_group_id(group_id)
         .set_starting_offsets(KafkaOffsetsInitializer.earliest())
     )
+    # PyFlink's set_deserializer takes only its own (pickling) schemas: a raw byte[]
+    # deserializer has to be set on the wrapped Java builder.
     builder._j_builder.setDeserializer(j_deserializer)
     for key, value in _CONSUMER_PROPERTIES.items():
         builder.set_property(key, value)
@@ -70,10 +72,11 @@ def bytes_source(bootstrap: str, topics: list[str], group_id: str) -> KafkaSourc
 def bytes_sink(bootstrap: str, topic: str) -> KafkaSink:
     """A KafkaSink writing byte[] records unchanged as values (no key) to `topic`.
 
-    AT_LEAST_ONCE: tansu's transactions do not isolate aborted records (STACK.md), so
+    AT_LEAST_ONCE: tansu's transactions do not isolate aborted records (measured), so
     outputs carry stable flow ids for consumers to deduplicate instead.
     """
     serializer_builder = KafkaRecordSerializationSchema.builder().set_topic(topic)
+    # PyFlink offers no setter for a Kafka value serializer class: set it on the Java builder.
     serializer_builder._j_builder.setKafkaValueSerializer(
         load_java_class("org.apache.kafka.common.serialization.ByteArraySerializer")
     )

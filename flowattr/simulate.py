@@ -773,7 +773,7 @@ def write_truth(path, fleet: Fleet, flows: SimulatedFlows, deliveries: list[Deli
 
 
 def produce_to_kafka(bootstrap: str, fleet: Fleet, flows: SimulatedFlows, deliveries: list[Delivery],
-                     progress=print, extra_batches: list[tuple[str, bytes]] = ()) -> int:
+                     progress=print) -> int:
     """Produce delivered batches to flows.<host region> and events to ipchanges.us-east-1,
     interleaved in arrival order, each with its Kafka timestamp = event time (window end
     for batches, emit time for events: the lies carry their claimed future time). Then
@@ -797,8 +797,6 @@ def produce_to_kafka(bootstrap: str, fleet: Fleet, flows: SimulatedFlows, delive
         sent += 1
         if sent % 1000 == 0:
             progress(f"  produced {sent:,} batches")
-    for topic, value in extra_batches:
-        p.send(topic, value, timestamp_ms=T0_MS + 60_000)
     p.flush()
     last_window_end = max(d.window_start_ms for d in deliveries) + 60_000
     advance_event_time(p, sorted({h["region"] for h in fleet.hosts}), last_window_end, 45)

@@ -28,7 +28,6 @@ class UnattributedReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     UNATTRIBUTED_REASON_EVIDENCE_EXPIRED: _ClassVar[UnattributedReason]
     UNATTRIBUTED_REASON_CLOCK_SKEW: _ClassVar[UnattributedReason]
     UNATTRIBUTED_REASON_INVALID_TIME: _ClassVar[UnattributedReason]
-    UNATTRIBUTED_REASON_NO_REGION_ROUTE: _ClassVar[UnattributedReason]
     UNATTRIBUTED_REASON_OUTSIDE_KNOWN_CIDRS: _ClassVar[UnattributedReason]
     UNATTRIBUTED_REASON_HOST_LOCAL_ADDRESS: _ClassVar[UnattributedReason]
     UNATTRIBUTED_REASON_EVIDENCE_UNSETTLED: _ClassVar[UnattributedReason]
@@ -59,7 +58,6 @@ UNATTRIBUTED_REASON_CONFLICT: UnattributedReason
 UNATTRIBUTED_REASON_EVIDENCE_EXPIRED: UnattributedReason
 UNATTRIBUTED_REASON_CLOCK_SKEW: UnattributedReason
 UNATTRIBUTED_REASON_INVALID_TIME: UnattributedReason
-UNATTRIBUTED_REASON_NO_REGION_ROUTE: UnattributedReason
 UNATTRIBUTED_REASON_OUTSIDE_KNOWN_CIDRS: UnattributedReason
 UNATTRIBUTED_REASON_HOST_LOCAL_ADDRESS: UnattributedReason
 UNATTRIBUTED_REASON_EVIDENCE_UNSETTLED: UnattributedReason
