@@ -1,7 +1,7 @@
 /* flow_event.h - the one event struct shared by bpf/flowtrace.c and exporter/events.py.
  *
  * MUST MATCH BYTE FOR BYTE exporter/events.py FLOW_EVENT (struct format
- * "<QQQQ16s16sIIHHBB2x64s", 144 bytes); tests/test_exporter_units.py decodes a
+ * "<QQQQ16s16sIIHHBB2x64s", 144 bytes); tests/unit/test_exporter_units.py decodes a
  * hand-annotated golden byte string. Little-endian (x86-64). IPs are 16 bytes, IPv4
  * stored IPv4-mapped (::ffff:a.b.c.d), so IPv4 and IPv6 share one code path.
  */
@@ -11,7 +11,7 @@
 #define FLOWATTR_WORKLOAD_LEN 64
 
 /* Enum values of schemas/flowattr.proto, spelled once here for the BPF side; a test
- * (tests/test_exporter_units.py) checks them against the generated protobuf code. */
+ * (tests/unit/test_exporter_units.py) checks them against the generated protobuf code. */
 #define FLOWATTR_DIRECTION_OUTBOUND 1    /* FLOW_DIRECTION_OUTBOUND: local side connected */
 #define FLOWATTR_DIRECTION_INBOUND 2     /* FLOW_DIRECTION_INBOUND: local side accepted */
 #define FLOWATTR_ATTRIBUTION_IP_MAP 2    /* LOCAL_ATTRIBUTION_IP_MAP */

@@ -1,6 +1,6 @@
 """The flow_event struct of bpf/flow_event.h, decoded in Python (no bcc import here).
 
-Byte-for-byte contract with bpf/flow_event.h (tests/test_exporter_units.py decodes a
+Byte-for-byte contract with bpf/flow_event.h (tests/unit/test_exporter_units.py decodes a
 hand-annotated golden byte string):
   offset  size  field
        0     8  start_ns        CLOCK_MONOTONIC ns at connect/accept

@@ -13,7 +13,7 @@ import yaml
 from flowattr import paths
 from schemas.topics import RegionTopics
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 
 

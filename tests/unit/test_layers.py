@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PROJECT = {"schemas", "flink_jobs", "exporter", "flowattr", "bpf"}
 # package (module prefix) -> (project packages it may import, third-party roots it must not import)
 RULES = {

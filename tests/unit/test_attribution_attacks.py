@@ -19,7 +19,7 @@ from tests.flowbuild import REGIONS, batch, learn, outcome, owners_at
 CFG = AttributionConfig(max_attempts=40)
 IP_MAP = pb.LOCAL_ATTRIBUTION_IP_MAP
 
-# Event path config (as tests/test_events_adversary.py): err = 1000 + 2 x 200 = 1400 ms.
+# Event path config (as tests/unit/test_events_adversary.py): err = 1000 + 2 x 200 = 1400 ms.
 D, ERR, TOL = 600_000, 1_000, 200
 ECFG = AttributionConfig(event_cidrs=("10.250.0.0/24",), event_max_delay_ms=D, event_time_error_ms=ERR,
                          skew_tolerance_ms=TOL, event_future_bound_ms=600_000, max_attempts=40)

@@ -50,7 +50,7 @@ def test_golden_event_bytes_decode_field_by_field():
 
 def test_header_and_python_agree_on_the_size():
     from pathlib import Path
-    header = (Path(__file__).resolve().parent.parent / "bpf" / "flow_event.h").read_text()
+    header = (Path(__file__).resolve().parents[2] / "bpf" / "flow_event.h").read_text()
     assert "/* 144 bytes */" in header and "offset 80: NUL-padded workload name" in header
 
 

@@ -1,0 +1,1 @@
+"""End-to-end tests: real Flink jobs, the embedded broker, and the kernel's eBPF (root)."""
