@@ -210,6 +210,12 @@ class Attributor:
         exporters of the ledger and event IPs (each absent from its table when emptied)."""
         keys = self.heartbeats.prune_changed(now_ms)
         exporters = self.ledger.prune(now_ms - self.cfg.retention_ms)
+        for subnet in list(self.heartbeats.subnets):  # exporters the ledger forgot leave their subnets
+            members = self.heartbeats.subnets[subnet]
+            for exporter in [e for e in members if e not in self.ledger.runs]:
+                del members[exporter]
+            if not members:
+                del self.heartbeats.subnets[subnet]
         return keys, exporters, self.events.prune(now_ms)
 
 

@@ -77,3 +77,4 @@ def test_pruning_removes_what_the_engine_forgot():
     store.engine.advance(CFG.retention_ms + 200_000)  # far past the retention
     store.prune(state)
     assert not any(k.startswith(("hb:", "seq:")) for k in state)
+    assert store.engine.attributor.heartbeats.subnets == {}   # nor the subnet memberships
