@@ -62,14 +62,12 @@ class OwnershipStore:
     def learn(self, state, raw_update: bytes) -> int:
         """An OwnershipUpdate (one batch's sequence and claims); returns new conflicts."""
         update, claims = batches.claims_of_update(raw_update)
-        att = self.engine.attributor
         conflicts = self.engine.learn_batch(update.source_exporter_id, update.source_sequence,
                                             update.window_start_ms, update.window_end_ms, claims,
                                             update.part, update.part_count)
-        state.put("seq:" + update.source_exporter_id, att.ledger.encode(update.source_exporter_id).decode("latin-1"))
+        self._save_ledger(state, update.source_exporter_id)
         for key in {c.key for c in claims}:
-            if key in att.heartbeats.by_ip:
-                state.put("hb:" + key.hex(), att.heartbeats.encode_ip(key).decode("latin-1"))
+            self._save_heartbeats(state, key)
         return conflicts
 
     def apply_event(self, state, raw_event: bytes) -> EventOutcome:
@@ -106,19 +104,28 @@ class OwnershipStore:
         if changed is None:
             return
         keys, exporters, event_ips = changed
-        att = self.engine.attributor
         for key in keys:
-            if key in att.heartbeats.by_ip:
-                state.put("hb:" + key.hex(), att.heartbeats.encode_ip(key).decode("latin-1"))
-            else:
-                state.remove("hb:" + key.hex())
+            self._save_heartbeats(state, key)
         for exporter in exporters:
-            if exporter in att.ledger.runs:
-                state.put("seq:" + exporter, att.ledger.encode(exporter).decode("latin-1"))
-            else:
-                state.remove("seq:" + exporter)
+            self._save_ledger(state, exporter)
         for ip in event_ips:
-            _save_event_log(state, ip, att.events.logs.get(ip))
+            _save_event_log(state, ip, self.engine.attributor.events.logs.get(ip))
+
+    def _save_heartbeats(self, state, key: bytes) -> None:
+        """A key's ranges and claimants as one value (removed when the key is gone)."""
+        table = self.engine.attributor.heartbeats
+        if key in table.by_ip:
+            state.put("hb:" + key.hex(), table.encode_ip(key).decode("latin-1"))
+        else:
+            state.remove("hb:" + key.hex())
+
+    def _save_ledger(self, state, exporter: str) -> None:
+        """An exporter's sequence ledger as one value (removed when it is forgotten)."""
+        ledger = self.engine.attributor.ledger
+        if exporter in ledger.runs:
+            state.put("seq:" + exporter, ledger.encode(exporter).decode("latin-1"))
+        else:
+            state.remove("seq:" + exporter)
 
 
 def _logged(event: pb.IpChangeEvent) -> LoggedEvent:

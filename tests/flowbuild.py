@@ -1,5 +1,6 @@
-"""Hand-made flow batches and one-line outcomes for the timeline tests of the engine
-(test_scope_and_settledness, test_events_adversary, test_attribution_attacks)."""
+"""Hand-made flow batches, one-line outcomes and a fake broadcast state for the timeline
+tests of the engine (unit: scope_and_settledness, events_adversary, attribution_attacks;
+component: ownership_store)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,20 @@ from schemas import flowattr_pb2 as pb
 from schemas.columns import FlowColumns, ips_to_array
 
 REGIONS = {"10.0.0.0/12": "us-east-1", "10.16.0.0/12": "eu-west-1"}
+
+
+class FakeMapState(dict):
+    """Flink's broadcast MapState as flink_jobs/ownership_store.py uses it
+    (put/get/contains/remove/items)."""
+
+    def put(self, key, value):
+        self[key] = value
+
+    def contains(self, key):
+        return key in self
+
+    def remove(self, key):
+        self.pop(key, None)
 
 
 def batch(rows) -> FlowColumns:

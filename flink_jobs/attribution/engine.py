@@ -14,7 +14,7 @@ the evaluation judges the code that runs in production.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -42,8 +42,6 @@ class AttemptPlan:
 def scoped_config(cfg: AttributionConfig, region: str, region_cidrs: dict[str, str]) -> AttributionConfig:
     """The attribution config of one region's collector: heartbeats only for its own CIDRs,
     and every region's CIDRs (plus the event CIDRs) as the known address space."""
-    from dataclasses import replace
-
     own = tuple(sorted(c for c, r in region_cidrs.items() if r == region))
     return replace(cfg, attributable_cidrs=cfg.attributable_cidrs or own,
                    known_cidrs=cfg.known_cidrs or tuple(sorted(region_cidrs)))
@@ -99,12 +97,13 @@ class Engine:
         forward: dict[str, np.ndarray] = {}
         if self.other_regions and len(cols):
             codes = self.regions.codes_of(cols["remote_ip"])
+            stays = np.ones(len(cols), bool)
             for region in self.other_regions:
                 away = codes == self.regions.regions.index(region)
                 if away.any():
                     forward[region] = rows[away]
-            if forward:
-                rows = rows[~np.isin(rows, np.concatenate(list(forward.values())))]
+                    stays &= ~away
+            rows = rows[stays]
         attempt = attempts_made + 1
         attribution = self.attributor.attribute(cols.take(rows), attempt) if len(rows) else None
         return AttemptPlan(forward, rows, attribution, attempt, now_ms + self.cfg.retry_delay_ms)

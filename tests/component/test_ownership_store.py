@@ -10,23 +10,11 @@ from flink_jobs.attribution.engine import Engine
 from flink_jobs.ownership_store import OwnershipStore
 from schemas import flowattr_pb2 as pb
 from schemas.columns import ip_to_bytes
-from tests.flowbuild import REGIONS, batch, flows_to_lb
+from tests.flowbuild import REGIONS, FakeMapState, batch, flows_to_lb
 
 IP_MAP, PORT_MAP = pb.LOCAL_ATTRIBUTION_IP_MAP, pb.LOCAL_ATTRIBUTION_PORT_MAP
 CFG = AttributionConfig(event_cidrs=("10.250.0.0/24",), event_max_delay_ms=600_000, event_time_error_ms=1000)
 
-
-class FakeState(dict):
-    """Flink's broadcast MapState as the store uses it (put/get/contains/remove/items)."""
-
-    def put(self, key, value):
-        self[key] = value
-
-    def contains(self, key):
-        return key in self
-
-    def remove(self, key):
-        self.pop(key, None)
 
 
 def update(exporter: str, sequence: int, window_start: int, rows) -> bytes:
@@ -48,7 +36,7 @@ def outcomes(store: OwnershipStore, cols) -> list[tuple[int, str]]:
 
 
 def test_a_restored_store_attributes_exactly_as_the_live_one():
-    live, state = OwnershipStore(Engine(CFG, "us-east-1", REGIONS)), FakeState()
+    live, state = OwnershipStore(Engine(CFG, "us-east-1", REGIONS)), FakeMapState()
     live.sync(state)
     for seq, start in ((1, 0), (2, 60_000), (3, 120_000)):
         live.learn(state, update("h5", seq, start, [
@@ -71,7 +59,7 @@ def test_a_restored_store_attributes_exactly_as_the_live_one():
 
 
 def test_pruning_removes_what_the_engine_forgot():
-    store, state = OwnershipStore(Engine(CFG, "us-east-1", REGIONS)), FakeState()
+    store, state = OwnershipStore(Engine(CFG, "us-east-1", REGIONS)), FakeMapState()
     store.learn(state, update("h1", 1, 0, [("10.0.0.7", 8080, "db", IP_MAP, "10.0.0.1", 40000, 1_000, 2_000)]))
     assert any(k.startswith("hb:") for k in state) and "seq:h1" in state
     store.engine.advance(CFG.retention_ms + 200_000)  # far past the retention

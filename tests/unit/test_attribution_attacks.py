@@ -14,7 +14,7 @@ from flink_jobs.attribution.events import ASSIGNED
 from flink_jobs.ownership_store import OwnershipStore
 from schemas import flowattr_pb2 as pb
 from schemas.columns import ip_to_bytes
-from tests.flowbuild import REGIONS, batch, learn, outcome, owners_at
+from tests.flowbuild import REGIONS, FakeMapState, batch, learn, outcome, owners_at
 
 CFG = AttributionConfig(max_attempts=40)
 IP_MAP = pb.LOCAL_ATTRIBUTION_IP_MAP
@@ -152,18 +152,6 @@ def test_a_gone_exporters_lost_batch_is_forgiven_and_the_stale_claim_wins():
     assert outcome(e, flow, attempts_made=18) == [(RETRY, "EVIDENCE_UNSETTLED")]  # first version: "old"
 
 
-class _State(dict):
-    """A stand-in for Flink's broadcast MapState (put/get/contains/remove/items)."""
-
-    def put(self, k, v):
-        self[k] = v
-
-    def contains(self, k):
-        return k in self
-
-    def remove(self, k):
-        self.pop(k, None)
-
 
 def _store(cfg) -> OwnershipStore:
     """The job's broadcast-state side: an engine and its store, as Attribute.open makes them."""
@@ -188,7 +176,7 @@ def test_a_future_lie_dead_lettered_during_warm_up_becomes_evidence_after_a_rest
     event has been judged."""
     lie = "evil"
     store = _store(ECFG)
-    state = _State()
+    state = FakeMapState()
     # Warm-up: the lie (stamped 10 000 s) first, then 8 ordinary events around 1 000 s.
     store.apply_event(state, _event(LB, lie, ASSIGNED, 10_000_000, 10_000_000, "lie"))
     store.apply_event(state, _event(LB, "x", ASSIGNED, 1_000_000, 1_000_500, "x1"))
