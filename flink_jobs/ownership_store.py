@@ -6,6 +6,7 @@ Keys and values are STRINGs (values hold latin-1 bytes): in thread mode byte-arr
 never match (Java compares arrays by identity). Keys:
 * "hb:<key hex>"     heartbeat ranges of an IP (or IP + port) and their claimant exporters;
 * "seq:<exporter>"   the exporter's sequence ledger;
+* "sn:<subnet hex>"  the exporters that claimed in a subnet, with when each joined;
 * "ev:<ip hex>"      an IP's JUDGED event log (a lie must never reach the state);
 * EVENT_CLOCK_KEY    the event stream's clock.
 """
@@ -20,6 +21,7 @@ import numpy as np
 from flink_jobs import batches
 from flink_jobs.attribution.engine import Engine
 from flink_jobs.attribution.events import APPLIED, FUTURE, LATE, WARMING_UP, LoggedEvent
+from flink_jobs.attribution.ranges import subnet_key
 from schemas import flowattr_pb2 as pb
 
 EVENT_CLOCK_KEY = "ev-clock"
@@ -49,6 +51,8 @@ class OwnershipStore:
                 att.heartbeats.restore_ip(bytes.fromhex(key[3:]), raw)
             elif key.startswith("seq:"):
                 att.ledger.restore(key[4:], raw)
+            elif key.startswith("sn:"):
+                att.heartbeats.restore_subnet(bytes.fromhex(key[3:]), raw)
             elif key.startswith("ev:"):
                 logs.append((bytes.fromhex(key[3:]), raw))
             elif key == EVENT_CLOCK_KEY:
@@ -68,6 +72,8 @@ class OwnershipStore:
         self._save_ledger(state, update.source_exporter_id)
         for key in {c.key for c in claims}:
             self._save_heartbeats(state, key)
+        for subnet in {subnet_key(c.ip) for c in claims}:
+            self._save_subnet(state, subnet)
         return conflicts
 
     def apply_event(self, state, raw_event: bytes) -> EventOutcome:
@@ -103,7 +109,9 @@ class OwnershipStore:
         changed = self.engine.prune()
         if changed is None:
             return
-        keys, exporters, event_ips = changed
+        keys, exporters, event_ips, subnets = changed
+        for subnet in subnets:
+            self._save_subnet(state, subnet)
         for key in keys:
             self._save_heartbeats(state, key)
         for exporter in exporters:
@@ -118,6 +126,14 @@ class OwnershipStore:
             state.put("hb:" + key.hex(), table.encode_ip(key).decode("latin-1"))
         else:
             state.remove("hb:" + key.hex())
+
+    def _save_subnet(self, state, subnet: bytes) -> None:
+        """A subnet's members and join times as one value (removed when it has none)."""
+        table = self.engine.attributor.heartbeats
+        if subnet in table.subnets:
+            state.put("sn:" + subnet.hex(), table.encode_subnet(subnet).decode("latin-1"))
+        else:
+            state.remove("sn:" + subnet.hex())
 
     def _save_ledger(self, state, exporter: str) -> None:
         """An exporter's sequence ledger as one value (removed when it is forgotten)."""

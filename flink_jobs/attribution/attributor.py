@@ -69,9 +69,9 @@ class Attributor:
             exclude |= ~self.attributable.contains(local)
         return claims_from_batch(cols, self.cfg.min_reuse_gap_ms, exclude=exclude)
 
-    def learn_claims(self, claims: list[Claim], exporter: str = "") -> int:
+    def learn_claims(self, claims: list[Claim], exporter: str = "", learned_at_ms: int | None = None) -> int:
         """Apply claims (of one exporter's batch); return the number of new conflicts."""
-        return sum(self.heartbeats.learn(c.key, c.workload, c.start_ms, c.end_ms, exporter).conflicts
+        return sum(self.heartbeats.learn(c.key, c.workload, c.start_ms, c.end_ms, exporter, learned_at_ms).conflicts
                    for c in claims)
 
     def learn_batch(self, exporter: str, sequence: int, window_start_ms: int, window_end_ms: int,
@@ -79,7 +79,7 @@ class Attributor:
         """A batch arrived (possibly empty): record it in the ledger and learn its claims.
         A duplicate delivery (same exporter and sequence) only re-learns idempotent claims."""
         self.ledger.record(exporter, sequence, window_start_ms, window_end_ms, part, part_count)
-        return self.learn_claims(claims, exporter)
+        return self.learn_claims(claims, exporter, learned_at_ms=window_start_ms)
 
     def apply_event(self, ip: bytes, workload: str, action: int, event_ms: int, emit_ms: int | None = None,
                     event_id: str = "") -> str:
@@ -205,18 +205,22 @@ class Attributor:
     def owner_names(self, owner: np.ndarray) -> list[str]:
         return [self.names.names[o] if o >= 0 else "" for o in owner.tolist()]
 
-    def prune(self, now_ms: int) -> tuple[list[bytes], list[str], list[bytes]]:
+    def prune(self, now_ms: int) -> tuple[list[bytes], list[str], list[bytes], list[bytes]]:
         """Drop evidence older than the retention; return what changed: heartbeat keys,
-        exporters of the ledger and event IPs (each absent from its table when emptied)."""
+        exporters of the ledger, event IPs and subnets (each absent when emptied)."""
         keys = self.heartbeats.prune_changed(now_ms)
         exporters = self.ledger.prune(now_ms - self.cfg.retention_ms)
+        subnets = []
         for subnet in list(self.heartbeats.subnets):  # exporters the ledger forgot leave their subnets
             members = self.heartbeats.subnets[subnet]
-            for exporter in [e for e in members if e not in self.ledger.runs]:
+            gone = [e for e in members if e not in self.ledger.runs]
+            for exporter in gone:
                 del members[exporter]
-            if not members:
-                del self.heartbeats.subnets[subnet]
-        return keys, exporters, self.events.prune(now_ms)
+            if gone:
+                subnets.append(subnet)
+                if not members:
+                    del self.heartbeats.subnets[subnet]
+        return keys, exporters, self.events.prune(now_ms), subnets
 
 
 _EMPTY = np.zeros(0, np.int64)

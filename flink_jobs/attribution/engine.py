@@ -77,7 +77,7 @@ class Engine:
             self.watermark_ms = watermark_ms
             self.attributor.advance(watermark_ms)
 
-    def prune(self) -> tuple[list[bytes], list[str], list[bytes]] | None:
+    def prune(self) -> tuple[list[bytes], list[str], list[bytes], list[bytes]] | None:
         """Drop expired evidence at most every PRUNE_EVERY_MS of event time, by the
         watermark (never by one element's timestamp: one bad time must not expire the
         table). Returns what changed (Attributor.prune), or None when not due."""

@@ -191,7 +191,11 @@ class OwnershipTable:
         # subnet_key -> exporter -> start of its first claim there (newcomers, attributor.py)
         self.subnets: dict[bytes, dict[str, int]] = {}
 
-    def learn(self, ip: bytes, workload: str, start_ms: int, end_ms: int, exporter: str = "") -> LearnResult:
+    def learn(self, ip: bytes, workload: str, start_ms: int, end_ms: int, exporter: str = "",
+              learned_at_ms: int | None = None) -> LearnResult:
+        """Add a claim. `learned_at_ms` (the claiming batch's window start; the claim's start
+        if None) is when `exporter` joins the IP's subnet: a claim's own start may lie hours
+        back (long-lived connections), and must not backdate a newcomer."""
         if end_ms < self.horizon_ms:
             return LearnResult(ignored=True)
         start_ms = max(start_ms, self.horizon_ms)
@@ -202,9 +206,10 @@ class OwnershipTable:
         self.conflicts_total += conflicts
         if exporter:
             self.claimants.setdefault(ip, set()).add(exporter)
+            joined = start_ms if learned_at_ms is None else learned_at_ms
             members = self.subnets.setdefault(subnet_key(ip), {})
-            if start_ms < members.get(exporter, 2**62):
-                members[exporter] = start_ms
+            if joined < members.get(exporter, 2**62):
+                members[exporter] = joined
         if len(ip) == PORT_KEY_BYTES:
             span = self.port_shared.get(ip[:16])
             if span is None:
@@ -263,6 +268,21 @@ class OwnershipTable:
         out.extend(struct.pack("<B", len(raw)) + raw for raw in (c.encode()[:255] for c in claimants))
         return b"".join(out)
 
+    # Subnet memberships (one value per subnet): per member u8 length + UTF-8 exporter id,
+    # then i64 join time.
+    def encode_subnet(self, subnet: bytes) -> bytes:
+        return b"".join(struct.pack("<B", len(raw)) + raw + struct.pack("<q", joined)
+                        for raw, joined in ((e.encode()[:255], t) for e, t in self.subnets.get(subnet, {}).items()))
+
+    def restore_subnet(self, subnet: bytes, value: bytes) -> None:
+        members, pos = {}, 0
+        while pos < len(value):
+            length = value[pos]
+            exporter = value[pos + 1:pos + 1 + length].decode()
+            (members[exporter],) = struct.unpack_from("<q", value, pos + 1 + length)
+            pos += 1 + length + 8
+        self.subnets[subnet] = members
+
     def restore_ip(self, ip: bytes, value: bytes) -> None:
         """Replace the ranges of ip with an encode_ip() value."""
         pos = 0
@@ -290,12 +310,7 @@ class OwnershipTable:
         ranges._set(items)
         self.by_ip[ip] = ranges
         if claimants:
-            self.claimants[ip] = claimants
-            # The first-claim times are not saved: take the last range's end, which makes
-            # a restored claimant look newer (its flows wait more), never older.
-            members = self.subnets.setdefault(subnet_key(ip), {})
-            for exporter in claimants:
-                members[exporter] = min(members.get(exporter, 2**62), items[-1][1] if items else 2**62)
+            self.claimants[ip] = claimants  # (their subnet join times are saved apart: encode_subnet)
         if len(ip) == PORT_KEY_BYTES and items:
             span = self.port_shared.setdefault(ip[:16], [items[0][0], items[-1][1]])
             span[0], span[1] = min(span[0], items[0][0]), max(span[1], max(i[1] for i in items))

@@ -46,7 +46,7 @@ def test_a_restored_store_attributes_exactly_as_the_live_one():
         live.apply_event(state, event("10.250.0.5", who, action, at, at + 500, f"e{i}"))
     live.engine.advance(900_000)   # the watermark ends the events' warm-up (on a timer) ...
     live.prune(state)              # ... and the next broadcast element saves them
-    assert set(k.split(":")[0] for k in state) == {"hb", "seq", "ev", "ev-clock"}
+    assert set(k.split(":")[0] for k in state) == {"hb", "seq", "sn", "ev", "ev-clock"}
     restored = OwnershipStore(Engine(CFG, "us-east-1", REGIONS))
     restored.sync(state)
     restored.engine.advance(900_000)
