@@ -122,26 +122,26 @@ class OwnershipStore:
     def _save_heartbeats(self, state, key: bytes) -> None:
         """A key's ranges and claimants as one value (removed when the key is gone)."""
         table = self.engine.attributor.heartbeats
-        if key in table.by_ip:
-            state.put("hb:" + key.hex(), table.encode_ip(key).decode("latin-1"))
-        else:
-            state.remove("hb:" + key.hex())
+        _put_or_remove(state, "hb:" + key.hex(), key in table.by_ip and (lambda: table.encode_ip(key)))
 
     def _save_subnet(self, state, subnet: bytes) -> None:
         """A subnet's members and join times as one value (removed when it has none)."""
         table = self.engine.attributor.heartbeats
-        if subnet in table.subnets:
-            state.put("sn:" + subnet.hex(), table.encode_subnet(subnet).decode("latin-1"))
-        else:
-            state.remove("sn:" + subnet.hex())
+        _put_or_remove(state, "sn:" + subnet.hex(), subnet in table.subnets and (lambda: table.encode_subnet(subnet)))
 
     def _save_ledger(self, state, exporter: str) -> None:
         """An exporter's sequence ledger as one value (removed when it is forgotten)."""
         ledger = self.engine.attributor.ledger
-        if exporter in ledger.runs:
-            state.put("seq:" + exporter, ledger.encode(exporter).decode("latin-1"))
-        else:
-            state.remove("seq:" + exporter)
+        _put_or_remove(state, "seq:" + exporter, exporter in ledger.runs and (lambda: ledger.encode(exporter)))
+
+
+def _put_or_remove(state, key: str, encode) -> None:
+    """Write encode()'s bytes under key; remove the key when there is nothing to encode
+    (encode is False). Broadcast state holds str, so bytes go through latin-1 unchanged."""
+    if encode:
+        state.put(key, encode().decode("latin-1"))
+    else:
+        state.remove(key)
 
 
 def _logged(event: pb.IpChangeEvent) -> LoggedEvent:
@@ -155,10 +155,8 @@ def _to_event(ip: bytes | None, e: LoggedEvent) -> pb.IpChangeEvent:
 
 def _save_event_log(state, ip: bytes, log) -> None:
     """An IP's judged event log as one value (removed when the log is gone)."""
-    if log is None:
-        state.remove("ev:" + ip.hex())
-    else:
-        state.put("ev:" + ip.hex(), _encode_event_log(log.dropped_until_ms, log.events).decode("latin-1"))
+    _put_or_remove(state, "ev:" + ip.hex(),
+                   log is not None and (lambda: _encode_event_log(log.dropped_until_ms, log.events)))
 
 
 def _encode_event_log(dropped_until_ms: int, events: list[LoggedEvent]) -> bytes:

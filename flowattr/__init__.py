@@ -1,1 +1,4 @@
-"""flowattr command line and the embedded stack (broker, topics, Flink cluster)."""
+"""flowattr: eBPF TCP flow logs to a trustworthy workload dependency graph.
+
+cli/ is the command line, stack/ the embedded broker and Flink cluster, lab/ the simulator,
+evaluation, benchmarks and demos."""

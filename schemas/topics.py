@@ -1,5 +1,5 @@
 """Topic names: each region's collector owns one set, named KIND.REGION, so two regions
-can share one broker (the demo and tests do). Pure: no Kafka client here (flowattr/topics.py
+can share one broker (the demo and tests do). Pure: no Kafka client here (flowattr/stack/topics.py
 creates them)."""
 
 from __future__ import annotations

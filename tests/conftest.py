@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from flowattr import broker
-from flowattr.processes import free_port
+from flowattr.stack import broker
+from flowattr.stack.processes import free_port
 
 
 @pytest.fixture(scope="session")

@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-from flowattr import broker, topics
 from flowattr.cli import build_parser
-from flowattr.kafka_clients import producer, read_topic
-from flowattr.processes import PortInUseError, free_port, pid_alive
+from flowattr.stack import broker, topics
+from flowattr.stack.kafka_clients import producer, read_topic
+from flowattr.stack.processes import PortInUseError, free_port, pid_alive
 from schemas.topics import RegionTopics
 
 

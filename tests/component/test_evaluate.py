@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from flowattr.evaluate import evaluate
-from flowattr.simulate import FleetScenario, batch_flows, build_fleet, simulate_flows
+from flowattr.lab.evaluate import evaluate
+from flowattr.lab.simulate import FleetScenario, batch_flows, build_fleet, simulate_flows
 
 SMALL = FleetScenario(seed=11, minutes=8, services=20, remote_region_services=2, ec2_hosts=30,
                       gateway_hosts=3, container_hosts=10, gateway_routes=8, deps_per_service=3)

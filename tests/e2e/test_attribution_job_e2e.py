@@ -12,11 +12,11 @@ import pytest
 import yaml
 
 from flink_jobs.job_config import DEFAULT_CONFIG
-from flowattr import topics
-from flowattr.evaluate import score_topics, unattributable_rows
-from flowattr.kafka_clients import producer, read_topic
-from flowattr.local_job import LocalJob
-from flowattr.simulate import batch_flows, build_fleet, produce_to_kafka, profile, simulate_flows, write_truth
+from flowattr.lab.evaluate import score_topics, unattributable_rows
+from flowattr.lab.simulate import batch_flows, build_fleet, produce_to_kafka, profile, simulate_flows, write_truth
+from flowattr.stack import topics
+from flowattr.stack.kafka_clients import producer, read_topic
+from flowattr.stack.local_job import LocalJob
 from schemas import flowattr_pb2 as pb
 from schemas.columns import FlowColumns, encode_flow_batch, ip_to_bytes
 
@@ -188,7 +188,7 @@ def test_restart_from_checkpoint_restores_broadcast_and_keyed_state(kafka_bootst
     for d in late:
         send(d)
     p.send(f"flows.{region}", probe, timestamp_ms=max(d.window_start_ms for d in early) + 60_000)
-    from flowattr.simulate import advance_event_time
+    from flowattr.lab.simulate import advance_event_time
     advance_event_time(p, [region], max(d.window_start_ms for d in deliveries) + 60_000, 45)
     p.close()
     second = LocalJob("flink_jobs.attribution_job", args + ["--restore-path", f"file://{checkpoints[-1]}"],
@@ -213,7 +213,7 @@ def test_restart_from_checkpoint_restores_broadcast_and_keyed_state(kafka_bootst
 
 
 def _batch_sender(p, fleet, flows, region):
-    from flowattr.simulate import encode_delivery
+    from flowattr.lab.simulate import encode_delivery
 
     def send(d):
         p.send(f"flows.{region}", encode_delivery(fleet, flows, d), timestamp_ms=d.window_start_ms + 60_000)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from flowattr import flink_cluster, topics
-from flowattr.processes import port_accepts
-from flowattr.simulate import FleetScenario, batch_flows, build_fleet, produce_to_kafka, simulate_flows
+from flowattr.lab.simulate import FleetScenario, batch_flows, build_fleet, produce_to_kafka, simulate_flows
+from flowattr.stack import flink_cluster, topics
+from flowattr.stack.processes import port_accepts
 
 pytestmark = [pytest.mark.flink, pytest.mark.slow]
 SCENARIO = FleetScenario(seed=3, minutes=3, services=20, remote_region_services=0, ec2_hosts=30,

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from exporter.probe import unavailable_reason
-from flowattr.processes import free_port, port_accepts
+from flowattr.stack.processes import free_port, port_accepts
 
 pytestmark = [pytest.mark.flink, pytest.mark.e2e, pytest.mark.slow]
 

@@ -18,7 +18,7 @@ import time
 import pytest
 
 from exporter.probe import unavailable_reason
-from flowattr.netns import HostPair, sh
+from flowattr.lab.netns import HostPair, sh
 from schemas import flowattr_pb2 as pb
 from schemas.columns import bytes_to_ip
 
@@ -61,10 +61,10 @@ def captured(hosts):
                                stderr=subprocess.DEVNULL, text=True)
     try:
         time.sleep(8)  # tcplife compiles its program before it sees anything
-        server = subprocess.Popen(["ip", "netns", "exec", NS_B, sys.executable, "-m", "flowattr.netns_traffic",
+        server = subprocess.Popen(["ip", "netns", "exec", NS_B, sys.executable, "-m", "flowattr.lab.netns_traffic",
                                    "server", IP_B, str(PORT), str(len(PLAN))], stdout=subprocess.PIPE, text=True)
         assert server.stdout.readline().strip() == "ready"
-        client = sh("ip", "netns", "exec", NS_A, sys.executable, "-m", "flowattr.netns_traffic", "client", IP_B,
+        client = sh("ip", "netns", "exec", NS_A, sys.executable, "-m", "flowattr.lab.netns_traffic", "client", IP_B,
                     str(PORT), json.dumps(PLAN))
         server.wait(timeout=30)
         server.stdout.close()
@@ -141,7 +141,7 @@ class Traffic:
     """A server in the server namespace and a client loop in the client namespace."""
 
     def __enter__(self):
-        self.server = subprocess.Popen(["ip", "netns", "exec", NS_B, sys.executable, "-m", "flowattr.netns_traffic",
+        self.server = subprocess.Popen(["ip", "netns", "exec", NS_B, sys.executable, "-m", "flowattr.lab.netns_traffic",
                                         "server", IP_B, str(SPOOL_PORT), "0"], stdout=subprocess.PIPE, text=True)
         assert self.server.stdout.readline().strip() == "ready"
         self.stop = threading.Event()
@@ -152,7 +152,7 @@ class Traffic:
     def _loop(self):
         plan = json.dumps([{"send": 100, "reply": 100}] * 5)
         while not self.stop.is_set():
-            sh("ip", "netns", "exec", NS_A, sys.executable, "-m", "flowattr.netns_traffic", "client", IP_B,
+            sh("ip", "netns", "exec", NS_A, sys.executable, "-m", "flowattr.lab.netns_traffic", "client", IP_B,
                str(SPOOL_PORT), plan, check=False)
             time.sleep(0.2)
 
@@ -165,7 +165,7 @@ class Traffic:
 
 
 def _exporter(bootstrap: str, region: str, spool, log):
-    from flowattr.processes import start_background
+    from flowattr.stack.processes import start_background
     return start_background([sys.executable, "-m", "flowattr.cli", "exporter", "--bootstrap", bootstrap,
                              "--region", region, "--exporter-id", "spool-test", "--window-s", "2",
                              "--spool-dir", str(spool), "--local-cidr", "10.201.0.0/24"], log)
@@ -177,7 +177,7 @@ def _spooled_sequences(spool) -> list[int]:
 
 
 def _consume_sequences(bootstrap: str, topic: str, until_seq: int, timeout_s: float) -> list[int]:
-    from flowattr.kafka_clients import iter_topic
+    from flowattr.stack.kafka_clients import iter_topic
     from schemas.columns import decode_flow_batch
     seqs: list[int] = []
     for batch in iter_topic(bootstrap, topic, idle_timeout_s=timeout_s, max_wait_s=timeout_s):
@@ -190,8 +190,8 @@ def _consume_sequences(bootstrap: str, topic: str, until_seq: int, timeout_s: fl
 def test_sigkilled_exporter_loses_nothing_it_spooled_and_resends_in_order(hosts, tmp_path):
     """Broker down: capture continues into the spool. SIGKILL the exporter. Broker up, a
     new exporter on the same spool sends every spooled batch once, in order, then new ones."""
-    from flowattr import broker, topics
-    from flowattr.processes import free_port, stop_group
+    from flowattr.stack import broker, topics
+    from flowattr.stack.processes import free_port, stop_group
     port = free_port()
     spool = tmp_path / "spool"
     region = "spooltest"
@@ -221,8 +221,8 @@ def test_sigkilled_exporter_loses_nothing_it_spooled_and_resends_in_order(hosts,
 
 
 def test_broker_outage_batches_wait_in_the_spool_and_arrive_once_in_order(hosts, tmp_path):
-    from flowattr import broker, topics
-    from flowattr.processes import free_port, stop_group
+    from flowattr.stack import broker, topics
+    from flowattr.stack.processes import free_port, stop_group
     port = free_port()
     spool = tmp_path / "spool"
     region = "outagetest"

@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flowattr import topics
-from flowattr.kafka_clients import producer, read_topic
-from flowattr.local_job import LocalJob
-from flowattr.simulate import FleetScenario, batch_flows, build_fleet, encode_delivery, simulate_flows
+from flowattr.lab.simulate import FleetScenario, batch_flows, build_fleet, encode_delivery, simulate_flows
+from flowattr.stack import topics
+from flowattr.stack.kafka_clients import producer, read_topic
+from flowattr.stack.local_job import LocalJob
 from schemas import flowattr_pb2 as pb
 from schemas.columns import decode_flow_batch
 from schemas.topics import RegionTopics

@@ -10,7 +10,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from flowattr import paths
+from flowattr.stack import paths
 from schemas.topics import RegionTopics
 
 ROOT = Path(__file__).resolve().parents[2]

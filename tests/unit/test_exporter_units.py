@@ -235,12 +235,13 @@ def test_host_local_list_comes_from_the_config_and_can_be_overridden():
 
 
 def test_exporter_flags_set_the_host_local_list():
-    from flowattr.cli import _host_local_cidrs, build_parser
+    from flowattr.cli import build_parser
+    from flowattr.cli.host import host_local_cidrs
     from schemas.addresses import HOST_LOCAL_CIDRS
     parse = build_parser().parse_args
-    assert _host_local_cidrs(parse(["exporter"])) == HOST_LOCAL_CIDRS
-    assert _host_local_cidrs(parse(["exporter", "--export-host-local"])) == ()
-    assert _host_local_cidrs(parse(["exporter", "--host-local-cidr", "127.0.0.0/8", "--host-local-cidr",
+    assert host_local_cidrs(parse(["exporter"])) == HOST_LOCAL_CIDRS
+    assert host_local_cidrs(parse(["exporter", "--export-host-local"])) == ()
+    assert host_local_cidrs(parse(["exporter", "--host-local-cidr", "127.0.0.0/8", "--host-local-cidr",
                                     "::1/128"])) == ("127.0.0.0/8", "::1/128")
 
 

@@ -4,7 +4,10 @@ follow the architecture the README draws.
     schemas (wire formats, columnar codec, IPs and CIDRs, topic names, enums)
       ^-- flink_jobs.attribution (the pure engine)  ^-- flink_jobs (operators, job wiring)
       ^-- exporter (probe = the only bcc import)
-    flowattr (CLI and tools) may use all of them.
+    flowattr.stack (embedded broker, Flink cluster, processes) uses schemas only
+      (and flink_jobs.python_path: the PYTHONPATH its TaskManagers start with)
+    flowattr.lab (simulator, evaluation, benchmark, demo) uses all of the above
+    flowattr.cli (one module per command group) uses all of the above
 """
 
 from __future__ import annotations
@@ -22,7 +25,12 @@ RULES = {
     "flink_jobs.attribution": ({"schemas", "flink_jobs.attribution"}, {"pyflink", "kafka", "bcc", "confluent_kafka"}),
     "flink_jobs": ({"schemas", "flink_jobs"}, {"kafka", "bcc", "confluent_kafka"}),
     "exporter": ({"schemas", "exporter"}, {"pyflink"}),  # bcc: only exporter.probe (below)
-    "flowattr": ({"schemas", "flink_jobs", "exporter", "flowattr"}, {"pyflink", "bcc"}),
+    "flowattr": ({"flowattr"}, {"pyflink", "bcc"}),  # the package's own __init__
+    # the cluster starts TaskManagers with the job's PYTHONPATH (a pure module, no pyflink)
+    "flowattr.stack": ({"schemas", "flowattr.stack", "flink_jobs.python_path"}, {"pyflink", "bcc"}),
+    "flowattr.lab": ({"schemas", "flink_jobs", "exporter", "flowattr.stack", "flowattr.lab"}, {"pyflink", "bcc"}),
+    "flowattr.cli": ({"schemas", "flink_jobs", "exporter", "flowattr.stack", "flowattr.lab", "flowattr.cli"},
+                     {"pyflink", "bcc"}),
 }
 BCC_ONLY_IN = "exporter.probe"
 
@@ -44,7 +52,7 @@ def _imports(path: Path) -> list[tuple[int, str]]:
         if isinstance(node, ast.Import):
             found += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            # `from flowattr import topics` imports the module flowattr.topics
+            # `from flowattr.stack import topics` imports the module flowattr.stack.topics
             found += [(node.lineno, f"{node.module}.{alias.name}") for alias in node.names]
     return found
 
@@ -81,15 +89,17 @@ def test_every_import_follows_the_layers():
 
 
 @pytest.mark.parametrize("package, source, expected", [
-    ("flink_jobs", "from flowattr.topics import RegionTopics\n", "flink_jobs may import only"),
+    ("flink_jobs", "from flowattr.stack.topics import RegionTopics\n", "flink_jobs may import only"),
     ("schemas", "import pyflink\n", "must not import pyflink"),
     ("exporter", "from flink_jobs.attribution.engine import Engine\n", "exporter may import only"),
     ("flink_jobs/attribution", "from flink_jobs import batches\n", "flink_jobs.attribution may import only"),
-    ("flowattr", "import bcc\n", "bcc is confined"),
+    ("flowattr/cli", "import bcc\n", "bcc is confined"),
+    ("flowattr/stack", "from flowattr.lab import simulate\n", "flowattr.stack may import only"),
+    ("flowattr/lab", "from flowattr.cli import main\n", "flowattr.lab may import only"),
 ])
 def test_the_contract_catches_a_wrong_edge(tmp_path, package, source, expected):
     """The checker itself: a planted edge against the layers is reported."""
-    for name in ("schemas", "flink_jobs/attribution", "exporter", "flowattr"):
+    for name in ("schemas", "flink_jobs/attribution", "exporter", "flowattr/cli", "flowattr/stack", "flowattr/lab"):
         (tmp_path / name).mkdir(parents=True)
     (tmp_path / package / "planted.py").write_text(source)
     assert any(expected in v for v in _violations(tmp_path)), _violations(tmp_path)

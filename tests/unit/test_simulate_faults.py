@@ -10,7 +10,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from flowattr.simulate import (
+from flowattr.lab.simulate import (
     BRIDGE_CIDR,
     CORRUPT_END_AFTER_MS,
     EPHEMERAL_PORTS,

@@ -1,8 +1,8 @@
 """Known TCP traffic between two network-namespace "hosts", for the eBPF tests.
 
-  python -m flowattr.netns_traffic server HOST PORT COUNT        (COUNT 0: until killed)
-  python -m flowattr.netns_traffic client HOST PORT PLAN_JSON   (prints one JSON line per connection)
-  python -m flowattr.netns_traffic rate HOST PORT PER_SECOND SECONDS
+  python -m flowattr.lab.netns_traffic server HOST PORT COUNT        (COUNT 0: until killed)
+  python -m flowattr.lab.netns_traffic client HOST PORT PLAN_JSON   (prints one JSON line per connection)
+  python -m flowattr.lab.netns_traffic rate HOST PORT PER_SECOND SECONDS
 
 Each connection: the client sends an 8-byte header (payload length, reply length) and
 the payload; the server replies with exactly the reply length and closes first; the

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from flowattr.processes import BackgroundProcess, start_background, stop_group
+from flowattr.stack.processes import BackgroundProcess, start_background, stop_group
 
 
 class LocalJob:

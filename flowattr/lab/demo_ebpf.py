@@ -15,12 +15,12 @@ import sys
 import time
 from pathlib import Path
 
-from flowattr import broker, topics
-from flowattr.kafka_clients import producer, read_topic
-from flowattr.local_job import LocalJob
-from flowattr.netns import HostPair, sh
-from flowattr.processes import port_is_free, start_background, stop_group
-from flowattr.simulate import HOME_REGION, REMOTE_REGION, advance_event_time
+from flowattr.lab.netns import HostPair, sh
+from flowattr.lab.simulate import HOME_REGION, REMOTE_REGION, advance_event_time
+from flowattr.stack import broker, topics
+from flowattr.stack.kafka_clients import producer, read_topic
+from flowattr.stack.local_job import LocalJob
+from flowattr.stack.processes import port_is_free, start_background, stop_group
 from schemas.columns import bytes_to_ip, decode_attributed_batch, decode_flow_batch
 from schemas.topics import RegionTopics
 
@@ -74,7 +74,7 @@ def run(state: Path, port: int, traffic_s: float, keep_running: bool, say) -> di
         if port_is_free(8081):
             args += ["--web-ui-port", "8081"]
         job = LocalJob("flink_jobs.attribution_job", args, state / "demo-ebpf-job.log").start()
-        servers = [subprocess.Popen(["ip", "netns", "exec", HOST_B, sys.executable, "-m", "flowattr.netns_traffic",
+        servers = [subprocess.Popen(["ip", "netns", "exec", HOST_B, sys.executable, "-m", "flowattr.lab.netns_traffic",
                                      "server", ip, str(SERVICE_PORT), "0"], stdout=subprocess.PIPE, text=True)
                    for ip in ("10.15.201.2", "10.15.201.3")]
         for server in servers:
@@ -87,7 +87,7 @@ def run(state: Path, port: int, traffic_s: float, keep_running: bool, say) -> di
         while time.monotonic() < deadline:
             for ip in ("10.15.201.2", "10.15.201.3"):
                 plan = json.dumps([{"send": 300 + 10 * i, "reply": 2000 + i} for i in range(5)])
-                sh("ip", "netns", "exec", HOST_A, sys.executable, "-m", "flowattr.netns_traffic", "client", ip,
+                sh("ip", "netns", "exec", HOST_A, sys.executable, "-m", "flowattr.lab.netns_traffic", "client", ip,
                    str(SERVICE_PORT), plan, check=False)
                 connections += 5
         for server in servers:

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from flink_jobs.attribution.attributor import Attributor
-from flowattr.evaluate import default_config
-from flowattr.simulate import (
+from flowattr.lab.evaluate import default_config
+from flowattr.lab.simulate import (
     HOME_REGION,
     REMOTE_REGION,
     FleetScenario,
@@ -156,10 +156,10 @@ def bench_state(say) -> dict:
 def bench_e2e(cfg: BenchConfig, data: ThroughputData, say) -> dict:
     """Pre-load the busy fleet's batches (and its IP-change events) into the embedded
     broker, then run the job and time its attributed output."""
-    from flowattr import broker, topics
-    from flowattr.kafka_clients import iter_topic, producer
-    from flowattr.local_job import LocalJob
-    from flowattr.simulate import advance_event_time, encode_event
+    from flowattr.lab.simulate import advance_event_time, encode_event
+    from flowattr.stack import broker, topics
+    from flowattr.stack.kafka_clients import iter_topic, producer
+    from flowattr.stack.local_job import LocalJob
     from schemas.columns import decode_attributed_batch
 
     total = data.flow_count
@@ -227,9 +227,9 @@ def bench_e2e(cfg: BenchConfig, data: ThroughputData, say) -> dict:
 
 def bench_latency(cfg: BenchConfig, say) -> dict:
     """Live traffic: every second a batch per simulated host with window end = now."""
-    from flowattr import broker, topics
-    from flowattr.kafka_clients import iter_topic, producer
-    from flowattr.local_job import LocalJob
+    from flowattr.stack import broker, topics
+    from flowattr.stack.kafka_clients import iter_topic, producer
+    from flowattr.stack.local_job import LocalJob
     from schemas import flowattr_pb2 as pb
     from schemas.columns import decode_attributed_batch
 
@@ -305,15 +305,15 @@ def bench_exporter(cfg: BenchConfig, say) -> dict:
     if reason:
         say(f"exporter: not measured ({reason})")
         return {"exporter_cpu_pct_at_1k_cps": None, "exporter_not_measured": reason}
-    from flowattr import broker, topics
-    from flowattr.netns import HostPair
-    from flowattr.processes import start_background, stop_group
+    from flowattr.lab.netns import HostPair
+    from flowattr.stack import broker, topics
+    from flowattr.stack.processes import start_background, stop_group
     b = broker.start(cfg.state, cfg.port, progress=say)
     try:
         topics.create_topics(b.bootstrap, ["benchx"], progress=lambda *_: None)
         with HostPair("fa_bench_a", "fa_bench_b", ("10.15.202.1",), ("10.15.202.2",)):
             server = subprocess.Popen(["ip", "netns", "exec", "fa_bench_b", sys.executable, "-m",
-                                       "flowattr.netns_traffic", "server", "10.15.202.2", "7000", "0"],
+                                       "flowattr.lab.netns_traffic", "server", "10.15.202.2", "7000", "0"],
                                       stdout=subprocess.PIPE, text=True)
             server.stdout.readline()
             exporter = start_background([sys.executable, "-m", "flowattr.cli", "exporter", "--bootstrap",
@@ -322,8 +322,9 @@ def bench_exporter(cfg: BenchConfig, say) -> dict:
                                          "10.15.202.0/24"], cfg.state / "bench-exporter.log")
             time.sleep(15)  # compile and load the BPF program
             cpu0 = _cpu_seconds(exporter.pid)
-            out = subprocess.run(["ip", "netns", "exec", "fa_bench_a", sys.executable, "-m", "flowattr.netns_traffic",
-                                  "rate", "10.15.202.2", "7000", "1000", str(cfg.exporter_s)],
+            out = subprocess.run(["ip", "netns", "exec", "fa_bench_a", sys.executable, "-m",
+                                  "flowattr.lab.netns_traffic", "rate", "10.15.202.2", "7000", "1000",
+                                  str(cfg.exporter_s)],
                                  capture_output=True, text=True, check=True)
             cpu1 = _cpu_seconds(exporter.pid)
             gen = json.loads(out.stdout.strip().splitlines()[-1])

@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from flowattr import paths
-from flowattr.processes import (
+from flowattr.stack import paths
+from flowattr.stack.processes import (
     PortInUseError,
     pid_alive,
     port_accepts,

@@ -14,12 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from flowattr import broker, topics
-from flowattr.evaluate import score_topics
-from flowattr.kafka_clients import producer, read_topic
-from flowattr.local_job import LocalJob
-from flowattr.processes import port_is_free
-from flowattr.simulate import (
+from flowattr.lab.evaluate import score_topics
+from flowattr.lab.simulate import (
     HOME_REGION,
     REMOTE_REGION,
     FleetScenario,
@@ -29,6 +25,10 @@ from flowattr.simulate import (
     simulate_flows,
     write_truth,
 )
+from flowattr.stack import broker, topics
+from flowattr.stack.kafka_clients import producer, read_topic
+from flowattr.stack.local_job import LocalJob
+from flowattr.stack.processes import port_is_free
 from schemas import flowattr_pb2 as pb
 from schemas.columns import FlowColumns, encode_flow_batch
 from schemas.topics import RegionTopics
@@ -69,7 +69,7 @@ def run(cfg: DemoConfig) -> dict:
     reason = None if cfg.source == "ebpf" else "--source simulator" if cfg.source == "simulator" \
         else unavailable_reason()
     if reason is None:
-        from flowattr import demo_ebpf
+        from flowattr.lab import demo_ebpf
         say("eBPF capture is available: real exporters, real TCP between two namespace hosts")
         return demo_ebpf.run(cfg.state, cfg.port, cfg.traffic_s, cfg.keep_running, say)
     say(f"simulated fleet (eBPF capture not used: {reason})")

@@ -779,7 +779,7 @@ def produce_to_kafka(bootstrap: str, fleet: Fleet, flows: SimulatedFlows, delive
     for batches, emit time for events: the lies carry their claimed future time). Then
     advance event time (advance_event_time) so the job's holds and retries for this data
     all come due. Returns batches produced."""
-    from flowattr.kafka_clients import producer
+    from flowattr.stack.kafka_clients import producer
 
     p = producer(bootstrap)
     timeline = [(fleet.arrival_ms(ev), 0, i) for i, ev in enumerate(fleet.events)]

@@ -2,7 +2,7 @@
 event-based "last known owner" baselines, and score all three against ground truth.
 
 The heartbeat method is the collector's engine itself (flink_jobs/attribution/engine.py),
-driven over the simulated timeline by flowattr.replay: the evaluation judges the code
+driven over the simulated timeline by flowattr.lab.replay: the evaluation judges the code
 that runs in production, not a copy of its rules.
 """
 
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from flink_jobs.attribution.config import AttributionConfig
-from flowattr.replay import replay
-from flowattr.simulate import (
+from flowattr.lab.replay import replay
+from flowattr.lab.simulate import (
     GATEWAY,
     HOME_REGION,
     INTERNET,
@@ -51,7 +51,7 @@ def default_config() -> AttributionConfig:
 def run_heartbeat(fleet: Fleet, flows: SimulatedFlows, deliveries: list[Delivery],
                   cfg: AttributionConfig, progress=None) -> MethodResult:
     """The collector's own engine (the code the Flink operator runs), driven in-process
-    over the fleet's timeline by flowattr.replay."""
+    over the fleet's timeline by flowattr.lab.replay."""
     result = replay(fleet, flows, deliveries, cfg, REGION_CIDRS, HOME_REGION, progress=progress)
     return MethodResult(result.owner, result.reasons, result.delivered, result.source)
 
@@ -240,7 +240,7 @@ def score_topics(bootstrap: str, truth_path, regions: list[str], progress=print)
     Duplicates (AT_LEAST_ONCE) are counted once by flow id; a flow id seen as both
     attributed and unattributed counts as attributed (it was proven at least once).
     Invalid truth rows need no outcome; one that got an owner is `invalid_attributed`."""
-    from flowattr.kafka_clients import read_topic
+    from flowattr.stack.kafka_clients import read_topic
     from schemas.columns import decode_attributed_batch
 
     truth = np.load(truth_path)

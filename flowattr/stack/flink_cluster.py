@@ -22,9 +22,9 @@ from pathlib import Path
 
 import yaml
 
-from flink_jobs.environment import embedded_python_path
-from flowattr import paths
-from flowattr.processes import PortInUseError, port_accepts, port_is_free
+from flink_jobs.python_path import embedded_python_path
+from flowattr.stack import paths
+from flowattr.stack.processes import PortInUseError, port_accepts, port_is_free
 
 REST_PORT = 8081
 RPC_PORT = 6123
