@@ -23,7 +23,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import time
 
 from pyflink.common import Duration, Row, Types, WatermarkStrategy
@@ -38,6 +37,7 @@ from flink_jobs.environment import make_environment
 from flink_jobs.job_config import JobConfig, add_flags, load
 from flink_jobs.kafka_connectors import BYTES, bytes_sink, bytes_source
 from flink_jobs.ownership_store import OwnershipStore
+from flink_jobs.pending_hold import PendingHold
 from schemas import flowattr_pb2 as pb
 from schemas.columns import decode_attributed_batch, encode_attributed_batch
 from schemas.topics import RegionTopics
@@ -186,8 +186,8 @@ class Attribute(KeyedBroadcastProcessFunction):
         # STRING values (latin-1) cost a char-by-char StringValue.writeString per
         # checkpoint (~90 % of the JVM's samples under a backlog), and PRIMITIVE_ARRAY
         # values cost ~0.35 s per put in thread mode (measured on PyFlink 2.0.2).
-        self.pending = runtime_context.get_map_state(
-            MapStateDescriptor("pending", Types.STRING(), Types.PICKLED_BYTE_ARRAY()))
+        self.hold = PendingHold(runtime_context.get_map_state(
+            MapStateDescriptor("pending-by-due-time", Types.STRING(), Types.PICKLED_BYTE_ARRAY())))
         g = runtime_context.get_metrics_group()
         self.metrics = {name: g.counter(name) for name in (
             "attributed", "unattributed", "retried", "forwarded", "conflicts", "attempts",
@@ -237,13 +237,7 @@ class Attribute(KeyedBroadcastProcessFunction):
     def process_element(self, value, ctx):
         if not self.store.synced:
             self.store.sync(ctx.get_broadcast_state(OWNERSHIP))
-        payload = bytes(value[1])
-        header = pb.AttributedFlowBatch()
-        header.ParseFromString(payload)  # header fields only are used here
-        digest = hashlib.blake2b(payload, digest_size=6).hexdigest()
-        key = f"{header.next_attempt_ms:015d}:{header.source_sequence}:{header.attempts}:{digest}"
-        self.pending.put(key, payload)
-        ctx.timer_service().register_event_time_timer(header.next_attempt_ms)
+        ctx.timer_service().register_event_time_timer(self.hold.hold(bytes(value[1])))
         return []
 
     def on_timer(self, timestamp, ctx):
@@ -251,10 +245,8 @@ class Attribute(KeyedBroadcastProcessFunction):
             self.store.sync(ctx.get_broadcast_state(OWNERSHIP))
         # A timer fires when the operator's watermark (min of both inputs) passed it.
         self.engine.advance(timestamp)
-        due = [(k, v) for k, v in self.pending.items() if int(k.split(":", 1)[0]) <= timestamp]
-        for key, value in due:
-            self.pending.remove(key)
-            yield from self._attempt(value, timestamp)
+        for payload in self.hold.take_due(timestamp):
+            yield from self._attempt(payload, timestamp)
         self._count_ranges()
 
     def _attempt(self, payload: bytes, now_ms: int):

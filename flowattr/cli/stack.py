@@ -45,8 +45,8 @@ def _add_cluster(sub) -> None:
 
 def _add_submit(sub) -> None:
     p = subparser(sub, "submit", "submit a job to the standalone cluster (flink run -py)",
-                  "flowattr submit flink_jobs/wiring_job.py -- --bootstrap 127.0.0.1:9092 "
-                  "--input flows.us-east-1 --output wiring.us-east-1 --dead-letter deadletter.us-east-1")
+                  "flowattr submit flink_jobs/attribution_job.py -- --bootstrap 127.0.0.1:9092 "
+                  "--region us-east-1 --parallelism 2")
     p.add_argument("job", type=Path, help="path of the job's Python file")
     p.add_argument("job_args", nargs=argparse.REMAINDER, help="arguments for the job, after --")
 

@@ -15,13 +15,14 @@ import sys
 import time
 from pathlib import Path
 
+from flowattr.lab.evaluate import read_outcomes
 from flowattr.lab.netns import HostPair, sh
 from flowattr.lab.simulate import HOME_REGION, REMOTE_REGION, advance_event_time
 from flowattr.stack import broker, topics
 from flowattr.stack.kafka_clients import producer, read_topic
 from flowattr.stack.local_job import LocalJob
 from flowattr.stack.processes import port_is_free, start_background, stop_group
-from schemas.columns import bytes_to_ip, decode_attributed_batch, decode_flow_batch
+from schemas.columns import bytes_to_ip, decode_flow_batch
 from schemas.topics import RegionTopics
 
 REGION = HOME_REGION
@@ -129,25 +130,13 @@ def _wait_and_score(bootstrap: str, flows_in: int, job: LocalJob, say) -> dict:
         time.sleep(5)
         if not job.running():
             raise RuntimeError(f"the collector exited early; see {job.log_path}:\n{job.log_tail()}")
-        attributed = unattributed = misattributed = 0
-        reasons: dict[str, int] = {}
-        for topic in (RegionTopics(REGION).attributed, RegionTopics(REGION).unattributed):
-            for value in read_topic(bootstrap, topic, idle_timeout_s=2):
-                _, cols = decode_attributed_batch(value)
-                for i in range(len(cols)):
-                    remote = bytes_to_ip(cols["remote_ip"][i].tobytes())
-                    ref = int(cols["remote_workload_ref"][i])
-                    if ref:
-                        attributed += 1
-                        misattributed += cols.workloads[ref] != WORKLOADS.get(remote)
-                    else:
-                        unattributed += 1
-                        from schemas import flowattr_pb2 as pb
-                        name = pb.UnattributedReason.Name(int(cols["unattributed_reason"][i]))
-                        reasons[name] = reasons.get(name, 0) + 1
+        read = read_outcomes(bootstrap, [REGION], progress=lambda *_: None, idle_timeout_s=2)
+        attributed, unattributed = len(read.attributed), len(set(read.unattributed) - set(read.attributed))
+        misattributed = sum(owner != WORKLOADS.get(bytes_to_ip(ip)) for owner, _, ip in read.attributed.values())
         dead = len(read_topic(bootstrap, RegionTopics(REGION).dead_letter, idle_timeout_s=1))
         result = {"flows_in": flows_in, "attributed": attributed, "unattributed": unattributed,
-                  "misattributed": misattributed, "dead_lettered": dead, "unattributed_reasons": reasons}
+                  "misattributed": misattributed, "dead_lettered": dead,
+                  "unattributed_reasons": read.reason_counts(), "duplicates_read": read.duplicates()}
         say(f"  {attributed + unattributed} of {flows_in} flows have an outcome")
         if attributed + unattributed >= flows_in:
             return result

@@ -9,7 +9,7 @@ that runs in production, not a copy of its rules.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -234,35 +234,58 @@ def _truth_keys(truth) -> tuple[dict, set, set]:
     return true_owner, gateway, invalid
 
 
+@dataclass
+class TopicOutcomes:
+    """The outcomes on a job's attributed and unattributed topics, once per flow id
+    (exporter, sequence, flow index): AT_LEAST_ONCE may emit one more than once."""
+
+    attributed: dict = field(default_factory=dict)    # flow id -> (owner, evidence source, remote IP bytes)
+    unattributed: dict = field(default_factory=dict)  # flow id -> (reason, remote IP bytes)
+    records: int = 0                                  # outcomes read, duplicates included
+
+    def duplicates(self) -> int:
+        return self.records - len(self.attributed.keys() | self.unattributed.keys())
+
+    def reason_counts(self) -> dict[str, int]:
+        """Unattributed reasons of the flows never attributed (one proven attempt wins)."""
+        return dict(Counter(pb.UnattributedReason.Name(r) for k, (r, _) in self.unattributed.items()
+                            if k not in self.attributed))
+
+
+def read_outcomes(bootstrap: str, regions: list[str], progress=print, idle_timeout_s: float = 5) -> TopicOutcomes:
+    from flowattr.stack.kafka_clients import read_topic
+    from schemas.columns import decode_attributed_batch
+
+    out = TopicOutcomes()
+    for region in regions:
+        names = RegionTopics(region)
+        for topic, sink in ((names.attributed, out.attributed), (names.unattributed, out.unattributed)):
+            values = read_topic(bootstrap, topic, idle_timeout_s=idle_timeout_s)
+            progress(f"read {len(values):,} batches from {topic}")
+            for value in values:
+                msg, cols = decode_attributed_batch(value)
+                out.records += len(cols)
+                workloads = cols.workloads
+                remote = [ip.tobytes() for ip in cols["remote_ip"]]
+                for i, ref, src, why, ip in zip(cols["flow_index"].tolist(), cols["remote_workload_ref"].tolist(),
+                                                cols["evidence_source"].tolist(),
+                                                cols["unattributed_reason"].tolist(), remote, strict=True):
+                    k = (msg.source_exporter_id, int(msg.source_sequence), i)
+                    sink[k] = (workloads[ref], src, ip) if sink is out.attributed else (why, ip)
+    return out
+
+
 def score_topics(bootstrap: str, truth_path, regions: list[str], progress=print) -> dict:
     """Score a job's attributed/unattributed topics against a simulator truth file.
 
     Duplicates (AT_LEAST_ONCE) are counted once by flow id; a flow id seen as both
     attributed and unattributed counts as attributed (it was proven at least once).
     Invalid truth rows need no outcome; one that got an owner is `invalid_attributed`."""
-    from flowattr.stack.kafka_clients import read_topic
-    from schemas.columns import decode_attributed_batch
-
     truth = np.load(truth_path)
     true_owner, gateway, invalid = _truth_keys(truth)
     routes = set(truth["gateway_routes"].tolist())
-    attributed: dict[tuple, tuple[str, int]] = {}  # flow id -> (owner, evidence source)
-    unattributed: dict[tuple, int] = {}
-    outcomes = 0  # flow outcomes read, duplicates included
-    for region in regions:
-        names = RegionTopics(region)
-        for topic, sink in ((names.attributed, attributed), (names.unattributed, unattributed)):
-            values = read_topic(bootstrap, topic, idle_timeout_s=5)
-            progress(f"read {len(values):,} batches from {topic}")
-            for value in values:
-                msg, cols = decode_attributed_batch(value)
-                outcomes += len(cols)
-                names = cols.workloads
-                for i, ref, src, why in zip(cols["flow_index"].tolist(), cols["remote_workload_ref"].tolist(),
-                                            cols["evidence_source"].tolist(), cols["unattributed_reason"].tolist(),
-                                            strict=True):
-                    k = (msg.source_exporter_id, int(msg.source_sequence), i)
-                    sink[k] = (names[ref], src) if sink is attributed else why
+    read = read_outcomes(bootstrap, regions, progress)
+    attributed, unattributed, outcomes = read.attributed, read.unattributed, read.records
     missing = [k for k in true_owner if k not in invalid and k not in attributed and k not in unattributed]
     unknown = {k for k in list(attributed) + list(unattributed) if k not in true_owner}
     for k in unknown:  # flows the truth file does not describe (e.g. a test's probe batch)
@@ -273,15 +296,14 @@ def score_topics(bootstrap: str, truth_path, regions: list[str], progress=print)
     for k in invalid:
         attributed.pop(k, None)
         unattributed.pop(k, None)
-    wrong = [k for k, (w, _) in attributed.items() if true_owner[k] != w]
+    wrong = [k for k, (w, _, _) in attributed.items() if true_owner[k] != w]
     by_source = Counter(pb.EvidenceSource.Name(attributed[k][1]).removeprefix("EVIDENCE_SOURCE_") for k in wrong)
-    edges = {w for k, (w, _) in attributed.items() if k in gateway}
-    reasons = Counter(pb.UnattributedReason.Name(r) for k, r in unattributed.items() if k not in attributed)
+    edges = {w for k, (w, _, _) in attributed.items() if k in gateway}
     return {"flows": len(true_owner) - len(invalid), "attributed": len(attributed), "misattributed": len(wrong),
             "misattributed_by_source": {name: by_source.get(name, 0) for name in SOURCES} | dict(by_source),
             "unattributed": len([k for k in unattributed if k not in attributed]), "missing": len(missing),
             "invalid_rows": len(invalid), "invalid_attributed": invalid_attributed,
             "edges_reported": len(edges), "edges_misattributed": len(edges - routes),
-            "not_in_truth": len(unknown), "unattributed_reasons": dict(reasons),
+            "not_in_truth": len(unknown), "unattributed_reasons": read.reason_counts(),
             # Outcomes emitted more than once: AT_LEAST_ONCE allows them only after a restart.
             "duplicates": outcomes - len(set(attributed) | set(unattributed)) - len(unknown) - len(invalid_out)}

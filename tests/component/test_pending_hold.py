@@ -1,0 +1,35 @@
+"""The hold's index by due time, without a Flink start: a timer takes exactly the batches
+due at its time, each once, and a redelivered identical batch is held once."""
+
+from __future__ import annotations
+
+from flink_jobs.pending_hold import PendingHold
+from schemas import flowattr_pb2 as pb
+from tests.flowbuild import FakeMapState
+
+
+def _pending(seq: int, due: int, attempts: int = 0, note: str = "") -> bytes:
+    return pb.AttributedFlowBatch(source_exporter_id="h1" + note, source_sequence=seq, attempts=attempts,
+                                  next_attempt_ms=due).SerializeToString()
+
+
+def test_a_timer_takes_only_the_batches_due_at_its_time():
+    state = FakeMapState()
+    hold = PendingHold(state)
+    a, b, c = _pending(1, 120_000), _pending(2, 180_000), _pending(3, 120_000, note="-other-part")
+    assert [hold.hold(p) for p in (a, b, c)] == [120_000, 180_000, 120_000]
+    assert sorted(hold.take_due(120_000)) == sorted([a, c])
+    assert hold.take_due(120_000) == []            # taken once
+    assert hold.take_due(150_000) == []            # nothing was due then
+    assert hold.take_due(180_000) == [b]
+    assert state == {}                             # nothing left behind
+
+
+def test_a_redelivered_batch_is_held_once_and_a_retry_of_it_separately():
+    hold = PendingHold(FakeMapState())
+    first = _pending(7, 120_000)
+    hold.hold(first)
+    hold.hold(first)                               # the retry topic re-read after a restore
+    retry = _pending(7, 120_000, attempts=1)       # a later attempt of the same batch, due at the same time
+    hold.hold(retry)
+    assert sorted(hold.take_due(120_000)) == sorted([first, retry])
