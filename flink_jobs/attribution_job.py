@@ -376,7 +376,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     cfg = load(args.config, {k: v for k, v in vars(args).items() if k != "config"})
     env = make_environment(cfg.parallelism, cfg.checkpoint_interval_ms, cfg.checkpoint_dir, cfg.restore_path,
-                           cfg.web_ui_port)
+                           cfg.web_ui_port, cfg.state_backend)
     sources, sinks = kafka_sources_and_sinks(cfg)
     build_pipeline(env, cfg, sources, sinks)
     env.execute(f"flowattr-collector-{cfg.region}")

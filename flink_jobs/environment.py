@@ -16,7 +16,7 @@ DEFAULT_CHECKPOINT_DIR = "file://" + os.path.join(tempfile.gettempdir(), "flowat
 
 def make_environment(parallelism: int, checkpoint_interval_ms: int = 0,
                      checkpoint_dir: str | None = None, restore_path: str | None = None,
-                     web_ui_port: int | None = None) -> StreamExecutionEnvironment:
+                     web_ui_port: int | None = None, state_backend: str | None = None) -> StreamExecutionEnvironment:
     # Local mode: the JVM gateway started below is our child and inherits this.
     os.environ["PYTHONPATH"] = embedded_python_path()
     conf = Configuration()
@@ -37,6 +37,12 @@ def make_environment(parallelism: int, checkpoint_interval_ms: int = 0,
         # One failed checkpoint (a slow disk, a timeout) must not restart the pipeline;
         # failures stay visible in the web UI's checkpoint statistics.
         conf.set_string("execution.checkpointing.tolerable-failed-checkpoints", "3")
+    if state_backend:
+        conf.set_string("state.backend.type", state_backend)
+    if state_backend == "rocksdb":
+        # Each checkpoint uploads only the SST files new since the last one: a held
+        # minute of flows is not rewritten every interval.
+        conf.set_string("execution.checkpointing.incremental", "true")
     if restore_path:
         conf.set_string("execution.state-recovery.path", restore_path)
     env = StreamExecutionEnvironment.get_execution_environment(conf)

@@ -25,6 +25,11 @@ class JobConfig:
     checkpoint_interval_ms: int = 10_000           # 0 disables checkpointing
     checkpoint_dir: str | None = None              # file:///... (default file:///tmp/flowattr-checkpoints)
     restore_path: str | None = None                # a checkpoint to restore from
+    # Where keyed state (the held batches) lives: "hashmap" (JVM heap, fastest) or
+    # "rocksdb" (local disk, incremental checkpoints: the hold may exceed the heap).
+    # None: the cluster's choice (the standalone cluster's config says rocksdb; local
+    # mode's default is hashmap).
+    state_backend: str | None = None
     group_id: str = "flowattr-collector"           # Kafka consumer group prefix
     out_of_orderness_ms: int = 10_000              # watermark bound
     idleness_ms: int = 5_000                       # idle input detection
@@ -35,6 +40,9 @@ class JobConfig:
     @property
     def topics(self) -> RegionTopics:
         return RegionTopics(self.region)
+
+
+STATE_BACKENDS = ("hashmap", "rocksdb")
 
 
 def default_regions() -> tuple[str, dict[str, str], tuple[str, ...]]:
@@ -64,6 +72,8 @@ def load(path: Path | None, overrides: dict) -> JobConfig:
     if not cfg.attribution.require_settled_evidence:
         raise ValueError("attribution.require_settled_evidence: false is for `flowattr evaluate --without "
                          "settledness` only (it misattributes); remove it from the collector's config")
+    if cfg.state_backend not in (None, *STATE_BACKENDS):
+        raise ValueError(f"state_backend {cfg.state_backend!r}: use one of {', '.join(STATE_BACKENDS)}")
     others = tuple(sorted(set(cfg.region_cidrs.values()) - {cfg.region}))
     return replace(cfg, other_regions=others)
 
@@ -73,7 +83,8 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bootstrap", help="Kafka bootstrap servers, e.g. 127.0.0.1:9092")
     parser.add_argument("--region", help="the region this collector serves")
     for name, typ in (("parallelism", int), ("checkpoint_interval_ms", int), ("checkpoint_dir", str),
-                      ("restore_path", str), ("group_id", str), ("hold_ms", int), ("retry_delay_ms", int),
+                      ("state_backend", str), ("restore_path", str), ("group_id", str), ("hold_ms", int),
+                      ("retry_delay_ms", int),
                       ("max_attempts", int), ("retention_ms", int), ("out_of_orderness_ms", int),
                       ("idleness_ms", int), ("max_future_ms", int), ("web_ui_port", int)):
         parser.add_argument("--" + name.replace("_", "-"), type=typ, dest=name)

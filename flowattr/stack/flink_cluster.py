@@ -59,6 +59,16 @@ def write_config(state: Path, slots: int = 4, rest_port: int = REST_PORT, taskma
     config.setdefault("rest", {}).update(
         {"address": "127.0.0.1", "bind-address": "127.0.0.1", "port": rest_port})
     config["parallelism"] = {"default": 2}
+    # The hold on disk: keyed state (held batches) in RocksDB on local disk, checkpoints
+    # incremental (only new SST files), under the state dir (shared by every process of
+    # this one-machine cluster; compose mounts one volume for it).
+    config["state"] = {"backend": {"type": "rocksdb"}}
+    config.setdefault("execution", {})["checkpointing"] = {
+        "incremental": True, "dir": f"file://{(state / 'checkpoints').resolve()}"}
+    # A TaskManager killed with -9 is noticed by missed heartbeats: every 2 s, lost after
+    # 10 s (Flink's default 50 s would stall the job that long per kill).
+    config["heartbeat"] = {"interval": 2000, "timeout": 10000}
+    config["restart-strategy"] = {"type": "exponential-delay"}
     config["python"] = {"executable": py, "client": {"executable": py}, "execution-mode": "thread"}
     (conf_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     (conf_dir / "masters").write_text(f"127.0.0.1:{rest_port}\n")
@@ -66,6 +76,23 @@ def write_config(state: Path, slots: int = 4, rest_port: int = REST_PORT, taskma
     for d in ("flink-log", "flink-pid"):
         (state / d).mkdir(exist_ok=True)
     return conf_dir
+
+
+def taskmanager_pids(state: Path) -> list[int]:
+    """PIDs of the TaskManagers that start-cluster.sh / taskmanager.sh started and that
+    still run (the pid file keeps killed ones)."""
+    pids = []
+    for pid_file in (state / "flink-pid").glob("*taskexecutor*.pid"):
+        for line in pid_file.read_text().split():
+            if line.isdigit() and Path(f"/proc/{line}").exists():
+                pids.append(int(line))
+    return sorted(pids)
+
+
+def start_taskmanager(state: Path) -> None:
+    """One more TaskManager (after one died): `taskmanager.sh start`."""
+    script = paths.pyflink_home() / "bin" / "taskmanager.sh"
+    subprocess.run(["bash", str(script), "start"], env=_env(state), check=True, stdout=subprocess.DEVNULL)
 
 
 def rest_get(path: str, rest_port: int = REST_PORT, timeout: float = 5.0):
