@@ -4,12 +4,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 FLOWATTR := $(VENV)/bin/flowattr
 
-.PHONY: setup demo test test-fast bench schemas lint stop clean help
+.PHONY: setup demo test test-fast bench reliability schemas lint stop clean help
 
 help:
 	@echo "make demo    install what is missing, start the embedded stack, run the job, print the result"
 	@echo "make test    install what is missing, run the whole test suite (bpf tests need root)"
 	@echo "make bench   throughput, latency, state size, exporter overhead -> bench/results.json"
+	@echo "make reliability  fuzz every input topic, kill -9 TaskManagers -> bench/reliability.json"
 	@echo "make schemas regenerate schemas/*_pb2.py from schemas/*.proto"
 	@echo "make stop    stop the embedded broker and Flink cluster"
 
@@ -24,6 +25,9 @@ test: setup
 
 bench: setup
 	$(FLOWATTR) bench
+
+reliability: setup
+	$(FLOWATTR) reliability
 
 test-fast: setup
 	$(PY) -m pytest -m "not flink and not e2e and not bpf and not slow"

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from flink_jobs.attribution.config import AttributionConfig
-from schemas.topics import DEFAULT_REGION, RegionTopics
+from schemas.topics import RegionTopics
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "flowattr.yaml"
 
@@ -61,7 +61,7 @@ def load(path: Path | None, overrides: dict) -> JobConfig:
             attribution[key] = tuple(attribution[key])
     job = raw.get("job", {})
     cfg = JobConfig(bootstrap=overrides.get("bootstrap") or raw.get("bootstrap", "127.0.0.1:9092"),
-                    region=overrides.get("region") or raw.get("region", DEFAULT_REGION),
+                    region=overrides.get("region") or raw["region"],
                     region_cidrs={str(k): str(v) for k, v in raw.get("region_cidrs", {}).items()},
                     attribution=AttributionConfig(**attribution), **job)
     attr_over = {k: v for k, v in overrides.items()

@@ -1,47 +1,69 @@
 """Topic names: each region's collector owns one set, named KIND.REGION, so two regions
 can share one broker (the demo and tests do). Pure: no Kafka client here (flowattr/stack/topics.py
-creates them)."""
+creates them). The default region is the config's (flink_jobs/job_config.py default_regions)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-DEFAULT_REGION = "us-east-1"
+# kind -> (what its records are, partitions). Flow topics get more partitions (the bulk of traffic).
+KINDS = {
+    "flows": ("FlowBatch from the region's exporters", 4),
+    "ipchanges": ("IpChangeEvent (Sonar-style) for the region", 1),
+    "inbound": ("pending AttributedFlowBatch forwarded by other regions", 2),
+    "retry": ("pending AttributedFlowBatch to attempt again later", 2),
+    "attributed": ("AttributedFlowBatch, every flow attributed", 4),
+    "unattributed": ("AttributedFlowBatch, every flow unattributed with a reason", 2),
+    "deadletter": ("DeadLetter: malformed input with its original bytes", 1),
+}
+# What a collector reads.
+INPUT_KINDS = ("flows", "ipchanges", "retry", "inbound")
+# Kinds whose records are AttributedFlowBatch (pending or final).
+ATTRIBUTED_BATCH_KINDS = ("attributed", "unattributed", "retry", "inbound")
+
+
+def kind_of(topic: str) -> str:
+    """The KIND of a KIND.REGION topic name ('' when it is not one of ours)."""
+    kind = topic.split(".", 1)[0]
+    return kind if kind in KINDS and "." in topic else ""
 
 
 @dataclass(frozen=True)
 class RegionTopics:
     region: str
 
-    @property
-    def flows(self) -> str:         # FlowBatch from the region's exporters
-        return f"flows.{self.region}"
+    def of_kind(self, kind: str) -> str:
+        """The region's topic of this KIND (one of KINDS)."""
+        return f"{kind}.{self.region}"
 
     @property
-    def ip_changes(self) -> str:    # IpChangeEvent (Sonar-style) for the region
-        return f"ipchanges.{self.region}"
+    def flows(self) -> str:
+        return self.of_kind("flows")
 
     @property
-    def inbound(self) -> str:       # pending AttributedFlowBatch forwarded by other regions
-        return f"inbound.{self.region}"
+    def ip_changes(self) -> str:
+        return self.of_kind("ipchanges")
 
     @property
-    def retry(self) -> str:         # pending AttributedFlowBatch to attempt again later
-        return f"retry.{self.region}"
+    def inbound(self) -> str:
+        return self.of_kind("inbound")
 
     @property
-    def attributed(self) -> str:    # AttributedFlowBatch, every flow attributed
-        return f"attributed.{self.region}"
+    def retry(self) -> str:
+        return self.of_kind("retry")
 
     @property
-    def unattributed(self) -> str:  # AttributedFlowBatch, every flow unattributed with a reason
-        return f"unattributed.{self.region}"
+    def attributed(self) -> str:
+        return self.of_kind("attributed")
 
     @property
-    def dead_letter(self) -> str:   # DeadLetter: malformed input with its original bytes
-        return f"deadletter.{self.region}"
+    def unattributed(self) -> str:
+        return self.of_kind("unattributed")
+
+    @property
+    def dead_letter(self) -> str:
+        return self.of_kind("deadletter")
 
     def all(self) -> dict[str, int]:
-        """Topic name -> partitions. Flow topics get more partitions (the bulk of traffic)."""
-        return {self.flows: 4, self.inbound: 2, self.retry: 2, self.ip_changes: 1,
-                self.attributed: 4, self.unattributed: 2, self.dead_letter: 1}
+        """Topic name -> partitions, for every kind."""
+        return {self.of_kind(kind): partitions for kind, (_, partitions) in KINDS.items()}

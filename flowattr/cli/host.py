@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from flink_jobs.job_config import default_regions
 from flowattr.cli.common import action_parsers, subparser
-from schemas.topics import DEFAULT_REGION
 
 
 def _add_exporter(sub) -> None:
@@ -14,7 +14,8 @@ def _add_exporter(sub) -> None:
                   "sudo flowattr exporter --bootstrap 127.0.0.1:9092 --region us-east-1 "
                   "--identity-file /etc/flowattr/identity.pem")
     p.add_argument("--bootstrap", default="127.0.0.1:9092")
-    p.add_argument("--region", default=DEFAULT_REGION, help=f"the host's region (default {DEFAULT_REGION})")
+    region = default_regions()[0]
+    p.add_argument("--region", default=region, help=f"the host's region (default {region}, the config's)")
     p.add_argument("--exporter-id", help="stable exporter id (default: the host name)")
     p.add_argument("--window-s", type=float, default=60.0, help="batch window in seconds (default 60)")
     p.add_argument("--identity-file", type=Path, help="host mode: PEM certificate whose subject CN is the workload")

@@ -82,6 +82,19 @@ def _add_bench(sub) -> None:
     p.add_argument("--out", type=Path, default=Path("bench/results.json"))
 
 
+def _add_reliability(sub) -> None:
+    p = subparser(sub, "reliability", "fuzz every input topic and kill -9 TaskManagers of the collector on the "
+                  "standalone cluster; print a table and write bench/reliability.json",
+                  "flowattr reliability   (small: --fuzz-records 3000 --kills 1 --minutes 3)")
+    p.add_argument("--port", type=int, default=9292, help="broker port for the run (default 9292)")
+    p.add_argument("--fuzz-records", type=int, default=100_000, help="malformed records (default 100000)")
+    p.add_argument("--kills", type=int, default=3, help="TaskManager kills (default 3)")
+    p.add_argument("--minutes", type=int, default=6, help="simulated minutes of fleet traffic (default 6)")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--out", type=Path, default=Path("bench/reliability.json"))
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
 def _add_demo(sub) -> None:
     p = subparser(sub, "demo", "run the embedded stack end to end and print the report", "flowattr demo --json")
     p.add_argument("--port", type=int, default=9092, help="broker port (default 9092)")
@@ -141,6 +154,17 @@ def _cmd_bench(args) -> int:
     return 0
 
 
+def _cmd_reliability(args) -> int:
+    from flowattr.lab import reliability
+    cfg = reliability.ReliabilityConfig(state=paths.state_dir(args.state_dir), port=args.port,
+                                        fuzz_records=args.fuzz_records, kills=args.kills, minutes=args.minutes,
+                                        seed=args.seed, out=args.out)
+    report = reliability.run(cfg, progress)
+    print(json.dumps(report) if args.json else reliability.format_table(report))
+    progress(f"saved {args.out}")
+    return 0 if report["ok"] else 1
+
+
 def _cmd_demo(args) -> int:
     from flowattr.lab import demo
     cfg = demo.DemoConfig(state=paths.state_dir(args.state_dir), port=args.port, seed=args.seed,
@@ -152,4 +176,5 @@ def _cmd_demo(args) -> int:
 
 # command -> (adds its parser, runs it)
 COMMANDS = {"simulate": (_add_simulate, _cmd_simulate), "evaluate": (_add_evaluate, _cmd_evaluate),
-            "bench": (_add_bench, _cmd_bench), "demo": (_add_demo, _cmd_demo)}
+            "bench": (_add_bench, _cmd_bench), "reliability": (_add_reliability, _cmd_reliability),
+            "demo": (_add_demo, _cmd_demo)}

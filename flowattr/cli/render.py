@@ -9,6 +9,7 @@ from google.protobuf.json_format import MessageToDict
 
 from schemas import flowattr_pb2 as pb
 from schemas.columns import bytes_to_ip, decode_attributed_batch, decode_flow_batch
+from schemas.topics import ATTRIBUTED_BATCH_KINDS, kind_of
 
 _ENUMS = {
     "local_attribution": pb.LocalAttribution,
@@ -42,12 +43,12 @@ def records_as_dicts(topic: str, value: bytes) -> Iterator[dict]:
     try:
         yield from _decode(topic, value)
     except Exception as exc:  # any decode failure: show it, keep tailing
-        yield {"error": f"cannot decode as {topic.split('.', 1)[0]} record: {exc}",
+        yield {"error": f"cannot decode as a {kind_of(topic) or 'raw'} record: {exc}",
                "value_base64": base64.b64encode(value).decode()}
 
 
 def _decode(topic: str, value: bytes) -> Iterator[dict]:
-    kind = topic.split(".", 1)[0]
+    kind = kind_of(topic)
     if kind == "flows":
         msg, cols = decode_flow_batch(value)
         header = {"exporter_id": msg.exporter_id, "sequence": msg.sequence, "host": msg.host,
@@ -55,7 +56,7 @@ def _decode(topic: str, value: bytes) -> Iterator[dict]:
         for i, row in enumerate(_flow_rows(header, cols, ())):
             row["flow_index"] = i
             yield row
-    elif kind in ("attributed", "unattributed", "retry", "inbound"):
+    elif kind in ATTRIBUTED_BATCH_KINDS:
         msg, cols = decode_attributed_batch(value)
         header = {"exporter_id": msg.source_exporter_id, "sequence": msg.source_sequence,
                   "host": msg.host, "region": msg.region, "attempts": msg.attempts}

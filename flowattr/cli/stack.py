@@ -6,9 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
+from flink_jobs.job_config import default_regions
 from flowattr.cli.common import action_parsers, add_bootstrap, bootstrap, subparser
 from flowattr.stack import paths
-from schemas.topics import DEFAULT_REGION
 
 
 def _add_broker(sub) -> None:
@@ -26,7 +26,7 @@ def _add_topics(sub) -> None:
     pt = subparser(tsub, "create", "create every topic of the given regions (idempotent)",
                    "flowattr topics create --region us-east-1")
     add_bootstrap(pt)
-    pt.add_argument("--region", action="append", help=f"region (repeatable; default {DEFAULT_REGION})")
+    pt.add_argument("--region", action="append", help=f"region (repeatable; default {default_regions()[0]})")
     pt = subparser(tsub, "list", "list topics on the broker", "flowattr topics list")
     add_bootstrap(pt)
 
@@ -70,7 +70,7 @@ def _cmd_broker(args) -> int:
 def _cmd_topics(args) -> int:
     from flowattr.stack import topics
     if args.action == "create":
-        topics.create_topics(bootstrap(args), args.region or [DEFAULT_REGION])
+        topics.create_topics(bootstrap(args), args.region or [default_regions()[0]])
     else:
         from kafka.admin import KafkaAdminClient
         admin = KafkaAdminClient(bootstrap_servers=bootstrap(args))

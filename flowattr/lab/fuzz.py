@@ -37,9 +37,9 @@ from schemas.columns import (
     encode_flow_batch,
     ips_to_array,
 )
+from schemas.topics import INPUT_KINDS
 
 RECORD, ROWS, VALID = "record", "rows", "valid"
-KINDS = ("flows", "ip_changes", "retry", "inbound")
 INT64_MIN, INT64_MAX, UINT32_MAX, UINT64_MAX = -(2**63), 2**63 - 1, 2**32 - 1, 2**64 - 1
 HOUR = 3_600_000
 # The row rules of the default config (flink_jobs/attribution/rows.py RowRules): close
@@ -49,7 +49,7 @@ CLOSE_SLACK_MS, MAX_FLOW_AGE_MS = 2_000, 3 * HOUR
 
 @dataclass
 class FuzzRecord:
-    kind: str                 # which input topic: flows, ip_changes, retry or inbound
+    kind: str                 # which input topic (schemas.topics.INPUT_KINDS)
     value: bytes
     verdict: str              # RECORD, ROWS or VALID
     mutation: str             # what was done, for the report
@@ -57,12 +57,14 @@ class FuzzRecord:
 
 
 class Fuzzer:
-    """Deterministic from the seed. Windows end near `now_ms` (the stream's time), so a
-    valid record never looks like a future one."""
+    """Deterministic from the seed. Windows end at `now_ms` (the stream's event time), so a
+    valid record never looks like a future one; the "ahead" faults are a day past
+    `wall_ms` (the collector's wall clock, by which it judges them; default now_ms)."""
 
-    def __init__(self, seed: int, now_ms: int, run_id: str):
+    def __init__(self, seed: int, now_ms: int, run_id: str, wall_ms: int | None = None):
         self.rng = random.Random(seed)
         self.now_ms = now_ms // 60_000 * 60_000
+        self.ahead_ms = max(self.now_ms, wall_ms or 0) + 24 * HOUR
         self.run_id = run_id
         self.count = 0
 
@@ -126,11 +128,11 @@ class Fuzzer:
 
     def random_bytes(self) -> FuzzRecord:
         body = bytes(self.rng.getrandbits(8) for _ in range(self.rng.randrange(0, 300)))
-        return FuzzRecord(self.rng.choice(KINDS), b"\x00" + body, RECORD, "random bytes (field number 0)")
+        return FuzzRecord(self.rng.choice(INPUT_KINDS), b"\x00" + body, RECORD, "random bytes (field number 0)")
 
     def truncated(self) -> FuzzRecord:
-        kind = self.rng.choice(KINDS)
-        if kind == "ip_changes":
+        kind = self.rng.choice(INPUT_KINDS)
+        if kind == "ipchanges":
             raw = self._event().SerializeToString()  # field 1 (ip) first: tag, length 16, 16 bytes
             return FuzzRecord(kind, raw[:self.rng.randrange(2, 18)], RECORD, "event cut inside its ip field")
         pending = kind != "flows"
@@ -187,8 +189,11 @@ class Fuzzer:
     def event_fault(self) -> FuzzRecord:
         event = self._event()
         name, mutate = self.rng.choice(_EVENT_FAULTS)
-        verdict = mutate(self, event)
-        return FuzzRecord("ip_changes", event.SerializeToString(), verdict, name)
+        if mutate is None:  # emitted a day past the wall clock
+            event.emit_time_ms, verdict = self.ahead_ms, RECORD
+        else:
+            verdict = mutate(self, event)
+        return FuzzRecord("ipchanges", event.SerializeToString(), verdict, name)
 
 
 _PENDING_SPEC = {**FLOW_COLUMNS, **ATTRIBUTION_COLUMNS}
@@ -216,7 +221,7 @@ _HEADER_FAULTS = (
     ("window inverted", lambda fz, h, c: fz._encode(_with(h, window_start_ms=h.window_end_ms + 1), c)),
     ("window of one day", lambda fz, h, c: fz._encode(_with(h, window_start_ms=h.window_end_ms - 24 * HOUR), c)),
     ("window ends a day ahead", lambda fz, h, c: fz._encode(
-        _with(h, window_start_ms=h.window_end_ms + 24 * HOUR - 60_000, window_end_ms=h.window_end_ms + 24 * HOUR), c)),
+        _with(h, window_start_ms=fz.ahead_ms - 60_000, window_end_ms=fz.ahead_ms), c)),
     ("window ends at int64 max", lambda fz, h, c: fz._encode(
         _with(h, window_start_ms=INT64_MAX - 60_000, window_end_ms=INT64_MAX), c)),
     ("a column one value short", _short_column),
@@ -287,7 +292,7 @@ _EVENT_FAULTS = (
     ("event time 0", _event_invalid(event_time_ms=0)),
     ("event time int64 min", _event_invalid(event_time_ms=INT64_MIN)),
     ("event time after emit", _event_invalid(event_time_ms=lambda e: e.emit_time_ms + 1)),
-    ("event emitted a day ahead", _event_invalid(emit_time_ms=lambda e: e.emit_time_ms + 24 * HOUR)),
+    ("event emitted a day ahead", None),
     ("event emitted at int64 max", _event_invalid(emit_time_ms=INT64_MAX)),
     ("event with a 1000-character workload", _event_valid_long_workload),
 )

@@ -772,36 +772,50 @@ def write_truth(path, fleet: Fleet, flows: SimulatedFlows, deliveries: list[Deli
         valid=flows.valid[rows], via_lb=flows.via_lb[rows], gateway_routes=np.array(fleet.gateway_routes))
 
 
-def produce_to_kafka(bootstrap: str, fleet: Fleet, flows: SimulatedFlows, deliveries: list[Delivery],
-                     progress=print) -> int:
-    """Produce delivered batches to flows.<host region> and events to ipchanges.us-east-1,
-    interleaved in arrival order, each with its Kafka timestamp = event time (window end
-    for batches, emit time for events: the lies carry their claimed future time). Then
-    advance event time (advance_event_time) so the job's holds and retries for this data
-    all come due. Returns batches produced."""
-    from flowattr.stack.kafka_clients import producer
-
-    p = producer(bootstrap)
+def kafka_timeline(fleet: Fleet, flows: SimulatedFlows, deliveries: list[Delivery]) -> list[tuple[str, bytes, int]]:
+    """(topic, value, Kafka timestamp) of every delivered batch and event, in arrival
+    order: batches to flows.<host region> stamped with their window end, events to the
+    home region's ip-changes topic stamped with their emit time (lies carry their claimed
+    future time)."""
     timeline = [(fleet.arrival_ms(ev), 0, i) for i, ev in enumerate(fleet.events)]
     timeline += [(d.arrival_ms, 1, i) for i, d in enumerate(deliveries) if not d.lost]
     timeline.sort()
-    sent = 0
+    out = []
     for _, kind, i in timeline:
         if kind == 0:
             ev = fleet.events[i]
-            p.send(RegionTopics(HOME_REGION).ip_changes, encode_event(ev), timestamp_ms=ev.emit_ms)
-            continue
-        d = deliveries[i]
-        p.send(RegionTopics(fleet.hosts[d.host]["region"]).flows, encode_delivery(fleet, flows, d),
-               timestamp_ms=d.window_start_ms + 60_000)
-        sent += 1
-        if sent % 1000 == 0:
-            progress(f"  produced {sent:,} batches")
+            out.append((RegionTopics(HOME_REGION).ip_changes, encode_event(ev), ev.emit_ms))
+        else:
+            d = deliveries[i]
+            out.append((RegionTopics(fleet.hosts[d.host]["region"]).flows, encode_delivery(fleet, flows, d),
+                        d.window_start_ms + 60_000))
+    return out
+
+
+def produce_to_kafka(bootstrap: str, fleet: Fleet, flows: SimulatedFlows, deliveries: list[Delivery],
+                     progress=print) -> int:
+    """Produce the fleet's kafka_timeline, then advance event time (advance_event_time) so
+    the job's holds and retries for this data all come due. Returns batches produced."""
+    from flowattr.stack.kafka_clients import producer
+
+    p = producer(bootstrap)
+    regions = sorted({h["region"] for h in fleet.hosts})
+    flow_topics = {RegionTopics(r).flows for r in regions}
+    sent = 0
+    for topic, value, timestamp in kafka_timeline(fleet, flows, deliveries):
+        p.send(topic, value, timestamp_ms=timestamp)
+        if topic in flow_topics:
+            sent += 1
+            if sent % 1000 == 0:
+                progress(f"  produced {sent:,} batches")
     p.flush()
-    last_window_end = max(d.window_start_ms for d in deliveries) + 60_000
-    advance_event_time(p, sorted({h["region"] for h in fleet.hosts}), last_window_end, 45)
+    advance_event_time(p, regions, last_window_end(deliveries), 45)
     p.close()
     return sent
+
+
+def last_window_end(deliveries: list[Delivery]) -> int:
+    return max(d.window_start_ms for d in deliveries) + 60_000
 
 
 def advance_event_time(p, regions: list[str], from_ms: int, minutes: int) -> None:

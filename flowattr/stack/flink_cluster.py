@@ -61,7 +61,7 @@ def write_config(state: Path, slots: int = 4, rest_port: int = REST_PORT, taskma
     config["parallelism"] = {"default": 2}
     # The hold on disk: keyed state (held batches) in RocksDB on local disk, checkpoints
     # incremental (only new SST files), under the state dir (shared by every process of
-    # this one-machine cluster; compose mounts one volume for it).
+    # this one-machine cluster). A job's --checkpoint-dir overrides the directory.
     config["state"] = {"backend": {"type": "rocksdb"}}
     config.setdefault("execution", {})["checkpointing"] = {
         "incremental": True, "dir": f"file://{(state / 'checkpoints').resolve()}"}

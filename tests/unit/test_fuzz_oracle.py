@@ -18,7 +18,7 @@ MAX_FUTURE_MS = 600_000
 
 def _verdict(kind: str, value: bytes) -> tuple[str, tuple[int, ...]]:
     try:
-        if kind == "ip_changes":
+        if kind == "ipchanges":
             event = pb.IpChangeEvent.FromString(value)
             return (RECORD, ()) if batches.event_problem(event, NOW, MAX_FUTURE_MS) else (VALID, ())
         validate = batches.validate_flow_batch if kind == "flows" else batches.validate_pending
@@ -37,11 +37,11 @@ def test_every_fuzz_verdict_matches_the_validators(seed):
     assert wrong == []
     kinds = collections.Counter((r.kind, r.verdict) for r in records)
     # every topic gets invalid records, and the batch topics all three verdicts
-    assert all(kinds[(k, RECORD)] for k in ("flows", "ip_changes", "retry", "inbound"))
+    assert all(kinds[(k, RECORD)] for k in ("flows", "ipchanges", "retry", "inbound"))
     assert all(kinds[(k, v)] for k in ("flows", "retry", "inbound") for v in (ROWS, VALID))
 
 
 def test_records_are_unique_so_dead_letters_match_one_record_each():
     records = Fuzzer(3, NOW, "t").records(4_000)
-    batches_ = [r.value for r in records if r.verdict != VALID or r.kind != "ip_changes"]
+    batches_ = [r.value for r in records if r.verdict != VALID or r.kind != "ipchanges"]
     assert len(set(batches_)) > 0.97 * len(batches_)  # random bytes may repeat only when tiny

@@ -6,8 +6,11 @@ follow the architecture the README draws.
       ^-- exporter (probe = the only bcc import)
     flowattr.stack (embedded broker, Flink cluster, processes) uses schemas only
       (and flink_jobs.python_path: the PYTHONPATH its TaskManagers start with)
-    flowattr.lab (simulator, evaluation, benchmark, demo) uses all of the above
-    flowattr.cli (one module per command group) uses all of the above
+    flowattr.lab (simulator, evaluation, benchmark, demo) uses schemas, the engine, the
+      config (flink_jobs.job_config), the exporter (the demos run it) and the stack
+    flowattr.cli (one module per command group) uses the lab, the stack, the config and
+      the exporter (`flowattr exporter` and `flowattr ipmap` are its commands)
+pyflink is imported by the job's three Flink modules only; no relative imports.
 """
 
 from __future__ import annotations
@@ -28,11 +31,13 @@ RULES = {
     "flowattr": ({"flowattr"}, {"pyflink", "bcc"}),  # the package's own __init__
     # the cluster starts TaskManagers with the job's PYTHONPATH (a pure module, no pyflink)
     "flowattr.stack": ({"schemas", "flowattr.stack", "flink_jobs.python_path"}, {"pyflink", "bcc"}),
-    "flowattr.lab": ({"schemas", "flink_jobs", "exporter", "flowattr.stack", "flowattr.lab"}, {"pyflink", "bcc"}),
-    "flowattr.cli": ({"schemas", "flink_jobs", "exporter", "flowattr.stack", "flowattr.lab", "flowattr.cli"},
-                     {"pyflink", "bcc"}),
+    "flowattr.lab": ({"schemas", "flink_jobs.attribution", "flink_jobs.job_config", "exporter", "flowattr.stack",
+                      "flowattr.lab"}, {"pyflink", "bcc"}),
+    "flowattr.cli": ({"schemas", "flink_jobs.job_config", "exporter", "flowattr.stack", "flowattr.lab",
+                      "flowattr.cli"}, {"pyflink", "bcc"}),
 }
 BCC_ONLY_IN = "exporter.probe"
+PYFLINK_ONLY_IN = {"flink_jobs.attribution_job", "flink_jobs.environment", "flink_jobs.kafka_connectors"}
 
 
 def _modules(root: Path) -> list[tuple[str, Path]]:
@@ -51,7 +56,9 @@ def _imports(path: Path) -> list[tuple[int, str]]:
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             found += [(node.lineno, alias.name) for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+        elif isinstance(node, ast.ImportFrom) and node.level:
+            found.append((node.lineno, "." * node.level + (node.module or "")))
+        elif isinstance(node, ast.ImportFrom) and node.module:
             # `from flowattr.stack import topics` imports the module flowattr.stack.topics
             found += [(node.lineno, f"{node.module}.{alias.name}") for alias in node.names]
     return found
@@ -80,6 +87,10 @@ def _violations(root: Path) -> list[str]:
                 bad.append(f"{where} ({prefix} must not import {top})")
             if top == "bcc" and module != BCC_ONLY_IN:
                 bad.append(f"{where} (bcc is confined to {BCC_ONLY_IN})")
+            if top == "pyflink" and module not in PYFLINK_ONLY_IN:
+                bad.append(f"{where} (pyflink is confined to {sorted(PYFLINK_ONLY_IN)})")
+            if name.startswith("."):
+                bad.append(f"{where} (a relative import: name the package)")
     return bad
 
 
@@ -96,6 +107,9 @@ def test_every_import_follows_the_layers():
     ("flowattr/cli", "import bcc\n", "bcc is confined"),
     ("flowattr/stack", "from flowattr.lab import simulate\n", "flowattr.stack may import only"),
     ("flowattr/lab", "from flowattr.cli import main\n", "flowattr.lab may import only"),
+    ("flowattr/lab", "from flink_jobs import ownership_store\n", "flowattr.lab may import only"),
+    ("flink_jobs", "from pyflink.common import Row\n", "pyflink is confined"),
+    ("exporter", "from . import probe\n", "a relative import"),
 ])
 def test_the_contract_catches_a_wrong_edge(tmp_path, package, source, expected):
     """The checker itself: a planted edge against the layers is reported."""

@@ -1,0 +1,245 @@
+"""`flowattr reliability`: the collector under bad input and TaskManager kills.
+
+One run on the standalone cluster (2 TaskManagers, keyed state in RocksDB, incremental
+checkpoints every 5 s) and the embedded broker:
+
+1. fuzz: `fuzz_records` malformed and mutated records (flowattr/lab/fuzz.py) across the
+   flows, ip-changes, retry and inbound topics, sent with the first part of a simulated
+   fleet's traffic; every record has a verdict known by construction, and the dead
+   letters are matched against it. No TaskManager is killed before this is judged, so
+   any restart then is a job failure caused by input.
+2. kills: the rest of the fleet's traffic in `kills` slices; after each, kill -9 one
+   TaskManager, start a new one, and time until every task runs again.
+3. settle: event time is advanced, and the run waits until every flow of the ground truth
+   has an outcome (or the deadline passes: then `flows_lost` counts the ones without).
+
+Writes a JSON report (bench/reliability.json by default) and prints a table.
+"""
+
+from __future__ import annotations
+
+import collections
+import importlib.util
+import json
+import os
+import random
+import signal
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from flowattr.lab.evaluate import score_topics
+from flowattr.lab.fuzz import RECORD, ROWS, VALID, Fuzzer
+from flowattr.lab.simulate import (
+    HOME_REGION,
+    REMOTE_REGION,
+    advance_event_time,
+    batch_flows,
+    build_fleet,
+    kafka_timeline,
+    last_window_end,
+    profile,
+    simulate_flows,
+    write_truth,
+)
+from flowattr.stack import broker, flink_cluster, topics
+from flowattr.stack.kafka_clients import producer, read_topic
+from schemas import flowattr_pb2 as pb
+from schemas.topics import RegionTopics
+
+# The job's file, found without importing it (that would load pyflink here).
+JOB_FILE = Path(importlib.util.find_spec("flink_jobs.attribution_job").origin)
+
+
+@dataclass(frozen=True)
+class ReliabilityConfig:
+    state: Path
+    port: int = 9292                 # the broker's port for this run
+    fuzz_records: int = 100_000
+    kills: int = 3
+    minutes: int = 6                 # simulated minutes of fleet traffic
+    seed: int = 7
+    settle_timeout_s: float = 900
+    out: Path | None = Path("bench/reliability.json")
+
+
+def run(cfg: ReliabilityConfig, say) -> dict:
+    started = time.monotonic()
+    b = broker.start(cfg.state, cfg.port, progress=say)
+    try:
+        topics.create_topics(b.bootstrap, [HOME_REGION, REMOTE_REGION], progress=lambda *_: None)
+        flink_cluster.start(cfg.state, slots=2, taskmanagers=2, progress=say)
+        try:
+            report = _run_on_cluster(cfg, b.bootstrap, say)
+        finally:
+            flink_cluster.stop(cfg.state, progress=say)
+    finally:
+        broker.stop(cfg.state)
+    report["seconds"] = round(time.monotonic() - started, 1)
+    report["ok"] = _ok(report)
+    if cfg.out:
+        cfg.out.parent.mkdir(parents=True, exist_ok=True)
+        cfg.out.write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def _ok(report: dict) -> bool:
+    return (report["invalid_accepted"] == 0 and report["valid_rejected"] == 0 and report["job_failures"] == 0
+            and report["taskmanager_kills"] >= report["kills_planned"] and report["flows_lost"] == 0
+            and report["misattributed"] == 0)
+
+
+def _run_on_cluster(cfg: ReliabilityConfig, bootstrap: str, say) -> dict:
+    # One region: every slot of the 2 TaskManagers x 2 goes to this job, so a kill
+    # leaves the job short of slots until the new TaskManager registers.
+    scenario = replace(profile("default", cfg.seed, cfg.minutes), remote_region_services=0)
+    fleet = build_fleet(scenario)
+    flows = simulate_flows(fleet)
+    deliveries = batch_flows(fleet, flows)
+    truth = cfg.state / "reliability-truth.npz"
+    write_truth(truth, fleet, flows, deliveries)
+    timeline = kafka_timeline(fleet, flows, deliveries)
+    slices = [timeline[i * len(timeline) // (cfg.kills + 1):(i + 1) * len(timeline) // (cfg.kills + 1)]
+              for i in range(cfg.kills + 1)]
+    group = f"reliability-{int(time.time())}"
+    job_id = flink_cluster.submit(cfg.state, JOB_FILE, [
+        "--bootstrap", bootstrap, "--region", HOME_REGION, "--group-id", group, "--parallelism", "2",
+        "--checkpoint-interval-ms", "5000", "--checkpoint-dir", f"file://{(cfg.state / 'checkpoints').resolve()}"],
+        progress=say)
+    _wait(lambda: _all_running(job_id), 120, "the job to run")
+    p = producer(bootstrap)
+    _send(p, slices[0])
+    fuzz_time = max(ts for topic, _, ts in slices[0] if topic == RegionTopics(HOME_REGION).flows)
+    say(f"fuzz: sending {cfg.fuzz_records:,} records across flows, ip-changes, retry and inbound ...")
+    records = Fuzzer(cfg.seed, fuzz_time, group, wall_ms=int(time.time() * 1000)).records(cfg.fuzz_records)
+    names = RegionTopics(HOME_REGION)
+    for r in records:
+        p.send(names.of_kind(r.kind), r.value, timestamp_ms=fuzz_time)
+    p.flush()
+    fuzz = _judge_fuzz(bootstrap, records, say)
+    fuzz["job_failures"] = _restarts(job_id)
+    say(f"fuzz: {fuzz['dead_lettered']:,} dead-lettered, {fuzz['invalid_accepted']} invalid accepted, "
+        f"{fuzz['job_failures']} job failures")
+    kills = []
+    for k, part in enumerate(slices[1:], 1):
+        _send(p, part)
+        kills.append(_kill_one_taskmanager(cfg.state, job_id, say, k))
+    advance_event_time(p, [HOME_REGION], last_window_end(deliveries), 45)
+    p.close()
+    scores = _settle(bootstrap, truth, cfg.settle_timeout_s, say)
+    return {**fuzz, "kills_planned": cfg.kills, "taskmanager_kills": len(kills),
+            "recovery_s": [k["recovery_s"] for k in kills], "restarts": _restarts(job_id),
+            "flows": scores["flows"], "flows_lost": scores["missing"], "duplicates_emitted": scores["duplicates"],
+            "misattributed": scores["misattributed"], "attributed": scores["attributed"],
+            "unattributed": scores["unattributed"], "fleet_invalid_rows": scores["invalid_rows"]}
+
+
+def _send(p, items) -> None:
+    for topic, value, timestamp in items:
+        p.send(topic, value, timestamp_ms=timestamp)
+    p.flush()
+
+
+def _judge_fuzz(bootstrap: str, records, say, timeout_s: float = 300) -> dict:
+    """Wait until every invalid record has its dead letter (or the deadline), then match:
+    an invalid record without one, or with the wrong rows, was accepted; a dead letter
+    naming a VALID record (or valid rows) rejected good input."""
+    expected = collections.Counter(r.value for r in records if r.verdict != VALID)
+    wanted = {r.value: (r.verdict, r.rows) for r in records}
+    letters: list[pb.DeadLetter] = []
+    deadline = time.monotonic() + timeout_s
+    topic = RegionTopics(HOME_REGION).dead_letter
+    while time.monotonic() < deadline:
+        letters = [pb.DeadLetter.FromString(v) for v in read_topic(bootstrap, topic, idle_timeout_s=3)]
+        matched = sum(1 for d in letters if d.original in expected)
+        say(f"  fuzz: {matched:,} of {sum(expected.values()):,} invalid records dead-lettered")
+        if matched >= sum(expected.values()):
+            break
+        time.sleep(5)
+    seen = collections.Counter()
+    wrong_rows = valid_rejected = 0
+    for d in letters:
+        verdict = wanted.get(d.original)
+        if verdict is None:
+            continue  # the fleet's own corrupted rows
+        seen[d.original] += 1
+        if verdict[0] == VALID:
+            valid_rejected += 1
+        elif verdict[0] == ROWS and tuple(d.rejected_rows) != verdict[1]:
+            wrong_rows += 1
+        elif verdict[0] == RECORD and len(d.rejected_rows):
+            wrong_rows += 1
+    missing = sum(max(0, n - seen[v]) for v, n in expected.items())
+    by_kind = collections.Counter(r.kind for r in records)
+    return {"fuzz_records": len(records), "fuzz_by_topic": dict(by_kind),
+            "fuzz_invalid": sum(expected.values()), "dead_lettered": sum(seen.values()),
+            "invalid_accepted": missing + wrong_rows, "valid_rejected": valid_rejected}
+
+
+def _kill_one_taskmanager(state: Path, job_id: str, say, k: int) -> dict:
+    _wait(lambda: _completed_checkpoints(job_id) > 0, 120, "a completed checkpoint")
+    pids = flink_cluster.taskmanager_pids(state)
+    victim = random.Random(k).choice(pids)
+    restarts_before = _restarts(job_id)
+    say(f"kill {k}: kill -9 TaskManager pid {victim} ({len(pids)} running)")
+    killed_at = time.monotonic()
+    os.kill(victim, signal.SIGKILL)
+    flink_cluster.start_taskmanager(state)
+    _wait(lambda: _restarts(job_id) > restarts_before and _all_running(job_id), 300,
+          f"the job to recover from kill {k}")
+    recovery = round(time.monotonic() - killed_at, 1)
+    say(f"kill {k}: recovered in {recovery} s")
+    return {"pid": victim, "recovery_s": recovery}
+
+
+def _settle(bootstrap: str, truth: Path, timeout_s: float, say) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        scores = score_topics(bootstrap, truth, [HOME_REGION], progress=lambda *_: None)
+        say(f"settle: {scores['flows'] - scores['missing']:,} of {scores['flows']:,} flows have an outcome")
+        if scores["missing"] == 0 or time.monotonic() > deadline:
+            return scores
+        time.sleep(10)
+
+
+def _job(job_id: str) -> dict:
+    return flink_cluster.rest_get(f"/jobs/{job_id}")
+
+
+def _all_running(job_id: str) -> bool:
+    job = _job(job_id)
+    return job["state"] == "RUNNING" and all(
+        v["tasks"].get("RUNNING", 0) == v["parallelism"] for v in job["vertices"])
+
+
+def _restarts(job_id: str) -> int:
+    values = flink_cluster.rest_get(f"/jobs/{job_id}/metrics?get=numRestarts")
+    return int(float(values[0]["value"])) if values else 0
+
+
+def _completed_checkpoints(job_id: str) -> int:
+    return int(flink_cluster.rest_get(f"/jobs/{job_id}/checkpoints")["counts"]["completed"])
+
+
+def _wait(predicate, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except (OSError, KeyError, ValueError):  # the REST API between restarts
+            pass
+        time.sleep(1)
+    raise RuntimeError(f"timed out after {timeout_s:.0f} s waiting for {what}; see the Flink logs")
+
+
+def format_table(report: dict) -> str:
+    rows = [("fuzz_records", report["fuzz_records"]), ("fuzz_invalid", report["fuzz_invalid"]),
+            ("dead_lettered", report["dead_lettered"]), ("invalid_accepted (must be 0)", report["invalid_accepted"]),
+            ("valid_rejected (must be 0)", report["valid_rejected"]),
+            ("job_failures (must be 0)", report["job_failures"]),
+            ("taskmanager_kills", report["taskmanager_kills"]), ("recovery_s per kill", report["recovery_s"]),
+            ("flows (ground truth)", report["flows"]), ("flows_lost (must be 0)", report["flows_lost"]),
+            ("duplicates_emitted", report["duplicates_emitted"]),
+            ("misattributed (must be 0)", report["misattributed"]), ("ok", report["ok"])]
+    return "\n".join(f"{name:<32} {value}" for name, value in rows)
