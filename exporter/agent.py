@@ -49,14 +49,15 @@ def make_batcher(cfg: ExporterConfig, identity_workload: str = "") -> Batcher:
                    host_local=CidrSet(cfg.host_local_cidrs))
 
 
-def run(cfg: ExporterConfig, probe_factory=None) -> dict:
+def run(cfg: ExporterConfig, probe_factory=None, sender_factory=None) -> dict:
     from exporter.probe import FlowProbe  # the only bcc import, and only when capturing
 
     identity = workload_from_certificate(cfg.identity_file) if cfg.identity_file else ""
     batcher = make_batcher(cfg, identity)
     spool = Spool(cfg.spool_dir, cfg.spool_max_bytes)
     batcher.sequence = spool.last_sequence()
-    publisher = Publisher(spool, KafkaSender(cfg.bootstrap), RegionTopics(cfg.region).flows, cfg.exporter_id)
+    publisher = Publisher(spool, (sender_factory or KafkaSender)(cfg.bootstrap), RegionTopics(cfg.region).flows,
+                          cfg.exporter_id)
     events = 0
 
     def on_records(rows):
@@ -120,7 +121,9 @@ def run(cfg: ExporterConfig, probe_factory=None) -> dict:
     finally:
         sending.clear()
         sender.join(timeout=15)
-        probe.close()
-    final = metrics()
+        try:
+            final = metrics()  # the probe's counters live in its BPF maps: read them before closing
+        finally:
+            probe.close()
     log.info("metrics %s", json.dumps(final))
     return final

@@ -5,8 +5,8 @@ hand-annotated golden byte string):
   offset  size  field
        0     8  start_ns        CLOCK_MONOTONIC ns at connect/accept
        8     8  end_ns          CLOCK_MONOTONIC ns at close
-      16     8  bytes_sent      tcp_sock.bytes_acked
-      24     8  bytes_received  tcp_sock.bytes_received
+      16     8  bytes_sent      tcp_sock.bytes_acked less the SYN/FIN it counts
+      24     8  bytes_received  tcp_sock.bytes_received less the SYN/FIN it counts
       32    16  local_ip        IPv4-mapped
       48    16  remote_ip       IPv4-mapped
       64     4  srtt_us

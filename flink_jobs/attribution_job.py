@@ -1,19 +1,22 @@
 """The flowattr collector: a PyFlink DataStream job (thread mode) that attributes remote IPs.
 
-    flows.R ──► ValidateFlows ──► pending batches ──┐            ┌─► attributed.R
-                  │  └─ claims (heartbeats) ─┐       ├─ key_by ──► Attribute ─┼─► unattributed.R (side)
-    inbound.R, retry.R ──► ValidatePending ──┘       │  exporter  (keyed      ├─► retry.R (side)
-    ipchanges.R ──► ValidateEvents ──────────┴──► broadcast ──►  broadcast) └─► inbound.<other> (side)
-    every validator, and Attribute (events from the future) ──► deadletter.R (side)
+    flows.R ──► ValidateFlows ──► pending batches ──┐            ┌─ route-attributed ─► attributed.R
+                  │  └─ claims (heartbeats) ─┐       ├─ key_by ──► Attribute ─┼─ route-unattributed ─► unattributed.R
+    retry.R ──► ValidatePending ─────────────┤       │  exporter  (keyed      ├─ route-retry ─► retry.R
+    inbound.R ──► ValidatePending ───────────┘       │            broadcast)  └─ route-forward-<R2> ─► inbound.<R2>
+    ipchanges.R ──► ValidateEvents ──────────────────┴──► broadcast
+    every validator (side output), and Attribute (events from the future) ──► deadletter.R
 
-Event time is the Kafka record timestamp: window end for batches (producers set it),
-next_attempt_ms for pending batches, emit time for IP-change events. A pending batch is
+Event time is the Kafka record timestamp: window end for batches (producers set it), the
+attempt's event time for the job's outputs (retry and forwarded batches included, so a
+batch read back never runs the watermark ahead: see flink_jobs/routing.py), emit time for
+IP-change events. A pending batch is
 held in keyed state until an event-time timer at its next attempt (window end + hold, then
 + retry delay). Every decision (hold, attempt, retry, forward, give up) is the pure
 engine's (flink_jobs/attribution/engine.py), the one `flowattr evaluate` drives too.
 Ownership evidence lives in broadcast state (STRING keys and latin-1 STRING values:
-thread mode cannot match byte-array keys; see Attribute), mirrored by the engine that
-every instance rebuilds after a restore.
+thread mode cannot match byte-array keys; see flink_jobs/ownership_store.py), mirrored by
+the engine that every instance rebuilds after a restore.
 
 Example:
     python -m flink_jobs.attribution_job --bootstrap 127.0.0.1:9092 --region us-east-1 \
@@ -29,7 +32,7 @@ from pyflink.common import Duration, Row, Types, WatermarkStrategy
 from pyflink.datastream import KeyedBroadcastProcessFunction, OutputTag, ProcessFunction
 from pyflink.datastream.state import MapStateDescriptor
 
-from flink_jobs import batches
+from flink_jobs import batches, routing
 from flink_jobs.attribution.engine import Engine
 from flink_jobs.attribution.events import DUPLICATE, LATE
 from flink_jobs.attribution.rows import RowRules
@@ -39,13 +42,11 @@ from flink_jobs.kafka_connectors import BYTES, bytes_sink, bytes_source
 from flink_jobs.ownership_store import OwnershipStore
 from flink_jobs.pending_hold import PendingHold
 from schemas import flowattr_pb2 as pb
-from schemas.columns import decode_attributed_batch, encode_attributed_batch
+from schemas.columns import decode_attributed_batch
 from schemas.topics import RegionTopics
 
 KEYED_ROW = Types.ROW([Types.STRING(), BYTES])  # (exporter id, pending AttributedFlowBatch)
 DEAD_LETTER = OutputTag("dead-letter", BYTES)
-UNATTRIBUTED = OutputTag("unattributed", BYTES)
-RETRY = OutputTag("retry", BYTES)
 OWNERSHIP = MapStateDescriptor("ownership", Types.STRING(), Types.STRING())
 # Broadcast records: tag (1 byte) + payload. Claims leave ValidateFlows on its MAIN output
 # (key "" marks them) and are split off by a filter: side outputs from Python (thread
@@ -53,14 +54,6 @@ OWNERSHIP = MapStateDescriptor("ownership", Types.STRING(), Types.STRING())
 # stalled every timer whenever no timestamped IP-change events flowed.
 CLAIM_TAG, EVENT_TAG = b"C", b"E"
 CLAIMS_KEY = ""
-# Attribute's output is route-prefixed and split by Route: PyFlink 2.0.2's embedded
-# (thread mode) keyed-broadcast operator drops side outputs yielded from on_timer (its
-# on_timer_func skips the side-output routing that process_element gets).
-TO_ATTRIBUTED, TO_UNATTRIBUTED, TO_RETRY, TO_FORWARD, TO_DEAD = b"A", b"U", b"R", b"F", b"D"
-
-
-def forward_tag(region: str) -> OutputTag:
-    return OutputTag(f"forward-{region}", BYTES)
 
 
 def _dead_letter(topic: str, raw: bytes, reason: str) -> bytes:
@@ -123,21 +116,28 @@ class ValidateFlows(Validator):
         self.accepted.inc()
         self.flows_in.inc(len(good))
         yield Row(CLAIMS_KEY, CLAIM_TAG + batches.ownership_update(header, self.engine.claims(good)))
-        if len(good):
-            yield Row(header.exporter_id, batches.to_pending(header, cols, self.cfg.region,
-                                                             self.engine.first_attempt_ms(header.window_end_ms),
-                                                             rows=rows))
+        # Even an empty batch goes on (Attribute drops it): its timestamp, the window end, is
+        # what moves the keyed input's watermark when no flows arrive. Idleness alone
+        # freezes it at the last flow (every input idle: no advance), and held batches
+        # never come due (found by `flowattr reliability`).
+        yield Row(header.exporter_id, batches.to_pending(header, cols, self.cfg.region,
+                                                         self.engine.first_attempt_ms(header.window_end_ms),
+                                                         rows=rows))
 
 
 class ValidatePending(Validator):
-    """Pending batches from the retry topic and other regions' forwards."""
+    """Pending batches from one topic: the retry topic, or other regions' forwards (inbound)."""
 
     accepted_metric = "pending_in"
+
+    def __init__(self, cfg: JobConfig, topic: str):
+        super().__init__(cfg)
+        self.topic = topic
 
     def process_element(self, value, ctx):
         raw = bytes(value)
         now = int(time.time() * 1000)
-        topic = f"{self.cfg.topics.retry}|{self.cfg.topics.inbound}"
+        topic = self.topic
         try:
             header, cols, check = batches.validate_pending(raw, now, self.cfg.max_future_ms, self.rules)
         except batches.InvalidRecord as exc:
@@ -160,12 +160,9 @@ class ValidateEvents(Validator):
     def process_element(self, value, ctx):
         raw = bytes(value)
         try:
-            event = pb.IpChangeEvent.FromString(raw)
-            problem = batches.event_problem(event, int(time.time() * 1000), self.cfg.max_future_ms)
-        except Exception as exc:  # protobuf DecodeError
-            problem = f"not an IpChangeEvent: {exc}"
-        if problem:
-            yield self.reject(self.cfg.topics.ip_changes, raw, problem)
+            batches.validate_event(raw, int(time.time() * 1000), self.cfg.max_future_ms)
+        except batches.InvalidRecord as exc:
+            yield self.reject(self.cfg.topics.ip_changes, raw, str(exc))
             return
         self.accepted.inc()
         yield EVENT_TAG + raw
@@ -223,9 +220,9 @@ class Attribute(KeyedBroadcastProcessFunction):
             outcome = self.store.apply_event(state, raw)
             for value in outcome.rejected:
                 self.metrics["ip_change_events_future"].inc()
-                yield TO_DEAD + _dead_letter(self.cfg.topics.ip_changes, value,
-                                             "event time is ahead of the event stream's time by more than "
-                                             f"{self.cfg.attribution.event_future_bound_ms} ms")
+                reason = ("event time is ahead of the event stream's time by more than "
+                          f"{self.cfg.attribution.event_future_bound_ms} ms")
+                yield routing.frame(routing.DEAD_LETTER, _dead_letter(self.cfg.topics.ip_changes, value, reason))
             if outcome.status in (DUPLICATE, LATE):
                 self.metrics[f"ip_change_events_{outcome.status}"].inc()
             if not outcome.inside:
@@ -237,8 +234,19 @@ class Attribute(KeyedBroadcastProcessFunction):
     def process_element(self, value, ctx):
         if not self.store.synced:
             self.store.sync(ctx.get_broadcast_state(OWNERSHIP))
-        ctx.timer_service().register_event_time_timer(self.hold.hold(bytes(value[1])))
-        return []
+        payload = bytes(value[1])
+        due, flows = PendingHold.due_and_count(payload)
+        if not flows:
+            return  # an empty batch only carried its timestamp (the watermark) this far
+        watermark = ctx.timer_service().current_watermark()
+        if PendingHold.is_due(due, watermark):
+            # Already due (a retry back from Kafka after the watermark moved on): attempt
+            # now, as a timer would at this watermark; a timer set in the past would wait
+            # for the next watermark advance, which may never come.
+            self.engine.advance(watermark)
+            yield from self._attempt(payload, watermark)
+            return
+        ctx.timer_service().register_event_time_timer(self.hold.hold(payload))
 
     def on_timer(self, timestamp, ctx):
         if not self.store.synced:
@@ -255,10 +263,8 @@ class Attribute(KeyedBroadcastProcessFunction):
             return
         plan = self.engine.attempt(cols, header.attempts, now_ms)
         for region, rows in plan.forward.items():
-            out = pb.AttributedFlowBatch()
-            out.CopyFrom(header)
             self.metrics["forwarded"].inc(len(rows))
-            yield TO_FORWARD + region.encode() + b"\x00" + encode_attributed_batch(out, cols.take(rows))
+            yield routing.frame_forward(region, batches.pending_rows(header, cols, rows))
         if plan.attribution is None:
             return
         self.metrics["attempts"].inc()
@@ -269,34 +275,10 @@ class Attribute(KeyedBroadcastProcessFunction):
                 self.reason_group.counter(name.removeprefix("unattributed_")).inc(count)
             elif count:
                 self.metrics[name].inc(count)
-        if out.attributed:
-            yield TO_ATTRIBUTED + out.attributed
-        if out.unattributed:
-            yield TO_UNATTRIBUTED + out.unattributed
-        if out.retry:
-            yield TO_RETRY + out.retry
-
-
-class Route(ProcessFunction):
-    """Splits Attribute's route-prefixed records into the main output (attributed) and the
-    unattributed, retry and forward-<region> side outputs."""
-
-    def process_element(self, value, ctx):
-        raw = bytes(value)
-        route, payload = raw[:1], raw[1:]
-        if route == TO_ATTRIBUTED:
-            yield payload
-        elif route == TO_UNATTRIBUTED:
-            yield UNATTRIBUTED, payload
-        elif route == TO_RETRY:
-            yield RETRY, payload
-        elif route == TO_FORWARD:
-            region, _, batch = payload.partition(b"\x00")
-            yield forward_tag(region.decode()), batch
-        elif route == TO_DEAD:
-            yield DEAD_LETTER, payload
-        else:
-            raise ValueError(f"unknown route {route!r}: Attribute and Route disagree")
+        for route, payload in ((routing.ATTRIBUTED, out.attributed), (routing.UNATTRIBUTED, out.unattributed),
+                               (routing.RETRY, out.retry)):
+            if payload:
+                yield routing.frame(route, payload)
 
 
 class SettableCounter:
@@ -317,15 +299,18 @@ class SettableCounter:
 
 
 def build_pipeline(env, cfg: JobConfig, sources: dict, sinks: dict) -> None:
-    """Wire the topology. sources: flows, pending, events; sinks: attributed,
+    """Wire the topology. sources: flows, retry, inbound, events; sinks: attributed,
     unattributed, retry, dead_letter and forward-<region> (Kafka ones: kafka_sources_and_sinks)."""
     watermarks = (WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(cfg.out_of_orderness_ms))
                   .with_idleness(Duration.of_millis(cfg.idleness_ms)))
     raw_flows = env.from_source(sources["flows"], WatermarkStrategy.no_watermarks(), "flows")
     flows = raw_flows.process(ValidateFlows(cfg), output_type=KEYED_ROW).name("validate-flows").uid("validate-flows")
-    raw_pending = env.from_source(sources["pending"], WatermarkStrategy.no_watermarks(), "retry+inbound")
-    pending = raw_pending.process(ValidatePending(cfg), output_type=KEYED_ROW).name("validate-pending") \
-        .uid("validate-pending")
+    # One source per pending topic, so a dead letter names the topic its record came from.
+    retry, inbound = (env.from_source(sources[name], WatermarkStrategy.no_watermarks(), name)
+                      .process(ValidatePending(cfg, topic), output_type=KEYED_ROW)
+                      .name(f"validate-{name}").uid(f"validate-{name}")
+                      for name, topic in (("retry", cfg.topics.retry), ("inbound", cfg.topics.inbound)))
+    pending = retry.union(inbound)
     raw_events = env.from_source(sources["events"], WatermarkStrategy.no_watermarks(), "ip-change-events")
     events = raw_events.process(ValidateEvents(cfg), output_type=BYTES).name("validate-events").uid("validate-events")
 
@@ -341,17 +326,22 @@ def build_pipeline(env, cfg: JobConfig, sources: dict, sinks: dict) -> None:
              .key_by(lambda row: row[0], key_type=Types.STRING()))
     routed = keyed.connect(ownership).process(Attribute(cfg), output_type=BYTES).name("attribute") \
         .uid("attribute")
-    attributed = routed.process(Route(), output_type=BYTES).name("route").uid("route")
 
-    attributed.sink_to(sinks["attributed"]).name("attributed-sink")
-    attributed.get_side_output(UNATTRIBUTED).sink_to(sinks["unattributed"]).name("unattributed-sink")
-    attributed.get_side_output(RETRY).sink_to(sinks["retry"]).name("retry-sink")
+    def split(route: bytes, name: str, region: str = ""):
+        """One sink's records, on a MAIN output so they keep the attempt's event time."""
+        return routed.flat_map(lambda record: routing.payloads_for(record, route, region), output_type=BYTES) \
+            .name(f"route-{name}").uid(f"route-{name}")
+
+    split(routing.ATTRIBUTED, "attributed").sink_to(sinks["attributed"]).name("attributed-sink")
+    split(routing.UNATTRIBUTED, "unattributed").sink_to(sinks["unattributed"]).name("unattributed-sink")
+    split(routing.RETRY, "retry").sink_to(sinks["retry"]).name("retry-sink")
     for region in cfg.other_regions:
-        attributed.get_side_output(forward_tag(region)).sink_to(sinks[f"forward-{region}"]) \
+        split(routing.FORWARD, f"forward-{region}", region).sink_to(sinks[f"forward-{region}"]) \
             .name(f"forward-{region}-sink")
-    (flows.get_side_output(DEAD_LETTER).union(pending.get_side_output(DEAD_LETTER),
+    (flows.get_side_output(DEAD_LETTER).union(retry.get_side_output(DEAD_LETTER),
+                                               inbound.get_side_output(DEAD_LETTER),
                                                events.get_side_output(DEAD_LETTER),
-                                               attributed.get_side_output(DEAD_LETTER))
+                                               split(routing.DEAD_LETTER, "dead-letter"))
      .sink_to(sinks["dead_letter"]).name("dead-letter-sink"))
 
 
@@ -359,7 +349,8 @@ def kafka_sources_and_sinks(cfg: JobConfig) -> tuple[dict, dict]:
     t = cfg.topics
     group = f"{cfg.group_id}-{cfg.region}"
     sources = {"flows": bytes_source(cfg.bootstrap, [t.flows], group + "-flows"),
-               "pending": bytes_source(cfg.bootstrap, [t.retry, t.inbound], group + "-pending"),
+               "retry": bytes_source(cfg.bootstrap, [t.retry], group + "-retry"),
+               "inbound": bytes_source(cfg.bootstrap, [t.inbound], group + "-inbound"),
                "events": bytes_source(cfg.bootstrap, [t.ip_changes], group + "-events")}
     sinks = {"attributed": bytes_sink(cfg.bootstrap, t.attributed),
              "unattributed": bytes_sink(cfg.bootstrap, t.unattributed),

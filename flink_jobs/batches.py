@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from google.protobuf.message import DecodeError
 
 from flink_jobs.attribution.attribute import ATTRIBUTED, RETRY, Attribution
 from flink_jobs.attribution.heartbeats import Claim
@@ -60,6 +61,19 @@ def validate_pending(value: bytes, now_ms: int, max_future_ms: int, rules: RowRu
     if header.next_attempt_ms <= 0:
         raise InvalidRecord("pending batch without next_attempt_ms")
     return header, cols, check_rows(cols, header.window_start_ms, header.window_end_ms, rules, remote_refs=True)
+
+
+def validate_event(value: bytes, now_ms: int, max_future_ms: int) -> pb.IpChangeEvent:
+    """The IpChangeEvent in these bytes; raises InvalidRecord when they are not one or it
+    is invalid on its own (event_problem)."""
+    try:
+        event = pb.IpChangeEvent.FromString(value)
+    except DecodeError as exc:
+        raise InvalidRecord(f"not an IpChangeEvent: {exc}") from exc
+    problem = event_problem(event, now_ms, max_future_ms)
+    if problem:
+        raise InvalidRecord(problem)
+    return event
 
 
 def event_problem(event: pb.IpChangeEvent, now_ms: int, max_future_ms: int) -> str | None:

@@ -92,7 +92,9 @@ fi
 # only through BTF-derived offsets or tracepoint arguments (see ../shared/STACK.md).
 if [ "$(id -u)" = 0 ]; then
   need=()
-  for pkg in python3-bpfcc bpfcc-tools bpftool linux-headers-cloud-amd64 iproute2; do
+  # iptables: `flowattr reliability` makes the broker unreachable to the exporter with it.
+  # stress-ng: the README's proof that `make test` holds on a busy machine.
+  for pkg in python3-bpfcc bpfcc-tools bpftool linux-headers-cloud-amd64 iproute2 iptables stress-ng; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
   done
   if [ ${#need[@]} -gt 0 ]; then

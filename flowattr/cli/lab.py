@@ -77,7 +77,7 @@ def _add_bench(sub) -> None:
     p.add_argument("--latency-s", type=float, default=60, help="seconds of live traffic for the latency run")
     p.add_argument("--latency-hold-s", type=float, default=10, help="hold used in the latency run")
     p.add_argument("--exporter-s", type=float, default=20, help="seconds of 1k conn/s for the exporter run")
-    p.add_argument("--only", action="append", choices=["limit", "state", "e2e", "latency", "exporter"],
+    p.add_argument("--only", action="append", choices=["limit", "state", "e2e", "e2e_rocksdb", "latency", "exporter"],
                    help="run only these parts (repeatable); results merge into the JSON")
     p.add_argument("--out", type=Path, default=Path("bench/results.json"))
 
@@ -85,12 +85,18 @@ def _add_bench(sub) -> None:
 def _add_reliability(sub) -> None:
     p = subparser(sub, "reliability", "fuzz every input topic and kill -9 TaskManagers of the collector on the "
                   "standalone cluster; print a table and write bench/reliability.json",
-                  "flowattr reliability   (small: --fuzz-records 3000 --kills 1 --minutes 3)")
+                  "flowattr reliability   (small: --fuzz-records 3000 --kills 1 --minutes 3 --backlog-minutes 1 "
+                  "--outage-s 10)")
     p.add_argument("--port", type=int, default=9292, help="broker port for the run (default 9292)")
     p.add_argument("--fuzz-records", type=int, default=100_000, help="malformed records (default 100000)")
     p.add_argument("--kills", type=int, default=3, help="TaskManager kills (default 3)")
     p.add_argument("--minutes", type=int, default=6, help="simulated minutes of fleet traffic (default 6)")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--backlog-minutes", type=int, default=10, help="backlog phase: minutes of traffic waiting in "
+                   "Kafka before the job starts (default 10; 0 skips the phase)")
+    p.add_argument("--backlog-factor", type=float, default=5.0, help="the backlog's rate x this (default 5)")
+    p.add_argument("--outage-s", type=float, default=60, help="exporter phase: seconds the broker is unreachable "
+                   "(default 60; 0 skips; root: eBPF and iptables)")
     p.add_argument("--out", type=Path, default=Path("bench/reliability.json"))
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -158,7 +164,8 @@ def _cmd_reliability(args) -> int:
     from flowattr.lab import reliability
     cfg = reliability.ReliabilityConfig(state=paths.state_dir(args.state_dir), port=args.port,
                                         fuzz_records=args.fuzz_records, kills=args.kills, minutes=args.minutes,
-                                        seed=args.seed, out=args.out)
+                                        seed=args.seed, backlog_minutes=args.backlog_minutes,
+                                        backlog_factor=args.backlog_factor, outage_s=args.outage_s, out=args.out)
     report = reliability.run(cfg, progress)
     print(json.dumps(report) if args.json else reliability.format_table(report))
     progress(f"saved {args.out}")

@@ -153,7 +153,14 @@ def bench_state(say) -> dict:
             "learn_ranges_per_s": round(n_ips / learn_s)}
 
 
-def bench_e2e(cfg: BenchConfig, data: ThroughputData, say) -> dict:
+def bench_e2e_rocksdb(cfg: BenchConfig, data: ThroughputData, say) -> dict:
+    """The same run with the hold on disk (RocksDB, incremental checkpoints): its cost."""
+    result = bench_e2e(cfg, data, say, state_backend="rocksdb")
+    return {"e2e_rocksdb_flows_per_s": result["e2e_flows_per_s"],
+            "e2e_rocksdb_attributed_pct": result["e2e_attributed_pct"]}
+
+
+def bench_e2e(cfg: BenchConfig, data: ThroughputData, say, state_backend: str = "hashmap") -> dict:
     """Pre-load the busy fleet's batches (and its IP-change events) into the embedded
     broker, then run the job and time its attributed output."""
     from flowattr.lab.simulate import advance_event_time, encode_event
@@ -191,7 +198,8 @@ def bench_e2e(cfg: BenchConfig, data: ThroughputData, say) -> dict:
         config.write_text(yaml.safe_dump(raw))
         job = LocalJob("flink_jobs.attribution_job",
                        ["--config", str(config), "--bootstrap", b.bootstrap, "--region", region,
-                        "--parallelism", str(cfg.parallelism), "--group-id", region], cfg.state / "bench-job.log")
+                        "--parallelism", str(cfg.parallelism), "--group-id", region,
+                        "--state-backend", state_backend], cfg.state / "bench-job.log")
         started = time.monotonic()
         arrivals: list[tuple[float, int]] = []   # (monotonic time, attributed flows so far)
         seen = 0
@@ -307,7 +315,7 @@ def bench_exporter(cfg: BenchConfig, say) -> dict:
         return {"exporter_cpu_pct_at_1k_cps": None, "exporter_not_measured": reason}
     from flowattr.lab.netns import HostPair
     from flowattr.stack import broker, topics
-    from flowattr.stack.processes import start_background, stop_group
+    from flowattr.stack.processes import start_background, stop_group, wait_for_line
     b = broker.start(cfg.state, cfg.port, progress=say)
     try:
         topics.create_topics(b.bootstrap, ["benchx"], progress=lambda *_: None)
@@ -320,7 +328,7 @@ def bench_exporter(cfg: BenchConfig, say) -> dict:
                                          b.bootstrap, "--region", "benchx", "--window-s", "10", "--spool-dir",
                                          str(cfg.state / f"bench-spool-{int(time.time())}"), "--local-cidr",
                                          "10.15.202.0/24"], cfg.state / "bench-exporter.log")
-            time.sleep(15)  # compile and load the BPF program
+            wait_for_line(cfg.state / "bench-exporter.log", "capturing", 180, exporter.pid)  # BPF compiled
             cpu0 = _cpu_seconds(exporter.pid)
             out = subprocess.run(["ip", "netns", "exec", "fa_bench_a", sys.executable, "-m",
                                   "flowattr.lab.netns_traffic", "rate", "10.15.202.2", "7000", "1000",
@@ -351,10 +359,13 @@ def _cpu_seconds(pid: int) -> float:
 
 def run(cfg: BenchConfig, say, only: list[str] | None = None) -> dict:
     results: dict = {"machine": _machine()}
-    wanted = [name for name in ("limit", "state", "e2e", "latency", "exporter") if not only or name in only]
-    data = throughput_data(cfg.e2e_flows, cfg.busy_factor, say) if {"limit", "e2e"} & set(wanted) else None
+    wanted = [name for name in ("limit", "state", "e2e", "e2e_rocksdb", "latency", "exporter")
+              if not only or name in only]
+    data = throughput_data(cfg.e2e_flows, cfg.busy_factor, say) if {"limit", "e2e", "e2e_rocksdb"} & set(wanted) \
+        else None
     steps = {"limit": lambda: bench_limit(data, say), "state": lambda: bench_state(say),
-             "e2e": lambda: bench_e2e(cfg, data, say), "latency": lambda: bench_latency(cfg, say),
+             "e2e": lambda: bench_e2e(cfg, data, say), "e2e_rocksdb": lambda: bench_e2e_rocksdb(cfg, data, say),
+             "latency": lambda: bench_latency(cfg, say),
              "exporter": lambda: bench_exporter(cfg, say)}
     for name in wanted:
         results.update(steps[name]())
@@ -373,6 +384,7 @@ def format_table(r: dict) -> str:
             ("end to end (flows/s)", r.get("e2e_flows_per_s")),
             ("end to end: flows pre-loaded / attributed", f"{r.get('e2e_flows')} / {r.get('e2e_attributed_seen')}"),
             ("ratio to limit", r.get("ratio_to_limit")),
+            ("end to end, hold on disk (RocksDB; flows/s)", r.get("e2e_rocksdb_flows_per_s")),
             ("job parallelism", r.get("parallelism")),
             ("e2e start-up (s)", r.get("e2e_startup_s")),
             ("latency p50 / p99 (s)", f"{r.get('latency_p50_s')} / {r.get('latency_p99_s')}"

@@ -14,13 +14,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from flowattr.lab.evaluate import score_topics
+from flowattr.lab.settle import EventClock, wait_for_outcomes
 from flowattr.lab.simulate import (
     HOME_REGION,
     REMOTE_REGION,
     FleetScenario,
     batch_flows,
     build_fleet,
+    last_window_end,
     produce_to_kafka,
     simulate_flows,
     write_truth,
@@ -109,7 +110,7 @@ def run_simulated(cfg: DemoConfig, say) -> dict:
         sent = produce_to_kafka(b.bootstrap, fleet, flows, deliveries, progress=lambda *_: None)
         say(f"produced {sent:,} flow batches ({sum(len(d.rows) for d in deliveries if not d.lost):,} flows), "
             f"{len(fleet.events):,} IP-change events and {len(bad)} malformed records")
-        scores = _wait_for_outcomes(b.bootstrap, truth, jobs, cfg, say)
+        scores = _wait_for_outcomes(b.bootstrap, truth, jobs, last_window_end(deliveries), cfg, say)
         # Besides the samples: the fleet's corrupted rows and future-stamped events.
         dead = read_topic(b.bootstrap, RegionTopics(HOME_REGION).dead_letter, idle_timeout_s=10)
     finally:
@@ -135,22 +136,18 @@ def _samples_found(samples: list[bytes], dead: list[bytes]) -> int:
     return sum(sample in originals for sample in samples)
 
 
-def _wait_for_outcomes(bootstrap: str, truth: Path, jobs: list[LocalJob], cfg: DemoConfig, say) -> dict:
-    deadline = time.monotonic() + cfg.timeout_s
-    scores: dict = {}
-    while time.monotonic() < deadline:
-        time.sleep(10)
-        for job in jobs:
-            if not job.running():
-                raise RuntimeError(f"a collector exited early; see {job.log_path}:\n{job.log_tail()}")
-        scores = score_topics(bootstrap, truth, list(REGIONS), progress=lambda *_: None)
-        decided = scores["flows"] - scores["missing"]
-        say(f"  {decided:,} of {scores['flows']:,} flows have an outcome "
-            f"({scores['attributed']:,} attributed, {scores['unattributed']:,} unattributed)")
-        if scores["missing"] == 0:
-            return scores
-    raise RuntimeError(f"not every flow had an outcome after {cfg.timeout_s:.0f} s "
-                       f"({scores.get('missing')} missing); see the job logs in {cfg.state}")
+def _wait_for_outcomes(bootstrap: str, truth: Path, jobs: list[LocalJob], from_ms: int, cfg: DemoConfig,
+                       say) -> dict:
+    clock = EventClock(bootstrap, list(REGIONS), from_ms)
+    try:
+        scores = wait_for_outcomes(bootstrap, truth, list(REGIONS), clock, cfg.timeout_s, say,
+                                   alive=lambda: all(job.running() for job in jobs))
+    finally:
+        clock.close()
+    if scores["missing"]:
+        raise RuntimeError(f"not every flow had an outcome after {cfg.timeout_s:.0f} s "
+                           f"({scores['missing']} missing); see the job logs in {cfg.state}")
+    return scores
 
 
 def print_report(report: dict, as_json: bool) -> None:

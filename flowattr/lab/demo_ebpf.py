@@ -17,11 +17,12 @@ from pathlib import Path
 
 from flowattr.lab.evaluate import read_outcomes
 from flowattr.lab.netns import HostPair, sh
-from flowattr.lab.simulate import HOME_REGION, REMOTE_REGION, advance_event_time
+from flowattr.lab.settle import EventClock
+from flowattr.lab.simulate import HOME_REGION, REMOTE_REGION
 from flowattr.stack import broker, topics
-from flowattr.stack.kafka_clients import producer, read_topic
+from flowattr.stack.kafka_clients import read_topic
 from flowattr.stack.local_job import LocalJob
-from flowattr.stack.processes import port_is_free, start_background, stop_group
+from flowattr.stack.processes import port_is_free, start_background, stop_group, wait_for_line
 from schemas.columns import bytes_to_ip, decode_flow_batch
 from schemas.topics import RegionTopics
 
@@ -80,9 +81,10 @@ def run(state: Path, port: int, traffic_s: float, keep_running: bool, say) -> di
                    for ip in ("10.15.201.2", "10.15.201.3")]
         for server in servers:
             server.stdout.readline()
+        for name in ("a", "b"):  # each exporter compiles and attaches its BPF program first
+            wait_for_line(state / f"demo-exporter-{name}.log", "capturing", 180, procs[0 if name == "a" else 1].pid)
         say(f"namespace hosts up; two exporters capturing (eBPF), the collector starting; "
             f"frontend calls catalog and inventory for {traffic_s:.0f} s ...")
-        time.sleep(15)  # exporters compile their BPF program; the job starts
         deadline = time.monotonic() + traffic_s
         connections = 0
         while time.monotonic() < deadline:
@@ -95,17 +97,19 @@ def run(state: Path, port: int, traffic_s: float, keep_running: bool, say) -> di
             server.kill()
             server.wait()
             server.stdout.close()
-        time.sleep(WINDOW_S + 3)
+        # Both ends of every connection: stop the exporters only once all are exported, so
+        # no last close is cut off however busy the machine is.
+        flows_in = _wait_for_exported(b.bootstrap, 2 * connections, say)
         for proc in procs:
             stop_group(proc.pid, timeout_s=20)  # SIGTERM: the exporter flushes its last window
             proc.poll()
-        flows_in = sum(len(decode_flow_batch(v)[1]) for v in read_topic(b.bootstrap, RegionTopics(REGION).flows,
-                                                                         idle_timeout_s=3))
-        p = producer(b.bootstrap)  # exporters are gone: let event time run on so holds come due
-        advance_event_time(p, [REGION], int(time.time() * 1000) // 60_000 * 60_000, 3)
-        p.close()
+        # The exporters are gone: the clock lets event time run on so holds and retries come due.
+        clock = EventClock(b.bootstrap, [REGION], int(time.time() * 1000))
         say(f"{connections} connections made; {flows_in} flows exported (both ends); waiting for outcomes ...")
-        outcome = _wait_and_score(b.bootstrap, flows_in, job, say)
+        try:
+            outcome = _wait_and_score(b.bootstrap, flows_in, job, clock, say)
+        finally:
+            clock.close()
     finally:
         if job:
             job.stop()
@@ -123,10 +127,22 @@ def run(state: Path, port: int, traffic_s: float, keep_running: bool, say) -> di
             "seconds": round(time.monotonic() - started, 1)}
 
 
-def _wait_and_score(bootstrap: str, flows_in: int, job: LocalJob, say) -> dict:
+def _wait_for_exported(bootstrap: str, expected: int, say, timeout_s: float = 120) -> int:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        flows = sum(len(decode_flow_batch(v)[1]) for v in read_topic(bootstrap, RegionTopics(REGION).flows,
+                                                                      idle_timeout_s=2))
+        if flows >= expected or time.monotonic() > deadline:
+            return flows
+        say(f"  {flows} of {expected} flows exported ...")
+        time.sleep(1)
+
+
+def _wait_and_score(bootstrap: str, flows_in: int, job: LocalJob, clock: EventClock, say) -> dict:
     deadline = time.monotonic() + 240
     result: dict = {}
     while time.monotonic() < deadline:
+        clock.tick(1)
         time.sleep(5)
         if not job.running():
             raise RuntimeError(f"the collector exited early; see {job.log_path}:\n{job.log_tail()}")

@@ -12,6 +12,11 @@ checkpoints every 5 s) and the embedded broker:
    TaskManager, start a new one, and time until every task runs again.
 3. settle: event time is advanced, and the run waits until every flow of the ground truth
    has an outcome (or the deadline passes: then `flows_lost` counts the ones without).
+4. backlog: on a fresh broker, `backlog_minutes` of a fleet at `backlog_factor` x the
+   default connection rates wait in Kafka before a new job starts; the time until every
+   flow has an outcome is the catch-up time (with failed checkpoints and restarts).
+5. outage: the eBPF exporter under load while the broker is unreachable for `outage_s`
+   (flowattr/lab/outage.py; root only).
 
 Writes a JSON report (bench/reliability.json by default) and prints a table.
 """
@@ -28,16 +33,16 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from flowattr.lab.evaluate import score_topics
 from flowattr.lab.fuzz import RECORD, ROWS, VALID, Fuzzer
+from flowattr.lab.settle import EventClock, wait_for_outcomes
 from flowattr.lab.simulate import (
     HOME_REGION,
     REMOTE_REGION,
-    advance_event_time,
     batch_flows,
     build_fleet,
     kafka_timeline,
     last_window_end,
+    produce_to_kafka,
     profile,
     simulate_flows,
     write_truth,
@@ -60,6 +65,9 @@ class ReliabilityConfig:
     minutes: int = 6                 # simulated minutes of fleet traffic
     seed: int = 7
     settle_timeout_s: float = 900
+    backlog_minutes: int = 10        # 0: no backlog phase
+    backlog_factor: float = 5.0      # the backlog's connection rates x this
+    outage_s: float = 60             # 0: no exporter outage phase
     out: Path | None = Path("bench/reliability.json")
 
 
@@ -71,8 +79,16 @@ def run(cfg: ReliabilityConfig, say) -> dict:
         flink_cluster.start(cfg.state, slots=2, taskmanagers=2, progress=say)
         try:
             report = _run_on_cluster(cfg, b.bootstrap, say)
+            if cfg.backlog_minutes:
+                # A fresh broker: the backlog's fleet reuses host names and sequence numbers.
+                broker.stop(cfg.state)
+                b = broker.start(cfg.state, cfg.port, progress=say)
+                topics.create_topics(b.bootstrap, [HOME_REGION, REMOTE_REGION], progress=lambda *_: None)
+                report |= _backlog(cfg, b.bootstrap, say)
         finally:
             flink_cluster.stop(cfg.state, progress=say)
+        if cfg.outage_s:
+            report |= _outage(cfg, b.bootstrap, say)
     finally:
         broker.stop(cfg.state)
     report["seconds"] = round(time.monotonic() - started, 1)
@@ -86,7 +102,10 @@ def run(cfg: ReliabilityConfig, say) -> dict:
 def _ok(report: dict) -> bool:
     return (report["invalid_accepted"] == 0 and report["valid_rejected"] == 0 and report["job_failures"] == 0
             and report["taskmanager_kills"] >= report["kills_planned"] and report["flows_lost"] == 0
-            and report["misattributed"] == 0)
+            and report["misattributed"] == 0
+            and report.get("backlog_flows_lost", 0) == 0 and report.get("backlog_misattributed", 0) == 0
+            and report.get("backlog_failed_checkpoints", 0) == 0 and report.get("backlog_restarts", 0) == 0
+            and report.get("outage_flows_lost", 0) == 0 and report.get("outage_spool_left", 0) == 0)
 
 
 def _run_on_cluster(cfg: ReliabilityConfig, bootstrap: str, say) -> dict:
@@ -124,14 +143,57 @@ def _run_on_cluster(cfg: ReliabilityConfig, bootstrap: str, say) -> dict:
     for k, part in enumerate(slices[1:], 1):
         _send(p, part)
         kills.append(_kill_one_taskmanager(cfg.state, job_id, say, k))
-    advance_event_time(p, [HOME_REGION], last_window_end(deliveries), 45)
     p.close()
-    scores = _settle(bootstrap, truth, cfg.settle_timeout_s, say)
+    scores = _settle(bootstrap, truth, last_window_end(deliveries), cfg.settle_timeout_s, say)
+    restarts = _restarts(job_id)
+    flink_cluster.cancel(job_id)
     return {**fuzz, "kills_planned": cfg.kills, "taskmanager_kills": len(kills),
-            "recovery_s": [k["recovery_s"] for k in kills], "restarts": _restarts(job_id),
+            "recovery_s": [k["recovery_s"] for k in kills], "restarts": restarts,
             "flows": scores["flows"], "flows_lost": scores["missing"], "duplicates_emitted": scores["duplicates"],
             "misattributed": scores["misattributed"], "attributed": scores["attributed"],
             "unattributed": scores["unattributed"], "fleet_invalid_rows": scores["invalid_rows"]}
+
+
+def _backlog(cfg: ReliabilityConfig, bootstrap: str, say) -> dict:
+    sc = profile("default", cfg.seed + 1, cfg.backlog_minutes)
+    sc = replace(sc, remote_region_services=0, conn_rate_per_instance=sc.conn_rate_per_instance * cfg.backlog_factor,
+                 gateway_conn_rate=sc.gateway_conn_rate * cfg.backlog_factor)
+    fleet = build_fleet(sc)
+    flows = simulate_flows(fleet)
+    deliveries = batch_flows(fleet, flows)
+    truth = cfg.state / "backlog-truth.npz"
+    write_truth(truth, fleet, flows, deliveries)
+    say(f"backlog: {len(flows.cols):,} flows ({cfg.backlog_minutes} min at {cfg.backlog_factor:g}x) into Kafka ...")
+    produce_to_kafka(bootstrap, fleet, flows, deliveries, progress=lambda *_: None, advance_minutes=0)
+    job_id = flink_cluster.submit(cfg.state, JOB_FILE, [
+        "--bootstrap", bootstrap, "--region", HOME_REGION, "--group-id", f"backlog-{int(time.time())}",
+        "--parallelism", "2", "--checkpoint-interval-ms", "5000",
+        "--checkpoint-dir", f"file://{(cfg.state / 'checkpoints').resolve()}"], progress=say)
+    _wait(lambda: _all_running(job_id), 120, "the backlog job to run")
+    started = time.monotonic()
+    scores = _settle(bootstrap, truth, last_window_end(deliveries), cfg.settle_timeout_s, say)
+    catch_up = round(time.monotonic() - started, 1)
+    checkpoints = flink_cluster.rest_get(f"/jobs/{job_id}/checkpoints")["counts"]
+    restarts = _restarts(job_id)
+    flink_cluster.cancel(job_id)
+    say(f"backlog: caught up in {catch_up} s ({checkpoints['failed']} failed checkpoints, {restarts} restarts)")
+    return {"backlog_flows": scores["flows"], "backlog_catch_up_s": catch_up,
+            "backlog_flows_per_s": round(scores["flows"] / catch_up) if catch_up else None,
+            "backlog_flows_lost": scores["missing"], "backlog_misattributed": scores["misattributed"],
+            "backlog_completed_checkpoints": checkpoints["completed"],
+            "backlog_failed_checkpoints": checkpoints["failed"], "backlog_restarts": restarts}
+
+
+def _outage(cfg: ReliabilityConfig, bootstrap: str, say) -> dict:
+    from flowattr.lab import outage
+    reason = outage.unavailable_reason()
+    if reason:
+        say(f"outage: not measured ({reason})")
+        return {"outage_not_measured": reason}
+    region = "outage"
+    topics.create_topics(bootstrap, [region], progress=lambda *_: None)
+    # The outage in the middle of steady traffic twice as long (at least 20 s).
+    return outage.run(cfg.state, bootstrap, region, say, outage_s=cfg.outage_s, traffic_s=max(2 * cfg.outage_s, 20))
 
 
 def _send(p, items) -> None:
@@ -185,21 +247,19 @@ def _kill_one_taskmanager(state: Path, job_id: str, say, k: int) -> dict:
     killed_at = time.monotonic()
     os.kill(victim, signal.SIGKILL)
     flink_cluster.start_taskmanager(state)
-    _wait(lambda: _restarts(job_id) > restarts_before and _all_running(job_id), 300,
-          f"the job to recover from kill {k}")
+    _wait(lambda: _restarts(job_id) > restarts_before, 120, f"the job to notice kill {k} (a restart)")
+    _wait(lambda: _all_running(job_id), 300, f"the job to recover from kill {k}")
     recovery = round(time.monotonic() - killed_at, 1)
     say(f"kill {k}: recovered in {recovery} s")
     return {"pid": victim, "recovery_s": recovery}
 
 
-def _settle(bootstrap: str, truth: Path, timeout_s: float, say) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        scores = score_topics(bootstrap, truth, [HOME_REGION], progress=lambda *_: None)
-        say(f"settle: {scores['flows'] - scores['missing']:,} of {scores['flows']:,} flows have an outcome")
-        if scores["missing"] == 0 or time.monotonic() > deadline:
-            return scores
-        time.sleep(10)
+def _settle(bootstrap: str, truth: Path, last_window_end_ms: int, timeout_s: float, say) -> dict:
+    clock = EventClock(bootstrap, [HOME_REGION], last_window_end_ms)
+    try:
+        return wait_for_outcomes(bootstrap, truth, [HOME_REGION], clock, timeout_s, say)
+    finally:
+        clock.close()
 
 
 def _job(job_id: str) -> dict:
@@ -241,5 +301,7 @@ def format_table(report: dict) -> str:
             ("taskmanager_kills", report["taskmanager_kills"]), ("recovery_s per kill", report["recovery_s"]),
             ("flows (ground truth)", report["flows"]), ("flows_lost (must be 0)", report["flows_lost"]),
             ("duplicates_emitted", report["duplicates_emitted"]),
-            ("misattributed (must be 0)", report["misattributed"]), ("ok", report["ok"])]
+            ("misattributed (must be 0)", report["misattributed"])]
+    rows += [(k, v) for k, v in report.items() if k.startswith(("backlog_", "outage_")) and k != "outage_exporter"]
+    rows.append(("ok", report["ok"]))
     return "\n".join(f"{name:<32} {value}" for name, value in rows)

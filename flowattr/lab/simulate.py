@@ -80,14 +80,14 @@ class FleetScenario:
     services: int = 60                     # workloads besides the gateway
     remote_region_services: int = 4        # of those, how many live in the other region
     ec2_hosts: int = 90                    # one-workload hosts (incl. 6 gateway hosts)
-    gateway_hosts: int = 6
+    gateway_hosts: int = 6                 # hosts of the gateway workload, the LBs' usual target
     container_hosts: int = 40              # many-workload hosts
     pool_ips_per_container_host: int = 14  # small subnet: forces fast IP reuse
     containers_per_host: int = 11          # live containers per container host
-    container_lifetime_mean_s: float = 240.0
+    container_lifetime_mean_s: float = 240.0  # a container lives this long on average, then its IP is freed
     reuse_gap_min_s: float = 3.0           # a released IP is reused after 3..10 s
-    reuse_gap_max_s: float = 10.0
-    load_balancers: int = 8
+    reuse_gap_max_s: float = 10.0          # (upper end of that gap)
+    load_balancers: int = 8                # LB IPs in the event CIDR, attributed from IP-change events
     lb_repoint_every_s: float = 120.0      # mean tenure of ONE LB IP before it is re-pointed
     lb_targets: str = "any"                # LBs front "routes" (gateway routes only) or "any" local service
     deps_per_service: int = 4
@@ -312,7 +312,8 @@ def _bridge_containers(sc, rng, local_services, hosts) -> list[Instance]:
     out = []
     for h in chosen:
         picks = rng.choice(local_services, sc.bridge_containers_per_host, replace=False).tolist()
-        out += [Instance(w, f"172.17.0.{j + 2}", h, T0_MS - 3_600_000, T0_MS + (sc.minutes + 60) * 60_000,
+        bridge = BRIDGE_CIDR.rsplit(".", 1)[0]  # 172.17.0
+        out += [Instance(w, f"{bridge}.{j + 2}", h, T0_MS - 3_600_000, T0_MS + (sc.minutes + 60) * 60_000,
                          attribution=pb.LOCAL_ATTRIBUTION_IP_MAP) for j, w in enumerate(picks)]
     return out
 
@@ -793,9 +794,10 @@ def kafka_timeline(fleet: Fleet, flows: SimulatedFlows, deliveries: list[Deliver
 
 
 def produce_to_kafka(bootstrap: str, fleet: Fleet, flows: SimulatedFlows, deliveries: list[Delivery],
-                     progress=print) -> int:
-    """Produce the fleet's kafka_timeline, then advance event time (advance_event_time) so
-    the job's holds and retries for this data all come due. Returns batches produced."""
+                     progress=print, advance_minutes: int = 45) -> int:
+    """Produce the fleet's kafka_timeline, then advance event time by `advance_minutes`
+    (advance_event_time) so the job's holds come due; a caller waiting for every retry
+    keeps it moving with flowattr/lab/settle.py. Returns batches produced."""
     from flowattr.stack.kafka_clients import producer
 
     p = producer(bootstrap)
@@ -809,7 +811,8 @@ def produce_to_kafka(bootstrap: str, fleet: Fleet, flows: SimulatedFlows, delive
             if sent % 1000 == 0:
                 progress(f"  produced {sent:,} batches")
     p.flush()
-    advance_event_time(p, regions, last_window_end(deliveries), 45)
+    if advance_minutes:
+        advance_event_time(p, regions, last_window_end(deliveries), advance_minutes)
     p.close()
     return sent
 
@@ -829,8 +832,9 @@ def advance_event_time(p, regions: list[str], from_ms: int, minutes: int) -> Non
         for m in range(1, minutes + 1):
             start = from_ms + (m - 1) * 60_000
             for part in partitions:
+                # sequence: the minute itself, so later calls continue the same exporter's run
                 header = pb.FlowBatch(exporter_id=f"clock-{region}-{part}", host="clock", region=region,
-                                      window_start_ms=start, window_end_ms=start + 60_000, sequence=m,
+                                      window_start_ms=start, window_end_ms=start + 60_000, sequence=start // 60_000,
                                       part=0, part_count=1)
                 p.send(topic, encode_flow_batch(header, FlowColumns.zeros(0)), partition=part,
                        timestamp_ms=start + 60_000)

@@ -42,7 +42,8 @@ def _env(state: Path) -> dict[str, str]:
     return env
 
 
-def write_config(state: Path, slots: int = 4, rest_port: int = REST_PORT, taskmanagers: int = 1) -> Path:
+def write_config(state: Path, slots: int = 4, rest_port: int = REST_PORT, taskmanagers: int = 1,
+                 tm_process_size: str = "4096m") -> Path:
     """Copy the wheel's conf/ into the state dir and set loopback addresses, slots and
     the venv's Python for workers."""
     conf_dir = state / "flink-conf"
@@ -55,7 +56,7 @@ def write_config(state: Path, slots: int = 4, rest_port: int = REST_PORT, taskma
     config["jobmanager"].setdefault("rpc", {}).update({"address": "127.0.0.1", "port": RPC_PORT})
     config.setdefault("taskmanager", {}).update(
         {"bind-host": "127.0.0.1", "host": "127.0.0.1", "numberOfTaskSlots": slots})
-    config["taskmanager"].setdefault("memory", {}).setdefault("process", {})["size"] = "4096m"
+    config["taskmanager"].setdefault("memory", {}).setdefault("process", {})["size"] = tm_process_size
     config.setdefault("rest", {}).update(
         {"address": "127.0.0.1", "bind-address": "127.0.0.1", "port": rest_port})
     config["parallelism"] = {"default": 2}
@@ -69,6 +70,9 @@ def write_config(state: Path, slots: int = 4, rest_port: int = REST_PORT, taskma
     # 10 s (Flink's default 50 s would stall the job that long per kill).
     config["heartbeat"] = {"interval": 2000, "timeout": 10000}
     config["restart-strategy"] = {"type": "exponential-delay"}
+    # Spread a job's slots over the TaskManagers (not all on the first one): each holds
+    # part of the job, so losing any TaskManager is a failover, never a non-event.
+    config["taskmanager"]["load-balance"] = {"mode": "slots"}
     config["python"] = {"executable": py, "client": {"executable": py}, "execution-mode": "thread"}
     (conf_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     (conf_dir / "masters").write_text(f"127.0.0.1:{rest_port}\n")
@@ -95,6 +99,16 @@ def start_taskmanager(state: Path) -> None:
     subprocess.run(["bash", str(script), "start"], env=_env(state), check=True, stdout=subprocess.DEVNULL)
 
 
+def cancel(job_id: str, timeout_s: float = 60) -> None:
+    """Cancel a job and wait until it is CANCELED."""
+    rest_get(f"/jobs/{job_id}/yarn-cancel")
+    deadline = time.monotonic() + timeout_s
+    while rest_get(f"/jobs/{job_id}")["state"] != "CANCELED":
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"job {job_id} not CANCELED within {timeout_s:.0f} s; see the Flink logs")
+        time.sleep(0.5)
+
+
 def rest_get(path: str, rest_port: int = REST_PORT, timeout: float = 5.0):
     with urllib.request.urlopen(f"http://127.0.0.1:{rest_port}{path}", timeout=timeout) as resp:
         return json.loads(resp.read())
@@ -108,7 +122,8 @@ def is_running(rest_port: int = REST_PORT) -> bool:
         return False
 
 
-def start(state: Path, slots: int = 4, timeout_s: float = 90.0, progress=print, taskmanagers: int = 1) -> None:
+def start(state: Path, slots: int = 4, timeout_s: float = 90.0, progress=print, taskmanagers: int = 1,
+          tm_process_size: str = "4096m") -> None:
     if is_running():
         progress("Flink cluster already running: http://127.0.0.1:8081")
         return
@@ -116,7 +131,7 @@ def start(state: Path, slots: int = 4, timeout_s: float = 90.0, progress=print, 
         if not port_is_free(port):
             raise PortInUseError(f"port {port} on 127.0.0.1 is in use; stop whatever holds it "
                                  "(another Flink cluster? `flowattr cluster stop`) and retry")
-    write_config(state, slots, taskmanagers=taskmanagers)
+    write_config(state, slots, taskmanagers=taskmanagers, tm_process_size=tm_process_size)
     script = paths.pyflink_home() / "bin" / "start-cluster.sh"
     progress(f"starting Flink cluster (JobManager + {taskmanagers} TaskManager(s) x {slots} slots, ~10-20 s)")
     subprocess.run(["bash", str(script)], env=_env(state), check=True,

@@ -43,14 +43,5 @@ def tansu_binary() -> Path:
     return path
 
 
-def kafka_connector_jars() -> list[Path]:
-    lib = pyflink_home() / "lib"
-    jars = [lib / "flink-connector-kafka-4.0.1-2.0.jar", lib / "kafka-clients-3.9.1.jar"]
-    missing = [str(j) for j in jars if not j.exists()]
-    if missing:
-        raise SetupError(f"Flink Kafka connector jars missing: {missing}; run `make setup`")
-    return jars
-
-
 def compose_spec_schema() -> Path:
     return Path(sys.prefix) / "share" / "flowattr" / "compose_spec.json"

@@ -88,6 +88,19 @@ def start_background(cmd: list[str], log_path: Path, env: dict | None = None) ->
     return BackgroundProcess(pid)
 
 
+def wait_for_line(log: Path, needle: str, timeout_s: float, pid: int | None = None) -> None:
+    """Until a line of the log contains `needle`; raises when the deadline passes or the
+    process `pid` exits first (saying where its log is)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if log.exists() and needle in log.read_text(errors="replace"):
+            return
+        if pid is not None and not pid_alive(pid):
+            raise RuntimeError(f"the process exited before logging {needle!r}; see {log}")
+        time.sleep(0.5)
+    raise RuntimeError(f"no {needle!r} in {log} within {timeout_s:.0f} s; see that log")
+
+
 def stop_group(pid: int, timeout_s: float = 10.0) -> bool:
     """SIGTERM the process group led by pid, SIGKILL after timeout_s. True if it was running."""
     if not pid_alive(pid):

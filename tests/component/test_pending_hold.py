@@ -33,3 +33,14 @@ def test_a_redelivered_batch_is_held_once_and_a_retry_of_it_separately():
     retry = _pending(7, 120_000, attempts=1)       # a later attempt of the same batch, due at the same time
     hold.hold(retry)
     assert sorted(hold.take_due(120_000)) == sorted([first, retry])
+
+
+def test_a_batch_due_at_or_before_the_watermark_is_attempted_not_held():
+    """A retry that comes back from Kafka after the watermark passed its due time: a timer
+    set in the past would wait for a watermark advance that may never come."""
+    late = _pending(9, 120_000)
+    assert PendingHold.due_and_count(late) == (120_000, 0)
+    assert PendingHold.is_due(120_000, watermark_ms=120_000)
+    assert PendingHold.is_due(120_000, watermark_ms=500_000)
+    assert not PendingHold.is_due(120_000, watermark_ms=119_999)
+    assert not PendingHold.is_due(120_000, watermark_ms=-(2**63))  # before any watermark

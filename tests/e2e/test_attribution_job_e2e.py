@@ -12,8 +12,17 @@ import pytest
 import yaml
 
 from flink_jobs.job_config import DEFAULT_CONFIG
-from flowattr.lab.evaluate import score_topics, unattributable_rows
-from flowattr.lab.simulate import batch_flows, build_fleet, produce_to_kafka, profile, simulate_flows, write_truth
+from flowattr.lab.evaluate import unattributable_rows
+from flowattr.lab.settle import EventClock, wait_for_outcomes
+from flowattr.lab.simulate import (
+    batch_flows,
+    build_fleet,
+    last_window_end,
+    produce_to_kafka,
+    profile,
+    simulate_flows,
+    write_truth,
+)
 from flowattr.stack import topics
 from flowattr.stack.kafka_clients import producer, read_topic
 from flowattr.stack.local_job import LocalJob
@@ -76,20 +85,21 @@ def fleet_run(kafka_bootstrap, tmp_path_factory):
                      ["--bootstrap", kafka_bootstrap, "--region", region, "--parallelism", "2", "--group-id", "e2e"]
                      + (["--checkpoint-dir", f"file://{tmp}/chk-{region}"] if region != "us-east-1" else []),
                      tmp / f"job-{region}.log").start() for region in REGIONS]
+    clock = EventClock(kafka_bootstrap, REGIONS, last_window_end(deliveries))
     try:
-        deadline = time.monotonic() + 420
-        scores = None
-        while time.monotonic() < deadline:
-            time.sleep(10)
-            assert all(j.running() for j in jobs), "\n".join(j.log_tail() for j in jobs)
-            scores = score_topics(kafka_bootstrap, truth, REGIONS, progress=lambda *_: None)
-            if scores["missing"] == 0:
-                break
+        scores = wait_for_outcomes(kafka_bootstrap, truth, REGIONS, clock, 600, lambda *_: None,
+                                   alive=lambda: all(j.running() for j in jobs))
         dead = read_topic(kafka_bootstrap, "deadletter.us-east-1", idle_timeout_s=10)
     finally:
+        clock.close()
         for j in jobs:
             j.stop()
     return truth, scores, dead, bad
+
+
+def _latest_checkpoint(chk) -> int:
+    """The highest checkpoint number written under chk (0: none yet)."""
+    return max((int(c.name.split("-")[1]) for c in chk.glob("*/chk-*")), default=0)
 
 
 def test_every_flow_has_an_outcome_and_none_is_misattributed(fleet_run):
@@ -178,7 +188,8 @@ def test_restart_from_checkpoint_restores_broadcast_and_keyed_state(kafka_bootst
     try:
         # Wait until early minutes are attributed and a checkpoint taken after that.
         _wait(lambda: read_topic(kafka_bootstrap, f"attributed.{region}", idle_timeout_s=2), 360, first)
-        time.sleep(6)
+        seen = _latest_checkpoint(chk)
+        _wait(lambda: _latest_checkpoint(chk) >= seen + 2, 120, first)  # one begun after that output
     finally:
         first.kill_hard()
     checkpoints = sorted(chk.glob("*/chk-*"), key=lambda c: int(c.name.split("-")[1]))
@@ -188,22 +199,18 @@ def test_restart_from_checkpoint_restores_broadcast_and_keyed_state(kafka_bootst
     for d in late:
         send(d)
     p.send(f"flows.{region}", probe, timestamp_ms=max(d.window_start_ms for d in early) + 60_000)
-    from flowattr.lab.simulate import advance_event_time
-    advance_event_time(p, [region], max(d.window_start_ms for d in deliveries) + 60_000, 45)
     p.close()
+    clock = EventClock(kafka_bootstrap, [region], last_window_end(deliveries))
     second = LocalJob("flink_jobs.attribution_job", args + ["--restore-path", f"file://{checkpoints[-1]}"],
                       tmp_path / "second.log").start()
     try:
-        scores = None
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            time.sleep(10)
-            assert second.running(), second.log_tail()
-            scores = score_topics(kafka_bootstrap, truth, [region], progress=lambda *_: None)
-            got = _probe_outcome(kafka_bootstrap, region)
-            if scores["missing"] == 0 and len(got) == len(expected):
-                break
+        scores = wait_for_outcomes(kafka_bootstrap, truth, [region], clock, 300, lambda *_: None,
+                                   alive=second.running)
+        # event time keeps moving (clock.tick) while the probe's flows may still retry
+        _wait(lambda: clock.tick(5) or len(_probe_outcome(kafka_bootstrap, region)) == len(expected), 120, second)
+        got = _probe_outcome(kafka_bootstrap, region)
     finally:
+        clock.close()
         second.stop()
     assert scores["missing"] == 0 and scores["misattributed"] == 0, scores
     assert len(got) == len(expected)

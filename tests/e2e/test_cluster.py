@@ -4,7 +4,6 @@ API (what an operator watches in the web UI), and stop without leftovers."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from flowattr.lab.simulate import FleetScenario, batch_flows, build_fleet, produce_to_kafka, simulate_flows
 from flowattr.stack import flink_cluster, topics
 from flowattr.stack.processes import port_accepts
+from tests.waiting import until
 
 pytestmark = [pytest.mark.flink, pytest.mark.slow]
 SCENARIO = FleetScenario(seed=3, minutes=3, services=20, remote_region_services=0, ec2_hosts=30,
@@ -25,16 +25,6 @@ def cluster(tmp_path_factory):
     yield state
     flink_cluster.stop(state, progress=lambda *_: None)
     assert not port_accepts(flink_cluster.REST_PORT), "cluster still listening after stop"
-
-
-def _wait_for(predicate, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _metric_sum(job_id: str, vertex: str, name: str) -> int:
@@ -59,24 +49,24 @@ def test_collector_on_the_cluster_reports_metrics_and_backpressure(cluster, kafk
                                   ["--bootstrap", kafka_bootstrap, "--region", region,
                                    "--group-id", "cluster-test"], progress=lambda *_: None)
     try:
-        _wait_for(lambda: flink_cluster.rest_get(f"/jobs/{job_id}")["state"] == "RUNNING", 60, "job RUNNING")
+        until(lambda: flink_cluster.rest_get(f"/jobs/{job_id}")["state"] == "RUNNING", 60, "job RUNNING")
         produce_to_kafka(kafka_bootstrap, fleet, flows, deliveries, progress=lambda *_: None)
         vertices = {v["name"]: v["id"] for v in flink_cluster.rest_get(f"/jobs/{job_id}")["vertices"]}
         validate = next(v for n, v in vertices.items() if "validate-flows" in n)
         attribute = next(v for n, v in vertices.items() if n.startswith("attribute"))
-        _wait_for(lambda: _metric_sum(job_id, validate, "flows_in") >= delivered, 120, "flows_in metric")
-        _wait_for(lambda: _metric_sum(job_id, attribute, "attributed") > 0, 120, "attributed metric")
+        until(lambda: _metric_sum(job_id, validate, "flows_in") >= delivered, 120, "flows_in metric")
+        until(lambda: _metric_sum(job_id, attribute, "attributed") > 0, 120, "attributed metric")
         for name in ("unattributed", "retried", "conflicts", "attempts", "broadcast_ranges_held",
                      "event_time_lag_ms"):
             assert _metric_sum(job_id, attribute, name) >= 0, name
-        assert _wait_for(lambda: _metric_sum(job_id, attribute, "broadcast_ranges_held") > 0, 60, "ranges gauge")
+        assert until(lambda: _metric_sum(job_id, attribute, "broadcast_ranges_held") > 0, 60, "ranges gauge")
 
         def backpressure():
             bp = flink_cluster.rest_get(f"/jobs/{job_id}/vertices/{attribute}/backpressure")
             return bp if bp.get("status") == "ok" else None
-        pressure = _wait_for(backpressure, 30, "a backpressure sample")
+        pressure = until(backpressure, 30, "a backpressure sample")
         assert pressure["backpressureLevel"] in ("ok", "low", "high")
         assert len(pressure["subtasks"]) == 2  # parallelism 2
     finally:
         flink_cluster.rest_get(f"/jobs/{job_id}/yarn-cancel")
-        _wait_for(lambda: flink_cluster.rest_get(f"/jobs/{job_id}")["state"] == "CANCELED", 30, "job CANCELED")
+        until(lambda: flink_cluster.rest_get(f"/jobs/{job_id}")["state"] == "CANCELED", 30, "job CANCELED")

@@ -21,6 +21,7 @@ from exporter.probe import unavailable_reason
 from flowattr.lab.netns import HostPair, sh
 from schemas import flowattr_pb2 as pb
 from schemas.columns import bytes_to_ip
+from tests.waiting import until
 
 REASON = unavailable_reason()
 pytestmark = [pytest.mark.bpf, pytest.mark.skipif(REASON is not None, reason=f"eBPF unavailable: {REASON}")]
@@ -59,8 +60,12 @@ def captured(hosts):
     poller.start()
     tcplife = subprocess.Popen(["tcplife-bpfcc", "-L", str(PORT)], stdout=subprocess.PIPE,
                                stderr=subprocess.DEVNULL, text=True)
+    tcplife_lines: list[str] = []
+    reader = threading.Thread(target=lambda: tcplife_lines.extend(iter(tcplife.stdout.readline, "")), daemon=True)
+    reader.start()
     try:
-        time.sleep(8)  # tcplife compiles its program before it sees anything
+        # tcplife prints its header once its program is attached (it compiles first).
+        until(lambda: tcplife_lines, 120, "tcplife's header")
         server = subprocess.Popen(["ip", "netns", "exec", NS_B, sys.executable, "-m", "flowattr.lab.netns_traffic",
                                    "server", IP_B, str(PORT), str(len(PLAN))], stdout=subprocess.PIPE, text=True)
         assert server.stdout.readline().strip() == "ready"
@@ -68,20 +73,32 @@ def captured(hosts):
                     str(PORT), json.dumps(PLAN))
         server.wait(timeout=30)
         server.stdout.close()
-        time.sleep(1.0)
+        # Capture ends only once the last close is in: 23 sockets per side in our events,
+        # and tcplife's 23 server-side lines (plus its header), however busy the machine.
+        until(lambda: min(_per_side(events)) >= len(PLAN) and len(tcplife_lines) > len(PLAN), 60,
+               "every close to be captured")
     finally:
         stop.set()
         poller.join(timeout=5)
         counters = probe.counters()
         probe.close()
         tcplife.terminate()
-        tcplife_out = tcplife.communicate(timeout=10)[0]
+        tcplife.wait(timeout=10)
+        reader.join(timeout=10)
+        tcplife_out = "".join(tcplife_lines)
         ipmap.release(IP_B)
         ipmap.release(IP_A)
         ipmap.release_port(IP_A, TRANSLATED_PORT)
     conns = [json.loads(line) for line in client.stdout.splitlines()]
     ours = [e for e in events if {bytes_to_ip(e.local_ip), bytes_to_ip(e.remote_ip)} == {IP_A, IP_B}]
     return ours, conns, tcplife_out, counters
+
+
+def _per_side(events) -> tuple[int, int]:
+    """(client-side, server-side) sockets of our traffic among the events so far."""
+    ips = [bytes_to_ip(e.local_ip) for e in list(events)
+           if {bytes_to_ip(e.local_ip), bytes_to_ip(e.remote_ip)} == {IP_A, IP_B}]
+    return ips.count(IP_A), ips.count(IP_B)
 
 
 def test_exactly_23_flows_per_side_with_exact_bytes_and_ports(captured):
@@ -197,7 +214,8 @@ def test_sigkilled_exporter_loses_nothing_it_spooled_and_resends_in_order(hosts,
     region = "spooltest"
     with Traffic():
         first = _exporter(f"127.0.0.1:{port}", region, spool, tmp_path / "first.log")
-        time.sleep(12)                                   # ~5 windows of 2 s, broker unreachable
+        # Broker unreachable: windows of 2 s go to the spool; kill once 3 are there.
+        until(lambda: len(_spooled_sequences(spool)) >= 3, 180, "3 spooled batches")
         os.killpg(first.pid, signal.SIGKILL)
         first.poll()
         spooled = _spooled_sequences(spool)
@@ -206,10 +224,12 @@ def test_sigkilled_exporter_loses_nothing_it_spooled_and_resends_in_order(hosts,
         try:
             topics.create_topics(b.bootstrap, [region], progress=lambda *_: None)
             second = _exporter(b.bootstrap, region, spool, tmp_path / "second.log")
-            time.sleep(10)
-            stop_group(second.pid, timeout_s=20)
-            second.poll()
-            received = _consume_sequences(b.bootstrap, f"flows.{region}", until_seq=spooled[-1] + 3, timeout_s=20)
+            try:
+                received = _consume_sequences(b.bootstrap, f"flows.{region}", until_seq=spooled[-1] + 3,
+                                              timeout_s=180)
+            finally:
+                stop_group(second.pid, timeout_s=20)
+                second.poll()
         finally:
             broker.stop(tmp_path / "broker")
     log = (tmp_path / "second.log").read_text()[-2000:]
@@ -232,14 +252,14 @@ def test_broker_outage_batches_wait_in_the_spool_and_arrive_once_in_order(hosts,
     with Traffic():
         exporter = _exporter(b.bootstrap, region, spool, tmp_path / "exporter.log")
         try:
-            before = _consume_sequences(b.bootstrap, f"flows.{region}", until_seq=3, timeout_s=30)
+            before = _consume_sequences(b.bootstrap, f"flows.{region}", until_seq=3, timeout_s=180)
             broker.stop(state)                           # memory storage: the broker forgets everything
-            time.sleep(8)                                # windows close meanwhile: they go to the spool
+            # windows close meanwhile: they go to the spool
+            until(lambda: len(_spooled_sequences(spool)) >= 2, 120, "2 spooled batches")
             waiting = _spooled_sequences(spool)
-            assert len(waiting) >= 2, (tmp_path / "exporter.log").read_text()[-2000:]
             broker.start(state, port, progress=lambda *_: None)
             topics.create_topics(b.bootstrap, [region], progress=lambda *_: None)
-            after = _consume_sequences(b.bootstrap, f"flows.{region}", until_seq=waiting[-1] + 2, timeout_s=60)
+            after = _consume_sequences(b.bootstrap, f"flows.{region}", until_seq=waiting[-1] + 2, timeout_s=180)
         finally:
             stop_group(exporter.pid, timeout_s=20)
             exporter.poll()

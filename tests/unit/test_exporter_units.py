@@ -271,3 +271,37 @@ def test_the_bpf_program_spells_the_proto_enums_and_the_pin_dir_as_python_does()
     assert not re.search(r"(attribution|direction) = [0-9]", program), "a literal enum value in flowtrace.c"
     pinned = dict(re.findall(r'BPF_TABLE_PINNED\([^;]*?, (\w+), \d+, "([^"]+)"\)', program))
     assert pinned == {name: str(PIN_DIR / name) for name in MAPS}
+
+
+def test_a_normal_stop_reports_the_probes_counters_read_before_it_is_closed(tmp_path):
+    """The exporter's final metrics include the BPF counters, which exist only while the
+    probe is open (bcc raises KeyError after close: the first version ended every normal
+    stop with that traceback)."""
+    from exporter import agent
+
+    class ClosingProbe:
+        def __init__(self, on_records):
+            self.closed = False
+
+        def poll(self, timeout_ms):
+            pass
+
+        def counters(self):
+            if self.closed:
+                raise KeyError("the BPF map is gone")
+            return {"events_lost": 0, "closes_without_start": 0}
+
+        def close(self):
+            self.closed = True
+
+    class NoKafka:
+        def __init__(self, bootstrap):
+            pass
+
+        def send(self, topic, key, value, timestamp_ms):
+            pass
+
+    cfg = agent.ExporterConfig(bootstrap="-", region="r1", exporter_id="e1", host="h1",
+                               spool_dir=tmp_path / "spool", duration_s=0.2, alive_file=tmp_path / "alive")
+    final = agent.run(cfg, probe_factory=ClosingProbe, sender_factory=NoKafka)
+    assert final["events_lost"] == 0 and final["events"] == 0
