@@ -105,6 +105,11 @@ class ValidateFlows(Validator):
         except batches.InvalidRecord as exc:
             yield self.reject(self.cfg.topics.flows, raw, str(exc))
             return
+        skew = batches.timestamp_problem(ctx.timestamp(), header.window_end_ms, header.window_end_ms,
+                                         self.cfg.max_future_ms, f"the window end {header.window_end_ms}")
+        if skew:
+            yield self.reject(self.cfg.topics.flows, raw, skew)
+            return
         letter = batches.dead_letter_rows(self.cfg.topics.flows, raw, check, now)
         rows = None
         if letter is not None:  # invalid rows are never learned nor attributed
@@ -139,9 +144,16 @@ class ValidatePending(Validator):
         now = int(time.time() * 1000)
         topic = self.topic
         try:
-            header, cols, check = batches.validate_pending(raw, now, self.cfg.max_future_ms, self.rules)
+            header, cols, check = batches.validate_pending(raw, now, self.cfg.max_future_ms, self.rules,
+                                                           self.cfg.attribution.max_attempts)
         except batches.InvalidRecord as exc:
             yield self.reject(topic, raw, str(exc))
+            return
+        # Stamped with the attempt that made it: after the window, before the next attempt.
+        skew = batches.timestamp_problem(ctx.timestamp(), header.window_end_ms, header.next_attempt_ms,
+                                         self.cfg.max_future_ms, "its window end and next attempt")
+        if skew:
+            yield self.reject(topic, raw, skew)
             return
         letter = batches.dead_letter_rows(topic, raw, check, now)
         if letter is not None:
@@ -160,9 +172,14 @@ class ValidateEvents(Validator):
     def process_element(self, value, ctx):
         raw = bytes(value)
         try:
-            batches.validate_event(raw, int(time.time() * 1000), self.cfg.max_future_ms)
+            event = batches.validate_event(raw, int(time.time() * 1000), self.cfg.max_future_ms)
         except batches.InvalidRecord as exc:
             yield self.reject(self.cfg.topics.ip_changes, raw, str(exc))
+            return
+        skew = batches.timestamp_problem(ctx.timestamp(), event.emit_time_ms, event.emit_time_ms,
+                                         self.cfg.max_future_ms, f"the emit time {event.emit_time_ms}")
+        if skew:
+            yield self.reject(self.cfg.topics.ip_changes, raw, skew)
             return
         self.accepted.inc()
         yield EVENT_TAG + raw
@@ -319,8 +336,10 @@ def build_pipeline(env, cfg: JobConfig, sources: dict, sinks: dict) -> None:
     # clock (engine.advance on timers) may then assume every IP-change event emitted before
     # the watermark has been read. One generator over the merged stream would let the
     # claims' timestamps carry the watermark past events a lagging consumer has not read.
+    event_watermarks = (WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(cfg.out_of_orderness_ms))
+                        .with_idleness(Duration.of_millis(cfg.event_idleness_ms)))
     ownership = (claims.assign_timestamps_and_watermarks(watermarks)
-                 .union(events.assign_timestamps_and_watermarks(watermarks)).broadcast(OWNERSHIP))
+                 .union(events.assign_timestamps_and_watermarks(event_watermarks)).broadcast(OWNERSHIP))
     keyed = (flows.filter(lambda row: row[0] != CLAIMS_KEY).assign_timestamps_and_watermarks(watermarks)
              .union(pending.assign_timestamps_and_watermarks(watermarks))
              .key_by(lambda row: row[0], key_type=Types.STRING()))

@@ -50,9 +50,11 @@ def validate_flow_batch(value: bytes, now_ms: int, max_future_ms: int, rules: Ro
 
 
 def validate_pending(value: bytes, now_ms: int, max_future_ms: int, rules: RowRules = DEFAULT_ROW_RULES,
-                     ) -> tuple[pb.AttributedFlowBatch, FlowColumns, RowCheck]:
+                     max_attempts: int = 1_000) -> tuple[pb.AttributedFlowBatch, FlowColumns, RowCheck]:
     """Like validate_flow_batch, for a PENDING AttributedFlowBatch (retry and inbound
-    topics): the rows' attribution columns are checked too."""
+    topics): the rows' attribution columns are checked too, and the retry schedule: more
+    attempts than the job ever makes would overflow the attempt counter, and a next
+    attempt beyond the wall clock's future bound would hold its flows forever."""
     try:
         header, cols = decode_attributed_batch(value)
     except Exception as exc:  # protobuf DecodeError or a column length mismatch
@@ -60,6 +62,10 @@ def validate_pending(value: bytes, now_ms: int, max_future_ms: int, rules: RowRu
     _check_header(header.source_exporter_id, header.window_start_ms, header.window_end_ms, now_ms, max_future_ms)
     if header.next_attempt_ms <= 0:
         raise InvalidRecord("pending batch without next_attempt_ms")
+    if header.next_attempt_ms > now_ms + max_future_ms:
+        raise InvalidRecord(f"next attempt {header.next_attempt_ms - now_ms} ms in the future (clock broken?)")
+    if header.attempts > max_attempts:
+        raise InvalidRecord(f"{header.attempts} attempts made, more than the {max_attempts} the job makes")
     return header, cols, check_rows(cols, header.window_start_ms, header.window_end_ms, rules, remote_refs=True)
 
 
@@ -74,6 +80,18 @@ def validate_event(value: bytes, now_ms: int, max_future_ms: int) -> pb.IpChange
     if problem:
         raise InvalidRecord(problem)
     return event
+
+
+def timestamp_problem(kafka_ms: int | None, low_ms: int, high_ms: int, tolerance_ms: int, what: str) -> str | None:
+    """Why a record's Kafka timestamp (its event time: the watermark is made of them)
+    disagrees with the time its own payload states, [low_ms, high_ms], by more than the
+    tolerance; None when it agrees or the record has no timestamp. One record stamped a
+    day ahead would otherwise run the watermark, the pruning and every hold ahead."""
+    if kafka_ms is None:
+        return None
+    if kafka_ms < low_ms - tolerance_ms or kafka_ms > high_ms + tolerance_ms:
+        return f"Kafka timestamp {kafka_ms} is more than {tolerance_ms} ms from {what}"
+    return None
 
 
 def event_problem(event: pb.IpChangeEvent, now_ms: int, max_future_ms: int) -> str | None:

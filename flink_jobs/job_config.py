@@ -32,7 +32,12 @@ class JobConfig:
     state_backend: str | None = None
     group_id: str = "flowattr-collector"           # Kafka consumer group prefix
     out_of_orderness_ms: int = 10_000              # watermark bound
-    idleness_ms: int = 5_000                       # idle input detection
+    idleness_ms: int = 5_000                       # idle input detection (flows, claims, pending)
+    # The IP-change event input is judged idle (left out of the broadcast watermark) only
+    # after this long without an event: until then its watermark holds every attempt
+    # back, so flows are never attributed while events the source has not read yet (a
+    # consumer starting, or catching up a backlog) could still change the answer.
+    event_idleness_ms: int = 60_000
     max_future_ms: int = 600_000                   # window end beyond wall clock + this: dead letter
     other_regions: tuple[str, ...] = field(default=())  # regions flows may be forwarded to
     web_ui_port: int | None = None                 # local mode only: serve the web UI on this port
@@ -86,5 +91,6 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
                       ("state_backend", str), ("restore_path", str), ("group_id", str), ("hold_ms", int),
                       ("retry_delay_ms", int),
                       ("max_attempts", int), ("retention_ms", int), ("out_of_orderness_ms", int),
-                      ("idleness_ms", int), ("max_future_ms", int), ("web_ui_port", int)):
+                      ("idleness_ms", int), ("event_idleness_ms", int), ("max_future_ms", int),
+                      ("web_ui_port", int)):
         parser.add_argument("--" + name.replace("_", "-"), type=typ, dest=name)

@@ -242,6 +242,7 @@ class TopicOutcomes:
     attributed: dict = field(default_factory=dict)    # flow id -> (owner, evidence source, remote IP bytes)
     unattributed: dict = field(default_factory=dict)  # flow id -> (reason, remote IP bytes)
     records: int = 0                                  # outcomes read, duplicates included
+    disagreeing: int = 0                              # flow ids attributed twice to different owners
 
     def duplicates(self) -> int:
         return self.records - len(self.attributed.keys() | self.unattributed.keys())
@@ -271,7 +272,12 @@ def read_outcomes(bootstrap: str, regions: list[str], progress=print, idle_timeo
                                                 cols["evidence_source"].tolist(),
                                                 cols["unattributed_reason"].tolist(), remote, strict=True):
                     k = (msg.source_exporter_id, int(msg.source_sequence), i)
-                    sink[k] = (workloads[ref], src, ip) if sink is out.attributed else (why, ip)
+                    if sink is out.attributed:
+                        before = sink.get(k)
+                        out.disagreeing += before is not None and before[0] != workloads[ref]
+                        sink[k] = (workloads[ref], src, ip)
+                    else:
+                        sink[k] = (why, ip)
     return out
 
 
@@ -305,5 +311,7 @@ def score_topics(bootstrap: str, truth_path, regions: list[str], progress=print)
             "invalid_rows": len(invalid), "invalid_attributed": invalid_attributed,
             "edges_reported": len(edges), "edges_misattributed": len(edges - routes),
             "not_in_truth": len(unknown), "unattributed_reasons": read.reason_counts(),
+            # A replay after a restore that named another owner: consumers keep either copy.
+            "duplicates_disagreeing": read.disagreeing,
             # Outcomes emitted more than once: AT_LEAST_ONCE allows them only after a restart.
             "duplicates": outcomes - len(set(attributed) | set(unattributed)) - len(unknown) - len(invalid_out)}

@@ -54,6 +54,7 @@ class FuzzRecord:
     verdict: str              # RECORD, ROWS or VALID
     mutation: str             # what was done, for the report
     rows: tuple[int, ...] = field(default=())  # with ROWS: the rows that must be rejected
+    timestamp_ms: int | None = None  # the Kafka timestamp to send it with (None: the stream's time)
 
 
 class Fuzzer:
@@ -122,8 +123,8 @@ class Fuzzer:
     def records(self, n: int) -> list[FuzzRecord]:
         """n records, spread over the four topics and every kind of fault."""
         makers = [self.random_bytes, self.truncated, self.header_fault, self.row_fault, self.valid_edge,
-                  self.event_fault]
-        weights = [15, 15, 20, 30, 10, 10]
+                  self.event_fault, self.skewed_timestamp]
+        weights = [15, 15, 20, 30, 10, 10, 3]
         return [self.rng.choices(makers, weights)[0]() for _ in range(n)]
 
     def random_bytes(self) -> FuzzRecord:
@@ -186,6 +187,18 @@ class Fuzzer:
         cols.columns[column][row] = value(self, cols, row) if callable(value) else value
         return FuzzRecord(kind, self._encode(header, cols), VALID, name)
 
+    def skewed_timestamp(self) -> FuzzRecord:
+        """Valid bytes whose Kafka timestamp (their event time) is a day past what they
+        say: they would run the watermark a day ahead."""
+        kind = self.rng.choice(INPUT_KINDS)
+        if kind == "ipchanges":
+            value = self._event().SerializeToString()
+        else:
+            pending = kind != "flows"
+            value = self._encode(self._header(pending), self._columns(self.rng.randrange(1, 4), pending)[0])
+        return FuzzRecord(kind, value, RECORD, "Kafka timestamp a day ahead of the payload",
+                          timestamp_ms=self.ahead_ms)
+
     def event_fault(self) -> FuzzRecord:
         event = self._event()
         name, mutate = self.rng.choice(_EVENT_FAULTS)
@@ -229,6 +242,9 @@ _HEADER_FAULTS = (
 _PENDING_FAULTS = (
     ("next_attempt_ms 0", lambda fz, h, c: fz._encode(_with(h, next_attempt_ms=0), c)),
     ("next_attempt_ms negative", lambda fz, h, c: fz._encode(_with(h, next_attempt_ms=INT64_MIN), c)),
+    ("next attempt a day ahead", lambda fz, h, c: fz._encode(_with(h, next_attempt_ms=fz.ahead_ms), c)),
+    ("next_attempt_ms int64 max", lambda fz, h, c: fz._encode(_with(h, next_attempt_ms=INT64_MAX), c)),
+    ("attempts 2^32-1", lambda fz, h, c: fz._encode(_with(h, attempts=UINT32_MAX), c)),
 )
 
 

@@ -29,6 +29,12 @@ class EventClock:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.failure: Exception | None = None
+
+    def check(self) -> None:
+        """Raise if the ticking thread died: event time stopped, so a wait would only time out."""
+        if self.failure is not None:
+            raise RuntimeError(f"the event clock stopped: {self.failure}") from self.failure
 
     def tick(self, minutes: int) -> None:
         with self._lock:
@@ -41,8 +47,11 @@ class EventClock:
             return self
 
         def run():
-            while not self._stop.wait(every_s):
-                self.tick(1)
+            try:
+                while not self._stop.wait(every_s):
+                    self.tick(1)
+            except Exception as exc:  # noqa: BLE001 - reported by check(), not lost with the thread
+                self.failure = exc
         self._thread = threading.Thread(target=run, name="event-clock", daemon=True)
         self._thread.start()
         return self
@@ -62,6 +71,7 @@ def wait_for_outcomes(bootstrap: str, truth: Path, regions: list[str], clock: Ev
     deadline = time.monotonic() + timeout_s
     clock.start()
     while True:
+        clock.check()
         if not alive():
             raise RuntimeError("a collector job stopped while flows were still waiting for an outcome; "
                                "see its log")

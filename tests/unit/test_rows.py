@@ -230,3 +230,28 @@ def test_validate_pending_checks_remote_refs_per_row_and_keeps_flow_index():
     pending.next_attempt_ms = 0
     with pytest.raises(batches.InvalidRecord, match="next_attempt_ms"):
         batches.validate_pending(pending.SerializeToString(), 200_000, 0)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("next_attempt_ms", 2**63 - 1, "in the future"),      # its flows would be held forever
+    ("next_attempt_ms", 200_001, "in the future"),        # 1 ms past the wall clock's bound (0 here)
+    ("attempts", 2**32 - 1, "attempts made"),            # attempt + 1 would overflow the uint32
+    ("attempts", 41, "attempts made"),
+])
+def test_a_pending_batchs_retry_schedule_is_bounded(field, value, message):
+    header, cols, _ = batches.validate_flow_batch(_flow_batch(_rows(1)), 200_000, 0)
+    pending = pb.AttributedFlowBatch.FromString(batches.to_pending(header, cols, "r1", 130_000))
+    setattr(pending, field, value)
+    with pytest.raises(batches.InvalidRecord, match=message):
+        batches.validate_pending(pending.SerializeToString(), 200_000, 0, max_attempts=40)
+    setattr(pending, field, 40 if field == "attempts" else 200_000)   # on the bound: fine
+    batches.validate_pending(pending.SerializeToString(), 200_000, 0, max_attempts=40)
+
+
+def test_a_kafka_timestamp_far_from_the_payloads_time_is_named():
+    assert batches.timestamp_problem(None, 100, 100, 10, "x") is None           # no timestamp: nothing to judge
+    assert batches.timestamp_problem(110, 100, 100, 10, "x") is None
+    assert batches.timestamp_problem(90, 100, 200, 10, "x") is None
+    assert "more than 10 ms from the end" in batches.timestamp_problem(111, 100, 100, 10, "the end")
+    assert batches.timestamp_problem(89, 100, 200, 10, "x")
+    assert batches.timestamp_problem(2**63 - 1, 100, 200, 10, "x")
