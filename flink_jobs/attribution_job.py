@@ -101,14 +101,10 @@ class ValidateFlows(Validator):
         raw = bytes(value)
         now = int(time.time() * 1000)
         try:
-            header, cols, check = batches.validate_flow_batch(raw, now, self.cfg.max_future_ms, self.rules)
+            header, cols, check = batches.validate_flow_batch(raw, now, self.cfg.max_future_ms, self.rules,
+                                                              kafka_ms=ctx.timestamp())
         except batches.InvalidRecord as exc:
             yield self.reject(self.cfg.topics.flows, raw, str(exc))
-            return
-        skew = batches.timestamp_problem(ctx.timestamp(), header.window_end_ms, header.window_end_ms,
-                                         self.cfg.max_future_ms, f"the window end {header.window_end_ms}")
-        if skew:
-            yield self.reject(self.cfg.topics.flows, raw, skew)
             return
         letter = batches.dead_letter_rows(self.cfg.topics.flows, raw, check, now)
         rows = None
@@ -145,15 +141,9 @@ class ValidatePending(Validator):
         topic = self.topic
         try:
             header, cols, check = batches.validate_pending(raw, now, self.cfg.max_future_ms, self.rules,
-                                                           self.cfg.attribution.max_attempts)
+                                                           self.cfg.attribution.max_attempts, ctx.timestamp())
         except batches.InvalidRecord as exc:
             yield self.reject(topic, raw, str(exc))
-            return
-        # Stamped with the attempt that made it: after the window, before the next attempt.
-        skew = batches.timestamp_problem(ctx.timestamp(), header.window_end_ms, header.next_attempt_ms,
-                                         self.cfg.max_future_ms, "its window end and next attempt")
-        if skew:
-            yield self.reject(topic, raw, skew)
             return
         letter = batches.dead_letter_rows(topic, raw, check, now)
         if letter is not None:
@@ -172,14 +162,9 @@ class ValidateEvents(Validator):
     def process_element(self, value, ctx):
         raw = bytes(value)
         try:
-            event = batches.validate_event(raw, int(time.time() * 1000), self.cfg.max_future_ms)
+            batches.validate_event(raw, int(time.time() * 1000), self.cfg.max_future_ms, ctx.timestamp())
         except batches.InvalidRecord as exc:
             yield self.reject(self.cfg.topics.ip_changes, raw, str(exc))
-            return
-        skew = batches.timestamp_problem(ctx.timestamp(), event.emit_time_ms, event.emit_time_ms,
-                                         self.cfg.max_future_ms, f"the emit time {event.emit_time_ms}")
-        if skew:
-            yield self.reject(self.cfg.topics.ip_changes, raw, skew)
             return
         self.accepted.inc()
         yield EVENT_TAG + raw

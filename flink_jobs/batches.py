@@ -36,7 +36,7 @@ class InvalidRecord(ValueError):
 
 
 def validate_flow_batch(value: bytes, now_ms: int, max_future_ms: int, rules: RowRules = DEFAULT_ROW_RULES,
-                        ) -> tuple[pb.FlowBatch, FlowColumns, RowCheck]:
+                        kafka_ms: int | None = None) -> tuple[pb.FlowBatch, FlowColumns, RowCheck]:
     """Raises InvalidRecord when the bytes or the header are bad (the whole record is
     dead-lettered); otherwise returns the row check, and the caller passes the valid rows
     on and dead-letters the others (`dead_letter_rows`)."""
@@ -46,11 +46,14 @@ def validate_flow_batch(value: bytes, now_ms: int, max_future_ms: int, rules: Ro
     except BatchFormatError as exc:
         raise InvalidRecord(str(exc)) from exc
     _check_header(header.exporter_id, header.window_start_ms, header.window_end_ms, now_ms, max_future_ms)
+    _check_timestamp(kafka_ms, header.window_end_ms, header.window_end_ms, max_future_ms,
+                     f"the window end {header.window_end_ms}")
     return header, cols, check_rows(cols, header.window_start_ms, header.window_end_ms, rules)
 
 
 def validate_pending(value: bytes, now_ms: int, max_future_ms: int, rules: RowRules = DEFAULT_ROW_RULES,
-                     max_attempts: int = 1_000) -> tuple[pb.AttributedFlowBatch, FlowColumns, RowCheck]:
+                     max_attempts: int = 1_000, kafka_ms: int | None = None,
+                     ) -> tuple[pb.AttributedFlowBatch, FlowColumns, RowCheck]:
     """Like validate_flow_batch, for a PENDING AttributedFlowBatch (retry and inbound
     topics): the rows' attribution columns are checked too, and the retry schedule: more
     attempts than the job ever makes would overflow the attempt counter, and a next
@@ -66,10 +69,13 @@ def validate_pending(value: bytes, now_ms: int, max_future_ms: int, rules: RowRu
         raise InvalidRecord(f"next attempt {header.next_attempt_ms - now_ms} ms in the future (clock broken?)")
     if header.attempts > max_attempts:
         raise InvalidRecord(f"{header.attempts} attempts made, more than the {max_attempts} the job makes")
+    # Stamped with the attempt that made it: after the window, before the next attempt.
+    _check_timestamp(kafka_ms, header.window_end_ms, header.next_attempt_ms, max_future_ms,
+                     "its window end and next attempt")
     return header, cols, check_rows(cols, header.window_start_ms, header.window_end_ms, rules, remote_refs=True)
 
 
-def validate_event(value: bytes, now_ms: int, max_future_ms: int) -> pb.IpChangeEvent:
+def validate_event(value: bytes, now_ms: int, max_future_ms: int, kafka_ms: int | None = None) -> pb.IpChangeEvent:
     """The IpChangeEvent in these bytes; raises InvalidRecord when they are not one or it
     is invalid on its own (event_problem)."""
     try:
@@ -79,6 +85,8 @@ def validate_event(value: bytes, now_ms: int, max_future_ms: int) -> pb.IpChange
     problem = event_problem(event, now_ms, max_future_ms)
     if problem:
         raise InvalidRecord(problem)
+    _check_timestamp(kafka_ms, event.emit_time_ms, event.emit_time_ms, max_future_ms,
+                     f"the emit time {event.emit_time_ms}")
     return event
 
 
@@ -92,6 +100,12 @@ def timestamp_problem(kafka_ms: int | None, low_ms: int, high_ms: int, tolerance
     if kafka_ms < low_ms - tolerance_ms or kafka_ms > high_ms + tolerance_ms:
         return f"Kafka timestamp {kafka_ms} is more than {tolerance_ms} ms from {what}"
     return None
+
+
+def _check_timestamp(kafka_ms: int | None, low_ms: int, high_ms: int, tolerance_ms: int, what: str) -> None:
+    problem = timestamp_problem(kafka_ms, low_ms, high_ms, tolerance_ms, what)
+    if problem:
+        raise InvalidRecord(problem)
 
 
 def event_problem(event: pb.IpChangeEvent, now_ms: int, max_future_ms: int) -> str | None:
