@@ -58,8 +58,9 @@ def captured(hosts):
             probe.poll(50)
     poller = threading.Thread(target=poll, daemon=True)
     poller.start()
+    # Unbuffered: its lines must arrive as they are printed, not when it exits.
     tcplife = subprocess.Popen(["tcplife-bpfcc", "-L", str(PORT)], stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL, text=True)
+                               stderr=subprocess.DEVNULL, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     tcplife_lines: list[str] = []
     reader = threading.Thread(target=lambda: tcplife_lines.extend(iter(tcplife.stdout.readline, "")), daemon=True)
     reader.start()
@@ -85,6 +86,7 @@ def captured(hosts):
         tcplife.terminate()
         tcplife.wait(timeout=10)
         reader.join(timeout=10)
+        tcplife.stdout.close()
         tcplife_out = "".join(tcplife_lines)
         ipmap.release(IP_B)
         ipmap.release(IP_A)
