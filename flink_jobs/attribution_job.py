@@ -116,7 +116,8 @@ class ValidateFlows(Validator):
         good = cols if rows is None else cols.take(rows)
         self.accepted.inc()
         self.flows_in.inc(len(good))
-        yield Row(CLAIMS_KEY, CLAIM_TAG + batches.ownership_update(header, self.engine.claims(good)))
+        lost = self.engine.rejected_records(cols, rows) if rows is not None else []
+        yield Row(CLAIMS_KEY, CLAIM_TAG + batches.ownership_update(header, self.engine.claims(good), lost))
         # Even an empty batch goes on (Attribute drops it): its timestamp, the window end, is
         # what moves the keyed input's watermark when no flows arrive. Idleness alone
         # freezes it at the last flow (every input idle: no advance), and held batches
@@ -237,18 +238,18 @@ class Attribute(KeyedBroadcastProcessFunction):
         if not self.store.synced:
             self.store.sync(ctx.get_broadcast_state(OWNERSHIP))
         payload = bytes(value[1])
-        due, flows = PendingHold.due_and_count(payload)
-        if not flows:
+        pending = PendingHold.read(payload)
+        if not pending.flow_count:
             return  # an empty batch only carried its timestamp (the watermark) this far
         watermark = ctx.timer_service().current_watermark()
-        if PendingHold.is_due(due, watermark):
+        if PendingHold.is_due(pending.due_ms, watermark):
             # Already due (a retry back from Kafka after the watermark moved on): attempt
             # now, as a timer would at this watermark; a timer set in the past would wait
             # for the next watermark advance, which may never come.
             self.engine.advance(watermark)
             yield from self._attempt(payload, watermark)
             return
-        ctx.timer_service().register_event_time_timer(self.hold.hold(payload))
+        ctx.timer_service().register_event_time_timer(self.hold.hold(payload, pending))
 
     def on_timer(self, timestamp, ctx):
         if not self.store.synced:

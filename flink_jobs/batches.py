@@ -16,6 +16,7 @@ from google.protobuf.message import DecodeError
 
 from flink_jobs.attribution.attribute import ATTRIBUTED, RETRY, Attribution
 from flink_jobs.attribution.heartbeats import Claim
+from flink_jobs.attribution.rejected import RECORD_BYTES
 from flink_jobs.attribution.rows import RowCheck, RowRules, check_rows
 from schemas import flowattr_pb2 as pb
 from schemas.columns import (
@@ -168,10 +169,12 @@ def to_pending(header: pb.FlowBatch, cols: FlowColumns, region: str, next_attemp
     return encode_attributed_batch(pending, out)
 
 
-def ownership_update(header: pb.FlowBatch, claims: list[Claim]) -> bytes:
+def ownership_update(header: pb.FlowBatch, claims: list[Claim], rejected_records: list[bytes] = ()) -> bytes:
     """The broadcast record of one accepted batch, sent even when it proves nothing: the
-    collector's ledger of each exporter's sequence numbers needs every batch."""
+    collector's ledger of each exporter's sequence numbers needs every batch, and the
+    connections of its rejected rows (records lost: attribution/rejected.py)."""
     return pb.OwnershipUpdate(
+        rejected_records=b"".join(rejected_records),
         source_exporter_id=header.exporter_id, source_sequence=header.sequence,
         window_start_ms=header.window_start_ms, window_end_ms=header.window_end_ms,
         part=header.part, part_count=max(header.part_count, 1),
@@ -180,10 +183,13 @@ def ownership_update(header: pb.FlowBatch, claims: list[Claim]) -> bytes:
     ).SerializeToString()
 
 
-def claims_of_update(value: bytes) -> tuple[pb.OwnershipUpdate, list[Claim]]:
+def claims_of_update(value: bytes) -> tuple[pb.OwnershipUpdate, list[Claim], list[bytes]]:
+    """(update, its claims, the connections of its batch's rejected rows)."""
     update = pb.OwnershipUpdate.FromString(value)
+    raw = update.rejected_records
+    rejected = [raw[i:i + RECORD_BYTES] for i in range(0, len(raw) - len(raw) % RECORD_BYTES, RECORD_BYTES)]
     return update, [Claim(r.ip, r.workload, r.start_ms, r.end_ms, r.port) for r in update.ranges
-                    if len(r.ip) == 16 and r.port <= 0xFFFF]
+                    if len(r.ip) == 16 and r.port <= 0xFFFF], rejected
 
 
 @dataclass

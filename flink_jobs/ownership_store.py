@@ -8,6 +8,8 @@ never match (Java compares arrays by identity). Keys:
 * "seq:<exporter>"   the exporter's sequence ledger;
 * "sn:<subnet hex>"  the exporters that claimed in a subnet, with when each joined;
 * "ev:<ip hex>"      an IP's JUDGED event log (a lie must never reach the state);
+* "rej:<ip hex>"     an IP's lost records: connection and close-time span of its
+                     rejected rows (attribution/rejected.py);
 * EVENT_CLOCK_KEY    the event stream's clock.
 """
 
@@ -53,6 +55,8 @@ class OwnershipStore:
                 att.ledger.restore(key[4:], raw)
             elif key.startswith("sn:"):
                 att.heartbeats.restore_subnet(bytes.fromhex(key[3:]), raw)
+            elif key.startswith("rej:"):
+                att.rejected.restore(bytes.fromhex(key[4:]), raw)
             elif key.startswith("ev:"):
                 logs.append((bytes.fromhex(key[3:]), raw))
             elif key == EVENT_CLOCK_KEY:
@@ -64,12 +68,15 @@ class OwnershipStore:
         self.synced = True
 
     def learn(self, state, raw_update: bytes) -> int:
-        """An OwnershipUpdate (one batch's sequence and claims); returns new conflicts."""
-        update, claims = batches.claims_of_update(raw_update)
+        """An OwnershipUpdate (one batch's sequence, claims and rejected rows' connections);
+        returns new conflicts."""
+        update, claims, rejected = batches.claims_of_update(raw_update)
         conflicts = self.engine.learn_batch(update.source_exporter_id, update.source_sequence,
                                             update.window_start_ms, update.window_end_ms, claims,
-                                            update.part, update.part_count)
+                                            update.part, update.part_count, rejected)
         self._save_ledger(state, update.source_exporter_id)
+        for ip in {record[:16] for record in rejected}:
+            self._save_rejected(state, ip)
         for key in {c.key for c in claims}:
             self._save_heartbeats(state, key)
         for subnet in {subnet_key(c.ip) for c in claims}:
@@ -109,15 +116,16 @@ class OwnershipStore:
         changed = self.engine.prune()
         if changed is None:
             return
-        keys, exporters, event_ips, subnets = changed
-        for subnet in subnets:
+        for subnet in changed.subnets:
             self._save_subnet(state, subnet)
-        for key in keys:
+        for key in changed.heartbeat_keys:
             self._save_heartbeats(state, key)
-        for exporter in exporters:
+        for exporter in changed.exporters:
             self._save_ledger(state, exporter)
-        for ip in event_ips:
+        for ip in changed.event_ips:
             _save_event_log(state, ip, self.engine.attributor.events.logs.get(ip))
+        for ip in changed.rejected_ips:
+            self._save_rejected(state, ip)
 
     def _save_heartbeats(self, state, key: bytes) -> None:
         """A key's ranges and claimants as one value (removed when the key is gone)."""
@@ -133,6 +141,12 @@ class OwnershipStore:
         """An exporter's sequence ledger as one value (removed when it is forgotten)."""
         ledger = self.engine.attributor.ledger
         _put_or_remove(state, "seq:" + exporter, exporter in ledger.runs and (lambda: ledger.encode(exporter)))
+
+
+    def _save_rejected(self, state, ip: bytes) -> None:
+        """An IP's lost records as one value (removed when none is left)."""
+        rejected = self.engine.attributor.rejected
+        _put_or_remove(state, "rej:" + ip.hex(), ip in rejected.by_ip and (lambda: rejected.encode(ip)))
 
 
 def _put_or_remove(state, key: str, encode) -> None:

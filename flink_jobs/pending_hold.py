@@ -18,8 +18,17 @@ Pure: the state is anything with get/put/remove (Flink's MapState, or a dict in 
 from __future__ import annotations
 
 import hashlib
+from typing import NamedTuple
 
 from schemas import flowattr_pb2 as pb
+
+
+class Pending(NamedTuple):
+    """What the hold needs of one pending batch, read from its bytes once."""
+
+    due_ms: int       # next_attempt_ms
+    flow_count: int
+    batch_id: str     # see the module docstring
 
 
 class PendingHold:
@@ -27,28 +36,27 @@ class PendingHold:
         self.state = state
 
     @staticmethod
-    def due_and_count(payload: bytes) -> tuple[int, int]:
-        """(next_attempt_ms, flow_count) of a pending batch."""
+    def read(payload: bytes) -> Pending:
+        """Parse a pending AttributedFlowBatch once for everything the hold needs."""
         header = pb.AttributedFlowBatch()
-        header.ParseFromString(payload)  # header fields only are used here
-        return header.next_attempt_ms, header.flow_count
+        header.ParseFromString(payload)
+        digest = hashlib.blake2b(payload, digest_size=6).hexdigest()
+        return Pending(header.next_attempt_ms, header.flow_count,
+                       f"{header.source_sequence}:{header.attempts}:{digest}")
 
     @staticmethod
     def is_due(due_ms: int, watermark_ms: int) -> bool:
         """Attempt now rather than hold: the watermark has already passed the due time."""
         return due_ms <= watermark_ms
 
-    def hold(self, payload: bytes) -> int:
-        """Hold a pending AttributedFlowBatch; return the event time it is due (a timer
-        must be registered there)."""
-        header = pb.AttributedFlowBatch()
-        header.ParseFromString(payload)  # header fields only are used here
-        due = header.next_attempt_ms
-        batch_id = f"{header.source_sequence}:{header.attempts}:{hashlib.blake2b(payload, digest_size=6).hexdigest()}"
-        held = self.state.get(str(due)) or {}
-        held[batch_id] = payload
-        self.state.put(str(due), held)
-        return due
+    def hold(self, payload: bytes, pending: Pending | None = None) -> int:
+        """Hold a pending AttributedFlowBatch (`pending`: its read(), when already made);
+        return the event time it is due (a timer must be registered there)."""
+        pending = pending or self.read(payload)
+        held = self.state.get(str(pending.due_ms)) or {}
+        held[pending.batch_id] = payload
+        self.state.put(str(pending.due_ms), held)
+        return pending.due_ms
 
     def take_due(self, timestamp_ms: int) -> list[bytes]:
         """Remove and return the batches due at this timer's time, in a stable order."""

@@ -32,6 +32,7 @@ class UnattributedReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     UNATTRIBUTED_REASON_HOST_LOCAL_ADDRESS: _ClassVar[UnattributedReason]
     UNATTRIBUTED_REASON_EVIDENCE_UNSETTLED: _ClassVar[UnattributedReason]
     UNATTRIBUTED_REASON_EVENTS_UNSETTLED: _ClassVar[UnattributedReason]
+    UNATTRIBUTED_REASON_EVIDENCE_REJECTED: _ClassVar[UnattributedReason]
 
 class EvidenceSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -62,6 +63,7 @@ UNATTRIBUTED_REASON_OUTSIDE_KNOWN_CIDRS: UnattributedReason
 UNATTRIBUTED_REASON_HOST_LOCAL_ADDRESS: UnattributedReason
 UNATTRIBUTED_REASON_EVIDENCE_UNSETTLED: UnattributedReason
 UNATTRIBUTED_REASON_EVENTS_UNSETTLED: UnattributedReason
+UNATTRIBUTED_REASON_EVIDENCE_REJECTED: UnattributedReason
 EVIDENCE_SOURCE_UNSPECIFIED: EvidenceSource
 EVIDENCE_SOURCE_HEARTBEAT: EvidenceSource
 EVIDENCE_SOURCE_IP_CHANGE_EVENT: EvidenceSource
@@ -220,7 +222,7 @@ class OwnershipRange(_message.Message):
     def __init__(self, ip: _Optional[bytes] = ..., workload: _Optional[str] = ..., start_ms: _Optional[int] = ..., end_ms: _Optional[int] = ..., source: _Optional[_Union[EvidenceSource, str]] = ..., port: _Optional[int] = ...) -> None: ...
 
 class OwnershipUpdate(_message.Message):
-    __slots__ = ("source_exporter_id", "source_sequence", "ranges", "window_start_ms", "window_end_ms", "part", "part_count")
+    __slots__ = ("source_exporter_id", "source_sequence", "ranges", "window_start_ms", "window_end_ms", "part", "part_count", "rejected_records")
     SOURCE_EXPORTER_ID_FIELD_NUMBER: _ClassVar[int]
     SOURCE_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     RANGES_FIELD_NUMBER: _ClassVar[int]
@@ -228,6 +230,7 @@ class OwnershipUpdate(_message.Message):
     WINDOW_END_MS_FIELD_NUMBER: _ClassVar[int]
     PART_FIELD_NUMBER: _ClassVar[int]
     PART_COUNT_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_RECORDS_FIELD_NUMBER: _ClassVar[int]
     source_exporter_id: str
     source_sequence: int
     ranges: _containers.RepeatedCompositeFieldContainer[OwnershipRange]
@@ -235,7 +238,8 @@ class OwnershipUpdate(_message.Message):
     window_end_ms: int
     part: int
     part_count: int
-    def __init__(self, source_exporter_id: _Optional[str] = ..., source_sequence: _Optional[int] = ..., ranges: _Optional[_Iterable[_Union[OwnershipRange, _Mapping]]] = ..., window_start_ms: _Optional[int] = ..., window_end_ms: _Optional[int] = ..., part: _Optional[int] = ..., part_count: _Optional[int] = ...) -> None: ...
+    rejected_records: bytes
+    def __init__(self, source_exporter_id: _Optional[str] = ..., source_sequence: _Optional[int] = ..., ranges: _Optional[_Iterable[_Union[OwnershipRange, _Mapping]]] = ..., window_start_ms: _Optional[int] = ..., window_end_ms: _Optional[int] = ..., part: _Optional[int] = ..., part_count: _Optional[int] = ..., rejected_records: _Optional[bytes] = ...) -> None: ...
 
 class DeadLetter(_message.Message):
     __slots__ = ("source_topic", "original", "reason", "detected_at_ms", "rejected_rows")

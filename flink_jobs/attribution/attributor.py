@@ -15,6 +15,8 @@ event horizon (events.py).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from flink_jobs.attribution.attribute import (
@@ -24,6 +26,7 @@ from flink_jobs.attribution.attribute import (
     INVALID_TIME,
     NO_EVIDENCE,
     OUTSIDE,
+    REJECTED,
     RETRY,
     UNATTRIBUTED,
     UNSETTLED,
@@ -37,11 +40,22 @@ from flink_jobs.attribution.events import EventTable, LoggedEvent
 from flink_jobs.attribution.heartbeats import Claim, claims_from_batch
 from flink_jobs.attribution.ledger import ExporterLedger
 from flink_jobs.attribution.ranges import OwnershipTable, WorkloadNames, port_key, subnet_key
+from flink_jobs.attribution.rejected import RejectedEvidence, records_of
 from schemas import flowattr_pb2 as pb
 from schemas.cidrs import CidrSet
 from schemas.columns import FlowColumns
 
 NEVER = -(2**62)
+
+
+class Pruned(NamedTuple):
+    """What one prune changed, by state key kind (ownership_store.py writes them)."""
+
+    heartbeat_keys: list[bytes]
+    exporters: list[str]
+    event_ips: list[bytes]
+    subnets: list[bytes]
+    rejected_ips: list[bytes]  # local IPs whose lost records changed
 
 
 class Attributor:
@@ -55,19 +69,30 @@ class Attributor:
                                  cfg.event_max_delay_ms,
                                  cfg.event_future_bound_ms, cfg.event_clock_rank, cfg.retention_ms)
         self.ledger = ExporterLedger(cfg.exporter_silence_ms)
+        self.rejected = RejectedEvidence()
         self.event_cidrs = CidrSet(cfg.event_cidrs)
         self.host_local = CidrSet(cfg.host_local_cidrs)
         self.attributable = CidrSet(cfg.attributable_cidrs) if cfg.attributable_cidrs else None
         self.known = CidrSet(tuple(cfg.known_cidrs) + tuple(cfg.event_cidrs)) if cfg.known_cidrs else None
 
     # -- learning ------------------------------------------------------------------------
-    def claims(self, cols: FlowColumns) -> list[Claim]:
-        """Heartbeat claims of a batch: only for attributable local IPs (see module doc)."""
-        local = cols["local_ip"]
+    def _outside_claim_scope(self, local: np.ndarray) -> np.ndarray:
+        """Local IPs never learned from heartbeats (see module doc)."""
         exclude = self.event_cidrs.contains(local) | self.host_local.contains(local)
         if self.attributable is not None:
             exclude |= ~self.attributable.contains(local)
-        return claims_from_batch(cols, self.cfg.min_reuse_gap_ms, exclude=exclude)
+        return exclude
+
+    def claims(self, cols: FlowColumns) -> list[Claim]:
+        """Heartbeat claims of a batch: only for attributable local IPs (see module doc)."""
+        return claims_from_batch(cols, self.cfg.min_reuse_gap_ms, exclude=self._outside_claim_scope(cols["local_ip"]))
+
+    def rejected_records(self, cols: FlowColumns, valid: np.ndarray) -> list[bytes]:
+        """The connections (rejected.records_of) of a batch's rejected rows (~valid) whose
+        local IP is in the claim scope: their records are lost (rejected.py)."""
+        lost = ~np.asarray(valid, bool) & ~self._outside_claim_scope(cols["local_ip"])
+        return records_of(cols["local_ip"][lost], cols["remote_ip"][lost], cols["local_port"][lost],
+                          cols["remote_port"][lost])
 
     def learn_claims(self, claims: list[Claim], exporter: str = "", learned_at_ms: int | None = None) -> int:
         """Apply claims (of one exporter's batch); return the number of new conflicts."""
@@ -75,10 +100,16 @@ class Attributor:
                    for c in claims)
 
     def learn_batch(self, exporter: str, sequence: int, window_start_ms: int, window_end_ms: int,
-                    claims: list[Claim], part: int = 0, part_count: int = 1) -> int:
-        """A batch arrived (possibly empty): record it in the ledger and learn its claims.
-        A duplicate delivery (same exporter and sequence) only re-learns idempotent claims."""
+                    claims: list[Claim], part: int = 0, part_count: int = 1,
+                    rejected_records: list[bytes] = ()) -> int:
+        """A batch arrived (possibly empty): record it in the ledger, learn its claims and
+        the connections of its rejected rows (those records, closed in the window +- the
+        close slack, are lost). A duplicate delivery (same exporter and sequence) only re-learns
+        idempotent claims and losses."""
         self.ledger.record(exporter, sequence, window_start_ms, window_end_ms, part, part_count)
+        for record in rejected_records:
+            self.rejected.add(record, window_start_ms - self.cfg.close_slack_ms,
+                              window_end_ms + self.cfg.close_slack_ms)
         return self.learn_claims(claims, exporter, learned_at_ms=window_start_ms)
 
     def apply_event(self, ip: bytes, workload: str, action: int, event_ms: int, emit_ms: int | None = None,
@@ -117,13 +148,17 @@ class Attributor:
         np.cumsum(sizes, out=offsets[1:])
         owner, ev_start, ev_end, reason = search(rs, re_, ro, offsets, segment, starts, self.cfg.skew_tolerance_ms)
         final = (owner < 0) & (reason != NO_EVIDENCE)  # CONFLICT, CLOCK_SKEW: no later attempt changes them
-        unsettled = (self._unsettled(keys, segment, starts, ends, owner >= 0) if self.cfg.require_settled_evidence
-                     else np.zeros(n, bool))
+        if self.cfg.require_settled_evidence:
+            unsettled = self._unsettled(keys, segment, starts, ends, owner >= 0)
+            lost = self._rejected(keys, segment, cols, ends, owner >= 0)
+        else:
+            unsettled = lost = np.zeros(n, bool)
         # Event ranges end at the horizon only because later events may still be in flight:
         # a flow near or after it waits, whatever the lookup found.
         after_horizon = by_event & (starts + self.events.margin_ms >= self.events.horizon_ms)
         for mask, why, is_final in (
                 (unsettled & ~by_event, UNSETTLED, False),
+                (lost & ~by_event, REJECTED, True),
                 (after_horizon, UNSETTLED_EVENTS, False),
                 (by_event & ~after_horizon & (owner < 0) & (reason == NO_EVIDENCE), NO_EVIDENCE, True),
                 (starts < np.where(by_event, self.events.prune_horizon_ms, self.heartbeats.horizon_ms),
@@ -202,14 +237,32 @@ class Attributor:
                 out[rows] |= newcomer & _overlaps(self.ledger.union_spans(members, (subnet, len(members))), lo, hi)
         return out
 
+    def _rejected(self, keys, segment: np.ndarray, cols: FlowColumns, ends: np.ndarray,
+                  candidates: np.ndarray) -> np.ndarray:
+        """Rows whose other side may be a rejected record: one of the same connection
+        closed near the row's end (+- tolerance and close slack, as _unsettled looks).
+        Never settled (rejected.py)."""
+        out = np.zeros(len(ends), bool)
+        if not self.rejected.by_ip:
+            return out
+        tol = self.cfg.skew_tolerance_ms + self.cfg.close_slack_ms
+        for k, (key, evented) in enumerate(keys):
+            if evented or key[:16] not in self.rejected.by_ip:
+                continue
+            rows = np.flatnonzero(candidates & (segment == k))
+            out[rows] = self.rejected.overlaps(key[:16], cols["local_ip"][rows], cols["local_port"][rows],
+                                               cols["remote_port"][rows], ends[rows] - tol, ends[rows] + tol)
+        return out
+
     def owner_names(self, owner: np.ndarray) -> list[str]:
         return [self.names.names[o] if o >= 0 else "" for o in owner.tolist()]
 
-    def prune(self, now_ms: int) -> tuple[list[bytes], list[str], list[bytes], list[bytes]]:
-        """Drop evidence older than the retention; return what changed: heartbeat keys,
-        exporters of the ledger, event IPs and subnets (each absent when emptied)."""
+    def prune(self, now_ms: int) -> Pruned:
+        """Drop evidence older than the retention; return what changed (each absent from
+        its table when emptied)."""
         keys = self.heartbeats.prune_changed(now_ms)
         exporters = self.ledger.prune(now_ms - self.cfg.retention_ms)
+        rejected = self.rejected.prune(now_ms - self.cfg.retention_ms)
         subnets = []
         for subnet in list(self.heartbeats.subnets):  # exporters the ledger forgot leave their subnets
             members = self.heartbeats.subnets[subnet]
@@ -220,7 +273,7 @@ class Attributor:
                 subnets.append(subnet)
                 if not members:
                     del self.heartbeats.subnets[subnet]
-        return keys, exporters, self.events.prune(now_ms), subnets
+        return Pruned(keys, exporters, self.events.prune(now_ms), subnets, rejected)
 
 
 _EMPTY = np.zeros(0, np.int64)

@@ -4,7 +4,7 @@ Two drivers call exactly this: the Flink operator (flink_jobs/attribution_job.py
 Kafka topics between the steps, and `flowattr evaluate`, with a simulated timeline. So
 the evaluation judges the code that runs in production.
 
-    batch arrives ──► learn_batch (ledger + heartbeat claims)
+    batch arrives ──► learn_batch (ledger + heartbeat claims + rejected rows' connections)
                   └─► hold until first_attempt_ms(window end) ──► attempt ─┬─► attributed / unattributed (final)
                                                                           ├─► retry at next_attempt_ms
                                                                           └─► forward to the remote IP's region
@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from flink_jobs.attribution.attribute import Attribution
-from flink_jobs.attribution.attributor import Attributor
+from flink_jobs.attribution.attributor import Attributor, Pruned
 from flink_jobs.attribution.config import AttributionConfig
 from flink_jobs.attribution.heartbeats import Claim
 from schemas.cidrs import RegionMap
@@ -61,11 +61,16 @@ class Engine:
     def claims(self, cols: FlowColumns) -> list[Claim]:
         return self.attributor.claims(cols)
 
+    def rejected_records(self, cols: FlowColumns, valid: np.ndarray) -> list[bytes]:
+        return self.attributor.rejected_records(cols, valid)
+
     def learn_batch(self, exporter: str, sequence: int, window_start_ms: int, window_end_ms: int,
-                    claims: list[Claim], part: int = 0, part_count: int = 1) -> int:
-        """Every accepted batch, empty or not; returns new conflicts."""
+                    claims: list[Claim], part: int = 0, part_count: int = 1,
+                    rejected_records: list[bytes] = ()) -> int:
+        """Every accepted batch, empty or not, with the connections of its rejected rows;
+        returns new conflicts."""
         return self.attributor.learn_batch(exporter, sequence, window_start_ms, window_end_ms, claims,
-                                           part, part_count)
+                                           part, part_count, rejected_records)
 
     def apply_event(self, ip: bytes, workload: str, action: int, event_ms: int, emit_ms: int,
                     event_id: str) -> str:
@@ -77,7 +82,7 @@ class Engine:
             self.watermark_ms = watermark_ms
             self.attributor.advance(watermark_ms)
 
-    def prune(self) -> tuple[list[bytes], list[str], list[bytes], list[bytes]] | None:
+    def prune(self) -> Pruned | None:
         """Drop expired evidence at most every PRUNE_EVERY_MS of event time, by the
         watermark (never by one element's timestamp: one bad time must not expire the
         table). Returns what changed (Attributor.prune), or None when not due."""

@@ -267,8 +267,10 @@ _ROW_FAULTS = (
     ("dictionary entry 0 is a name", "workloads", ["x", "fuzz-a", "fuzz-b"]),
 )
 _PENDING_ROW_FAULTS = (
-    ("unknown evidence_source code", "evidence_source", [3, 200, 255]),
-    ("unknown unattributed_reason code", "unattributed_reason", [6, 11, 200, 255]),
+    # 6 is reserved (a retired reason); max + 1 is the first code past the enum
+    ("unknown evidence_source code", "evidence_source", [max(pb.EvidenceSource.values()) + 1, 200, 255]),
+    ("unknown unattributed_reason code", "unattributed_reason",
+     [6, max(pb.UnattributedReason.values()) + 1, 200, 255]),
     ("remote ref past the dictionary", "remote_workload_ref", [3, UINT32_MAX]),
 )
 _VALID_EDGES = (

@@ -6,7 +6,8 @@ What the Flink job does with topics, this does with a priority queue of timed st
   (FUTURE: dead letter);
 * a batch arrives -> its rows are checked (rows.check_rows: invalid rows are rejected,
   never learned nor attributed), the valid rows' claims learned with the batch's
-  sequence, and its flows held until engine.first_attempt_ms(window end);
+  sequence and the rejected rows' connections (lost records), and its flows held until
+  engine.first_attempt_ms(window end);
 * an attempt -> engine.attempt: forwarded rows go to the other region's engine at once
   (the inbound topic), RETRY rows come back at next_attempt_ms, the rest are final.
 Event time: before each step every engine advances to the step's time (the simulation's
@@ -99,11 +100,14 @@ def _arrive(engine: Engine, d, fleet, flows, rules: RowRules, out: ReplayResult,
     if getattr(d, "empty_dictionary", False):
         cols.workloads = []
     check = check_rows(cols, d.window_start_ms, window_end, rules) if len(rows) else None
+    lost = []
     if check is not None and not check.valid.all():
         out.rejected[rows[~check.valid]] = True
+        lost = engine.rejected_records(cols, check.valid)
         rows, cols = rows[check.valid], cols.take(check.valid)
     exporter = fleet.hosts[d.host]["name"]
-    engine.learn_batch(exporter, d.sequence, d.window_start_ms, window_end, engine.claims(cols))
+    engine.learn_batch(exporter, d.sequence, d.window_start_ms, window_end, engine.claims(cols),
+                       rejected_records=lost)
     if len(rows):
         push(max(d.arrival_ms, engine.first_attempt_ms(window_end)), ATTEMPT, (engine.region, rows, 0))
 
