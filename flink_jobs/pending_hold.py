@@ -1,7 +1,11 @@
 """The hold: pending batches in keyed MapState, indexed by the event time they are due.
 
-One entry per due time (str(ms) -> {batch id: payload}), so a timer reads exactly the
-batches due at its timestamp instead of scanning (and deserializing) everything held.
+Two kinds of entry: "due:<ms>" -> the ids of the batches due then, and "batch:<id>" ->
+one batch's payload. A timer reads exactly the batches due at its timestamp instead of
+scanning (and deserializing) everything held, and every value stays one batch big: with
+RocksDB the hold lives on disk, and a value of every batch due at one time (tens of MB
+per exporter at a long hold) crashed the TaskManager inside pemja, which copies each
+value whole between Java and Python.
 Every due time registers an event-time timer at exactly that time, and Flink fires each
 (key, time) timer once, in order, also after a restore; so nothing held is ever skipped.
 
@@ -53,15 +57,26 @@ class PendingHold:
         """Hold a pending AttributedFlowBatch (`pending`: its read(), when already made);
         return the event time it is due (a timer must be registered there)."""
         pending = pending or self.read(payload)
-        held = self.state.get(str(pending.due_ms)) or {}
-        held[pending.batch_id] = payload
-        self.state.put(str(pending.due_ms), held)
+        key = "batch:" + pending.batch_id
+        if self.state.get(key) is None:  # a redelivered identical batch is held once
+            self.state.put(key, payload)
+            due = "due:" + str(pending.due_ms)
+            self.state.put(due, (self.state.get(due) or []) + [pending.batch_id])
         return pending.due_ms
 
     def take_due(self, timestamp_ms: int) -> list[bytes]:
         """Remove and return the batches due at this timer's time, in a stable order."""
-        held = self.state.get(str(timestamp_ms))
-        if not held:
-            return []
-        self.state.remove(str(timestamp_ms))
-        return [held[k] for k in sorted(held)]
+        due = "due:" + str(timestamp_ms)
+        ids = self.state.get(due) or []
+        self.state.remove(due)
+        out = []
+        for batch_id in sorted(ids):
+            out.append(self.state.get("batch:" + batch_id))
+            self.state.remove("batch:" + batch_id)
+        # The layout before 2026-11-26 (str(ms) -> {id: payload}): a job restored from its
+        # savepoint still has those entries, and their timers still fire.
+        legacy = self.state.get(str(timestamp_ms))
+        if legacy:
+            self.state.remove(str(timestamp_ms))
+            out += [legacy[k] for k in sorted(legacy)]
+        return out

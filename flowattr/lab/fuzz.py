@@ -33,6 +33,8 @@ from schemas.columns import (
     ATTRIBUTION_COLUMNS,
     FLOW_COLUMNS,
     FlowColumns,
+    decode_attributed_batch,
+    decode_flow_batch,
     encode_attributed_batch,
     encode_flow_batch,
     ips_to_array,
@@ -314,3 +316,23 @@ _EVENT_FAULTS = (
     ("event emitted at int64 max", _event_invalid(emit_time_ms=INT64_MAX)),
     ("event with a 1000-character workload", _event_valid_long_workload),
 )
+
+
+def expected_outcomes(records: list[FuzzRecord]) -> set[tuple[str, int, int]]:
+    """Flow ids (exporter, sequence, flow index) that must each get an outcome on the
+    attributed or unattributed topic: the rows of every VALID batch record, and the rows
+    a ROWS record keeps. Their remote IPs (198.19.x.x) lie outside every known CIDR, so
+    every one of them must be unattributed."""
+    out = set()
+    for r in records:
+        if r.verdict == RECORD or r.kind not in ("flows", "retry", "inbound"):
+            continue
+        if r.kind == "flows":
+            header, cols = decode_flow_batch(r.value, check_dictionary=False)
+            exporter, sequence, index = header.exporter_id, header.sequence, range(len(cols))
+        else:
+            header, cols = decode_attributed_batch(r.value)
+            exporter, sequence, index = header.source_exporter_id, header.source_sequence, cols["flow_index"]
+        kept = set(range(len(cols))) - set(r.rows)
+        out |= {(exporter, int(sequence), int(index[i])) for i in sorted(kept)}
+    return out

@@ -33,7 +33,8 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from flowattr.lab.fuzz import ROWS, VALID, Fuzzer
+from flowattr.lab.evaluate import read_outcomes
+from flowattr.lab.fuzz import ROWS, VALID, Fuzzer, expected_outcomes
 from flowattr.lab.settle import EventClock, wait_for_outcomes
 from flowattr.lab.simulate import (
     HOME_REGION,
@@ -105,6 +106,7 @@ def run(cfg: ReliabilityConfig, say) -> dict:
 
 def _ok(report: dict) -> bool:
     return (report["invalid_accepted"] == 0 and report["valid_rejected"] == 0 and report["job_failures"] == 0
+            and report["fuzz_valid_lost"] == 0 and report["fuzz_valid_attributed"] == 0
             and report["taskmanager_kills"] >= report["kills_planned"] and report["flows_lost"] == 0
             and report["misattributed"] == 0 and report["duplicates_disagreeing"] == 0
             and report["fleet_invalid_rows_attributed"] == 0
@@ -151,6 +153,9 @@ def _run_on_cluster(cfg: ReliabilityConfig, bootstrap: str, say) -> dict:
         kills.append(_kill_one_taskmanager(cfg.state, job_id, say, k))
     p.close()
     scores = _settle(bootstrap, truth, last_window_end(deliveries), cfg.settle_timeout_s, say)
+    fuzz |= judge_fuzz_outcomes(expected_outcomes(records), read_outcomes(bootstrap, [HOME_REGION], lambda *_: None))
+    say(f"fuzz: {fuzz['fuzz_valid_flows']:,} valid fuzz flows, {fuzz['fuzz_valid_lost']} without an outcome, "
+        f"{fuzz['fuzz_valid_attributed']} attributed")
     restarts = _restarts(job_id)
     flink_cluster.cancel(job_id)
     return {**fuzz, "kills_planned": cfg.kills, "taskmanager_kills": len(kills),
@@ -259,6 +264,14 @@ def judge_dead_letters(records, letters, topic_of) -> dict:
             "valid_rejected": len(valid_rejected)}
 
 
+def judge_fuzz_outcomes(expected: set, outcomes) -> dict:
+    """The fuzz's valid rows (fuzz.expected_outcomes) on the output topics: each must have
+    an outcome, and none an owner (their remote IPs are outside every known CIDR)."""
+    seen = outcomes.attributed.keys() | outcomes.unattributed.keys()
+    return {"fuzz_valid_flows": len(expected), "fuzz_valid_lost": len(expected - seen),
+            "fuzz_valid_attributed": len(expected & outcomes.attributed.keys())}
+
+
 def _kill_one_taskmanager(state: Path, job_id: str, say, k: int) -> dict:
     _wait(lambda: _completed_checkpoints(job_id) > 0, 120, "a completed checkpoint")
     pids = flink_cluster.taskmanager_pids(state)
@@ -319,6 +332,9 @@ def format_table(report: dict) -> str:
             ("dead_lettered", report["dead_lettered"]), ("invalid_accepted (must be 0)", report["invalid_accepted"]),
             ("valid_rejected (must be 0)", report["valid_rejected"]),
             ("job_failures (must be 0)", report["job_failures"]),
+            ("fuzz_valid_flows", report["fuzz_valid_flows"]),
+            ("fuzz_valid_lost (must be 0)", report["fuzz_valid_lost"]),
+            ("fuzz_valid_attributed (must be 0)", report["fuzz_valid_attributed"]),
             ("taskmanager_kills", report["taskmanager_kills"]), ("recovery_s per kill", report["recovery_s"]),
             ("flows (ground truth)", report["flows"]), ("flows_lost (must be 0)", report["flows_lost"]),
             ("duplicates_emitted", report["duplicates_emitted"]),

@@ -44,3 +44,28 @@ def test_a_batch_due_at_or_before_the_watermark_is_attempted_not_held():
     assert PendingHold.is_due(120_000, watermark_ms=500_000)
     assert not PendingHold.is_due(120_000, watermark_ms=119_999)
     assert not PendingHold.is_due(120_000, watermark_ms=-(2**63))  # before any watermark
+
+
+def test_batches_held_in_the_previous_layout_still_come_due():
+    """A savepoint of the previous version holds str(due) -> {id: payload}; its timers
+    still fire after the upgrade, and the batches must not be lost."""
+    state = FakeMapState()
+    old = _pending(4, 120_000)
+    state.put("120000", {"4:0:x": old})
+    hold = PendingHold(state)
+    new = _pending(5, 120_000)
+    hold.hold(new)
+    assert hold.take_due(120_000) == [new, old]
+    assert state == {}
+
+
+def test_every_value_is_one_batch():
+    """The values of the hold stay one batch big however many are due at one time (one
+    value of all of them crashed a TaskManager inside pemja)."""
+    state = FakeMapState()
+    hold = PendingHold(state)
+    for seq in range(100):
+        hold.hold(_pending(seq, 120_000))
+    payloads = [v for k, v in state.items() if k.startswith("batch:")]
+    assert len(payloads) == 100 and all(isinstance(v, bytes) for v in payloads)
+    assert len(state["due:120000"]) == 100 and all(isinstance(i, str) for i in state["due:120000"])

@@ -30,6 +30,9 @@ def test_fuzz_and_a_taskmanager_kill_lose_nothing_and_accept_no_invalid_record(t
     assert report["invalid_accepted"] == 0, report
     assert report["valid_rejected"] == 0, report
     assert report["job_failures"] == 0, report
+    # the fuzz's valid rows (hundreds) each reached an output topic, none with an owner
+    assert report["fuzz_valid_flows"] > 100 and report["fuzz_valid_lost"] == 0, report
+    assert report["fuzz_valid_attributed"] == 0, report
     assert report["taskmanager_kills"] == 1 and report["restarts"] >= 1, report
     assert report["flows"] > 1000 and report["flows_lost"] == 0, report
     assert report["misattributed"] == 0, report

@@ -73,3 +73,38 @@ def test_dead_letters_are_judged_record_by_record():
     assert report["dead_lettered"] == 2                     # the two identical ones
     assert report["invalid_accepted"] == 2                  # the lost event; the rows record (wrong rows)
     assert report["valid_rejected"] == 1
+
+
+def test_the_rows_that_must_get_an_outcome_are_the_rows_the_validators_keep():
+    """expected_outcomes (what the reliability run waits for on the output topics) is
+    worked out from the verdicts; cross-checked here against the validators' own rows."""
+    from flowattr.lab.fuzz import expected_outcomes
+
+    records = Fuzzer(3, NOW, "t").records(2_000)
+    kept = set()
+    for r in records:
+        if r.kind == "ipchanges" or _verdict(r.kind, r.value, r.timestamp_ms)[0] == RECORD:
+            continue
+        ts = NOW if r.timestamp_ms is None else r.timestamp_ms
+        if r.kind == "flows":
+            header, _, check = batches.validate_flow_batch(r.value, NOW, MAX_FUTURE_MS, kafka_ms=ts)
+            ids = [(header.exporter_id, header.sequence, i) for i in range(len(check.valid))]
+        else:
+            header, cols, check = batches.validate_pending(r.value, NOW, MAX_FUTURE_MS, max_attempts=MAX_ATTEMPTS,
+                                                           kafka_ms=ts)
+            ids = [(header.source_exporter_id, header.source_sequence, int(i)) for i in cols["flow_index"]]
+        kept |= {k for k, ok in zip(ids, check.valid.tolist(), strict=True) if ok}
+    expected = expected_outcomes(records)
+    assert len(expected) > 1_000
+    assert expected == kept
+
+
+def test_fuzz_outcomes_are_judged_flow_by_flow():
+    from flowattr.lab.evaluate import TopicOutcomes
+    from flowattr.lab.reliability import judge_fuzz_outcomes
+
+    expected = {("e", 1, 0), ("e", 1, 1), ("e", 2, 0)}
+    outcomes = TopicOutcomes(attributed={("e", 2, 0): ("w", 1, b"")},
+                             unattributed={("e", 1, 0): (7, b""), ("other", 1, 0): (7, b"")})
+    assert judge_fuzz_outcomes(expected, outcomes) == {
+        "fuzz_valid_flows": 3, "fuzz_valid_lost": 1, "fuzz_valid_attributed": 1}
