@@ -1,5 +1,5 @@
 """Configuration of the attribution job: one frozen dataclass, read from a YAML file
-(config/flowattr.yaml) with command-line flags on top. No pyflink import."""
+(flink_jobs/config/flowattr.yaml) with command-line flags on top. No pyflink import."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import yaml
 from flink_jobs.attribution.config import AttributionConfig
 from schemas.topics import RegionTopics
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "flowattr.yaml"
+# Package data: the wheel ships it (pyproject.toml), so an installed collector finds it too.
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "config" / "flowattr.yaml"
 
 
 @dataclass(frozen=True)

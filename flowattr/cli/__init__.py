@@ -23,12 +23,21 @@ def _build(sub_commands: dict) -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="example:\n  flowattr demo")
     parser.add_argument("--state-dir", help="state directory of the embedded stack")
+    parser.add_argument("--version", action="version", version=f"flowattr {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in COMMAND_GROUPS:
         for name, (add_parser, run) in group.COMMANDS.items():
             add_parser(sub)
             sub_commands[name] = run
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("flowattr")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:

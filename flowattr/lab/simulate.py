@@ -49,7 +49,7 @@ T0_MS = 1_790_000_000_000 // 60_000 * 60_000  # a fixed, minute-aligned start
 GATEWAY = "gateway"
 INTERNET = "internet"  # ground-truth owner of internet addresses: no exporter, no event
 EVENTS_AFTER_END_MS = 45 * 60_000  # IP changes after the last flow that are still reported
-# Regions and the load-balancer CIDR come from the default config (config/flowattr.yaml);
+# Regions and the load-balancer CIDR come from the default config (flink_jobs/config/flowattr.yaml);
 # the fleet's addresses (home 10.1.x, 10.2.x; remote 10.16.x; LBs 10.250.0.x) lie in them.
 HOME_REGION, REGION_CIDRS, _EVENT_CIDRS = default_regions()
 LB_CIDR = _EVENT_CIDRS[0]
