@@ -11,11 +11,13 @@ import re
 import shutil
 import subprocess
 
+from schemas.errors import FlowattrError
+
 TCP_SOCK_FIELDS = {"bytes_acked": "OFF_BYTES_ACKED", "bytes_received": "OFF_BYTES_RECEIVED",
                    "total_retrans": "OFF_TOTAL_RETRANS", "srtt_us": "OFF_SRTT_US"}
 
 
-class BtfError(RuntimeError):
+class BtfError(FlowattrError):
     pass
 
 

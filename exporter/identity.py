@@ -8,8 +8,10 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from schemas.errors import FlowattrError
 
-class IdentityError(ValueError):
+
+class IdentityError(FlowattrError, ValueError):
     pass
 
 

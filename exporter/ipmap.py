@@ -14,11 +14,12 @@ import subprocess
 
 from exporter.probe import PIN_DIR, ensure_mounts
 from schemas.columns import ip_to_bytes
+from schemas.errors import FlowattrError
 
 MAPS = {"ip_workloads": (16, 64), "port_workloads": (8, 64)}
 
 
-class IpMapError(RuntimeError):
+class IpMapError(FlowattrError):
     pass
 
 

@@ -11,8 +11,7 @@ import argparse
 import sys
 
 from flowattr.cli import host, lab, observe, stack
-from flowattr.stack import paths
-from flowattr.stack.processes import PortInUseError
+from schemas.errors import FlowattrError
 
 # One module per command group; each has COMMANDS = {name: (add its parser, run it)}.
 COMMAND_GROUPS = (stack, observe, lab, host)
@@ -49,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _build(commands).parse_args(argv)
     try:
         return commands[args.command](args)
-    except (PortInUseError, paths.SetupError, RuntimeError) as exc:
+    except FlowattrError as exc:  # expected, and it says what to do; a bug keeps its traceback
         print(f"flowattr {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

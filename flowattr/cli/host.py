@@ -7,6 +7,7 @@ from pathlib import Path
 
 from flink_jobs.job_config import default_regions
 from flowattr.cli.common import action_parsers, subparser
+from schemas.errors import FlowattrError
 
 
 def _add_exporter(sub) -> None:
@@ -74,7 +75,7 @@ def _cmd_exporter(args) -> int:
     try:
         print(json.dumps(agent.run(cfg)))
     except EbpfUnavailable as exc:
-        raise RuntimeError(f"eBPF capture is unavailable here: {exc}") from exc
+        raise FlowattrError(f"eBPF capture is unavailable here: {exc}") from exc
     return 0
 
 
@@ -89,8 +90,8 @@ def _cmd_ipmap(args) -> int:
             ipmap.assign_port(args.ip, args.port, args.workload)
         else:
             ipmap.release_port(args.ip, args.port)
-    except (ipmap.IpMapError, ValueError) as exc:
-        raise RuntimeError(str(exc)) from exc
+    except ValueError as exc:  # an address or port that does not parse (IpMapError is a FlowattrError)
+        raise FlowattrError(str(exc)) from exc
     return 0
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from flowattr.cli.common import add_bootstrap, bootstrap, progress, subparser
 from flowattr.stack import paths
+from schemas.errors import FlowattrError
 
 
 def _add_scenario_flags(p: argparse.ArgumentParser, from_profile: bool = False) -> None:
@@ -116,7 +117,7 @@ def _add_demo(sub) -> None:
 def _cmd_simulate(args) -> int:
     from flowattr.lab import simulate
     if not args.out and not args.bootstrap:
-        raise RuntimeError("say where to write: --out DIR, or --bootstrap HOST:PORT --truth FILE")
+        raise FlowattrError("say where to write: --out DIR, or --bootstrap HOST:PORT --truth FILE")
     fleet = simulate.build_fleet(_scenario(args))
     flows = simulate.simulate_flows(fleet)
     deliveries = simulate.batch_flows(fleet, flows)

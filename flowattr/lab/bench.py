@@ -37,6 +37,7 @@ from flowattr.lab.simulate import (
     simulate_flows,
 )
 from schemas.columns import decode_flow_batch
+from schemas.errors import FlowattrError
 from schemas.topics import RegionTopics
 
 
@@ -213,9 +214,9 @@ def bench_e2e(cfg: BenchConfig, data: ThroughputData, say, state_backend: str = 
                     say(f"  {seen:,} attributed flows ({100 * seen / total:.1f} %), "
                         f"{arrivals[-1][0] - started:.0f} s since start")
         if not arrivals:
-            raise RuntimeError(f"no attributed output; see {cfg.state / 'bench-job.log'}")
+            raise FlowattrError(f"no attributed output; see {cfg.state / 'bench-job.log'}")
         if seen > total:
-            raise RuntimeError(f"{seen:,} attributed outcomes for {total:,} flows: the job re-emitted output "
+            raise FlowattrError(f"{seen:,} attributed outcomes for {total:,} flows: the job re-emitted output "
                                f"(a restart?); see {cfg.state / 'bench-job.log'} and Flink's log")
         first, last = arrivals[0][0], arrivals[-1][0]
         t99 = next(t for t, n in arrivals if n >= 0.99 * seen)
@@ -297,7 +298,7 @@ def bench_latency(cfg: BenchConfig, say) -> dict:
             reader.join(timeout=cfg.latency_hold_s + 90)
             p.close()
         if not latencies:
-            raise RuntimeError(f"no attributed output in the latency run; see {cfg.state / 'bench-latency-job.log'}")
+            raise FlowattrError(f"no attributed output in the latency run; see {cfg.state / 'bench-latency-job.log'}")
         p50, p99 = np.percentile(latencies, [50, 99])
         say(f"latency: {len(latencies):,} batches, window end -> attributed output p50 {p50:.2f} s, "
             f"p99 {p99:.2f} s (hold {cfg.latency_hold_s:.0f} s)")

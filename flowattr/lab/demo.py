@@ -32,6 +32,7 @@ from flowattr.stack.local_job import LocalJob
 from flowattr.stack.processes import port_is_free
 from schemas import flowattr_pb2 as pb
 from schemas.columns import FlowColumns, encode_flow_batch
+from schemas.errors import FlowattrError
 from schemas.topics import RegionTopics
 
 REGIONS = (HOME_REGION, REMOTE_REGION)
@@ -145,7 +146,7 @@ def _wait_for_outcomes(bootstrap: str, truth: Path, jobs: list[LocalJob], from_m
     finally:
         clock.close()
     if scores["missing"]:
-        raise RuntimeError(f"not every flow had an outcome after {cfg.timeout_s:.0f} s "
+        raise FlowattrError(f"not every flow had an outcome after {cfg.timeout_s:.0f} s "
                            f"({scores['missing']} missing); see the job logs in {cfg.state}")
     return scores
 

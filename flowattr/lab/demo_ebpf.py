@@ -24,6 +24,7 @@ from flowattr.stack.kafka_clients import read_topic
 from flowattr.stack.local_job import LocalJob
 from flowattr.stack.processes import port_is_free, start_background, stop_group, wait_for_line
 from schemas.columns import bytes_to_ip, decode_flow_batch
+from schemas.errors import FlowattrError
 from schemas.topics import RegionTopics
 
 REGION = HOME_REGION
@@ -145,7 +146,7 @@ def _wait_and_score(bootstrap: str, flows_in: int, job: LocalJob, clock: EventCl
         clock.tick(1)
         time.sleep(5)
         if not job.running():
-            raise RuntimeError(f"the collector exited early; see {job.log_path}:\n{job.log_tail()}")
+            raise FlowattrError(f"the collector exited early; see {job.log_path}:\n{job.log_tail()}")
         read = read_outcomes(bootstrap, [REGION], progress=lambda *_: None, idle_timeout_s=2)
         attributed, unattributed = len(read.attributed), len(set(read.unattributed) - set(read.attributed))
         misattributed = sum(owner != WORKLOADS.get(bytes_to_ip(ip)) for owner, _, ip in read.attributed.values())
@@ -156,4 +157,4 @@ def _wait_and_score(bootstrap: str, flows_in: int, job: LocalJob, clock: EventCl
         say(f"  {attributed + unattributed} of {flows_in} flows have an outcome")
         if attributed + unattributed >= flows_in:
             return result
-    raise RuntimeError(f"not every exported flow had an outcome within 240 s: {result}")
+    raise FlowattrError(f"not every exported flow had an outcome within 240 s: {result}")

@@ -51,6 +51,7 @@ from flowattr.lab.simulate import (
 from flowattr.stack import broker, flink_cluster, topics
 from flowattr.stack.kafka_clients import producer, read_topic
 from schemas import flowattr_pb2 as pb
+from schemas.errors import FlowattrError
 from schemas.topics import RegionTopics
 
 # The job's file, found without importing it (that would load pyflink here).
@@ -75,7 +76,7 @@ class ReliabilityConfig:
 def run(cfg: ReliabilityConfig, say) -> dict:
     started = time.monotonic()
     if flink_cluster.is_running():  # its TaskManagers are about to be killed: never someone else's
-        raise RuntimeError("a Flink cluster already runs on 127.0.0.1:8081; stop it (flowattr cluster stop, "
+        raise FlowattrError("a Flink cluster already runs on 127.0.0.1:8081; stop it (flowattr cluster stop, "
                            "with its --state-dir) and run again")
     broker.stop(cfg.state)  # never score a previous run's topics (same seed, same flow ids)
     b = broker.start(cfg.state, cfg.port, progress=say)
@@ -324,7 +325,7 @@ def _wait(predicate, timeout_s: float, what: str) -> None:
         except (OSError, KeyError, ValueError):  # the REST API between restarts
             pass
         time.sleep(1)
-    raise RuntimeError(f"timed out after {timeout_s:.0f} s waiting for {what}; see the Flink logs")
+    raise FlowattrError(f"timed out after {timeout_s:.0f} s waiting for {what}; see the Flink logs")
 
 
 def format_table(report: dict) -> str:

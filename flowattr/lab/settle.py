@@ -19,6 +19,7 @@ from pathlib import Path
 from flowattr.lab.evaluate import score_topics
 from flowattr.lab.simulate import advance_event_time
 from flowattr.stack.kafka_clients import producer
+from schemas.errors import FlowattrError
 
 
 class EventClock:
@@ -34,7 +35,7 @@ class EventClock:
     def check(self) -> None:
         """Raise if the ticking thread died: event time stopped, so a wait would only time out."""
         if self.failure is not None:
-            raise RuntimeError(f"the event clock stopped: {self.failure}") from self.failure
+            raise FlowattrError(f"the event clock stopped: {self.failure}") from self.failure
 
     def tick(self, minutes: int) -> None:
         with self._lock:
@@ -73,7 +74,7 @@ def wait_for_outcomes(bootstrap: str, truth: Path, regions: list[str], clock: Ev
     while True:
         clock.check()
         if not alive():
-            raise RuntimeError("a collector job stopped while flows were still waiting for an outcome; "
+            raise FlowattrError("a collector job stopped while flows were still waiting for an outcome; "
                                "see its log")
         scores = score_topics(bootstrap, truth, regions, progress=lambda *_: None)
         say(f"  {scores['flows'] - scores['missing']:,} of {scores['flows']:,} flows have an outcome "

@@ -22,6 +22,7 @@ from flowattr.stack.processes import (
     stop_group,
     write_record,
 )
+from schemas.errors import FlowattrError
 
 DEFAULT_PORT = 9092
 
@@ -73,12 +74,12 @@ def start(state: Path, port: int = DEFAULT_PORT, timeout_s: float = 20.0,
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"the broker exited with code {proc.returncode}; see {log}")
+            raise FlowattrError(f"the broker exited with code {proc.returncode}; see {log}")
         if port_accepts(port):
             return status(state)
         time.sleep(0.1)
     stop_group(proc.pid)
-    raise RuntimeError(f"the broker did not listen on port {port} within {timeout_s} s; see {log}")
+    raise FlowattrError(f"the broker did not listen on port {port} within {timeout_s} s; see {log}")
 
 
 def stop(state: Path) -> bool:

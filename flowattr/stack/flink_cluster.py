@@ -25,6 +25,7 @@ import yaml
 from flink_jobs.python_path import embedded_python_path
 from flowattr.stack import paths
 from flowattr.stack.processes import PortInUseError, port_accepts, port_is_free
+from schemas.errors import FlowattrError
 
 REST_PORT = 8081
 RPC_PORT = 6123
@@ -105,7 +106,7 @@ def cancel(job_id: str, timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     while rest_get(f"/jobs/{job_id}")["state"] != "CANCELED":
         if time.monotonic() > deadline:
-            raise RuntimeError(f"job {job_id} not CANCELED within {timeout_s:.0f} s; see the Flink logs")
+            raise FlowattrError(f"job {job_id} not CANCELED within {timeout_s:.0f} s; see the Flink logs")
         time.sleep(0.5)
 
 
@@ -145,7 +146,7 @@ def start(state: Path, slots: int = 4, timeout_s: float = 90.0, progress=print, 
                          f"({overview.get('slots-total')} slots); logs {state / 'flink-log'}")
                 return
         time.sleep(1)
-    raise RuntimeError(f"the Flink cluster did not come up in {timeout_s} s; "
+    raise FlowattrError(f"the Flink cluster did not come up in {timeout_s} s; "
                        f"see logs in {state / 'flink-log'}")
 
 
@@ -165,7 +166,7 @@ def stop(state: Path, progress=print) -> None:
 def submit(state: Path, job_module_path: Path, job_args: list[str], progress=print) -> str:
     """`flink run -d -py JOB -- ARGS` against the running cluster; returns the job id."""
     if not is_running():
-        raise RuntimeError("no Flink cluster on 127.0.0.1:8081; start one: flowattr cluster start")
+        raise FlowattrError("no Flink cluster on 127.0.0.1:8081; start one: flowattr cluster start")
     flink = paths.pyflink_home() / "bin" / "flink"
     py = paths.python_executable()
     cmd = ["bash", str(flink), "run", "-d", "-m", f"127.0.0.1:{REST_PORT}",
@@ -178,4 +179,4 @@ def submit(state: Path, job_module_path: Path, job_args: list[str], progress=pri
             job_id = line.split()[-1]
             progress(f"submitted job {job_id}: http://127.0.0.1:{REST_PORT}/#/job/running/{job_id}")
             return job_id
-    raise RuntimeError(f"flink run failed (exit {out.returncode}):\n{text[-4000:]}")
+    raise FlowattrError(f"flink run failed (exit {out.returncode}):\n{text[-4000:]}")

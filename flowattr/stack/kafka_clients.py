@@ -11,14 +11,28 @@ import time
 from collections.abc import Callable, Iterator
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaTimeoutError
+
+from schemas.errors import FlowattrError
+
+# How long a client tries to reach the broker before the command says none answers.
+BOOTSTRAP_TIMEOUT_MS = 10_000
+
+
+def _no_broker(bootstrap: str) -> FlowattrError:
+    return FlowattrError(f"no Kafka broker answers at {bootstrap}; start the embedded one with "
+                         "`flowattr broker start`, or pass the right --bootstrap")
 
 
 def producer(bootstrap: str) -> KafkaProducer:
     # Large batched messages: kafka-python manages ~20-30 k small msg/s but ~160 MB/s of
     # 100 KB messages with crc32c installed and a 1 MB batch.
-    return KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20,
-                         batch_size=1024 * 1024, max_request_size=64 * 1024 * 1024,
-                         retries=5)
+    try:
+        return KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20,
+                             batch_size=1024 * 1024, max_request_size=64 * 1024 * 1024,
+                             retries=5, bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS)
+    except KafkaTimeoutError:
+        raise _no_broker(bootstrap) from None
 
 
 def read_topic(bootstrap: str, topic: str, stop: Callable[[list[bytes]], bool] | None = None,
@@ -36,9 +50,13 @@ def read_topic(bootstrap: str, topic: str, stop: Callable[[list[bytes]], bool] |
 def iter_topic(bootstrap: str, topic: str, idle_timeout_s: float = 10.0,
                max_wait_s: float = 300.0, from_beginning: bool = True) -> Iterator[list[bytes]]:
     """Yield lists of values as they arrive (no consumer group: assign every partition)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                             max_partition_fetch_bytes=64 * 1024 * 1024,
-                             fetch_max_bytes=128 * 1024 * 1024, consumer_timeout_ms=1000)
+    try:
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                 max_partition_fetch_bytes=64 * 1024 * 1024,
+                                 fetch_max_bytes=128 * 1024 * 1024, consumer_timeout_ms=1000,
+                                 bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS)
+    except KafkaTimeoutError:
+        raise _no_broker(bootstrap) from None
     try:
         deadline = time.monotonic() + 15
         partitions = consumer.partitions_for_topic(topic)
@@ -46,7 +64,7 @@ def iter_topic(bootstrap: str, topic: str, idle_timeout_s: float = 10.0,
             time.sleep(0.2)
             partitions = consumer.partitions_for_topic(topic)
         if not partitions:
-            raise RuntimeError(f"topic {topic} does not exist; create it with `flowattr topics create`")
+            raise FlowattrError(f"topic {topic} does not exist; create it with `flowattr topics create`")
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         if from_beginning:

@@ -12,8 +12,10 @@ import sys
 import sysconfig
 from pathlib import Path
 
+from schemas.errors import FlowattrError
 
-class SetupError(RuntimeError):
+
+class SetupError(FlowattrError):
     """A required tool is not installed; the message says which command installs it."""
 
 

@@ -10,8 +10,10 @@ import socket
 import time
 from pathlib import Path
 
+from schemas.errors import FlowattrError
 
-class PortInUseError(RuntimeError):
+
+class PortInUseError(FlowattrError):
     pass
 
 
@@ -96,9 +98,9 @@ def wait_for_line(log: Path, needle: str, timeout_s: float, pid: int | None = No
         if log.exists() and needle in log.read_text(errors="replace"):
             return
         if pid is not None and not pid_alive(pid):
-            raise RuntimeError(f"the process exited before logging {needle!r}; see {log}")
+            raise FlowattrError(f"the process exited before logging {needle!r}; see {log}")
         time.sleep(0.5)
-    raise RuntimeError(f"no {needle!r} in {log} within {timeout_s:.0f} s; see that log")
+    raise FlowattrError(f"no {needle!r} in {log} within {timeout_s:.0f} s; see that log")
 
 
 def stop_group(pid: int, timeout_s: float = 10.0) -> bool:
