@@ -10,6 +10,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from flink_jobs.job_config import default_regions
 from flowattr.stack import paths
 from schemas.topics import RegionTopics
 
@@ -51,3 +52,86 @@ def test_topics_and_job_match_the_project():
         assert f"{kind}:{partitions}" in script, topic
     job = next(a for a in COMPOSE["services"]["submit-job"]["command"] if a.endswith(".py"))
     assert (ROOT / job.removeprefix("/opt/flowattr/")).exists(), job
+
+
+def _topics_created() -> set[str]:
+    """The topic names the topics service's script creates (its two loops, expanded)."""
+    script = COMPOSE["services"]["topics"]["command"][0]
+    regions = re.search(r"for region in ([^;]+);", script).group(1).split()
+    specs = re.search(r"for spec in ([^;]+);", script).group(1).split()
+    return {f"{spec.split(':')[0]}.{region}" for region in regions for spec in specs}
+
+
+def test_the_topics_created_are_the_topics_the_collector_reads_and_writes():
+    """Every region the default config routes to: the collector reads and writes its own
+    region's topics and forwards to inbound.<region> of every other one."""
+    home, region_cidrs, _ = default_regions()
+    regions = set(region_cidrs.values())
+    used = set(RegionTopics(home).all()) | {RegionTopics(r).inbound for r in regions - {home}}
+    assert used <= _topics_created()
+    assert _topics_created() == {t for r in regions for t in RegionTopics(r).all()}
+    submit = COMPOSE["services"]["submit-job"]["command"]
+    assert submit[submit.index("--region") + 1] == home
+
+
+def _listeners() -> dict[str, str]:
+    """Advertised host:port -> listener name of the kafka service."""
+    env = COMPOSE["services"]["kafka"]["environment"]
+    out = {}
+    for item in env["KAFKA_ADVERTISED_LISTENERS"].split(","):
+        name, address = item.split("://")
+        out[address] = name
+    return out
+
+
+def test_every_bootstrap_address_reaches_an_advertised_listener_in_its_network_mode():
+    """A client keeps talking to the ADVERTISED address: on the compose network that must
+    be the service name; with the host's network, a published port on localhost."""
+    services = COMPOSE["services"]
+    published = {p.split(":")[0] for p in services["kafka"].get("ports", [])}
+    listeners = _listeners()
+    checked = 0
+    for name, svc in services.items():
+        command = svc.get("command")
+        if not isinstance(command, list) or "--bootstrap" not in command:
+            continue
+        bootstrap = command[command.index("--bootstrap") + 1]
+        host, port = bootstrap.rsplit(":", 1)
+        assert bootstrap in listeners, f"{name}: {bootstrap} is not an advertised listener"
+        if svc.get("network_mode") == "host":
+            assert host in ("localhost", "127.0.0.1") and port in published, name
+        else:
+            assert host in services, f"{name}: {host} is no service on the compose network"
+        checked += 1
+    assert checked == 2  # the collector and the exporter
+
+
+def test_jobmanager_and_taskmanagers_share_the_checkpoint_and_savepoint_volume():
+    services = COMPOSE["services"]
+    dirs = set()
+    for name in ("jobmanager", "taskmanager"):
+        props = yaml.safe_load(services[name]["environment"]["FLINK_PROPERTIES"])
+        dirs |= {props["execution.checkpointing.dir"], props["execution.checkpointing.savepoint-dir"]}
+    submit = services["submit-job"]["command"]
+    dirs.add(submit[submit.index("--checkpoint-dir") + 1])
+    mounts = {name: {v.split(":")[1]: v.split(":")[0] for v in services[name].get("volumes", [])}
+              for name in ("jobmanager", "taskmanager")}
+    for d in dirs:
+        path = d.removeprefix("file://")
+        for name, mounted in mounts.items():
+            target = next((t for t in mounted if path.startswith(t + "/")), None)
+            assert target is not None, f"{d} is on no volume of {name}"
+            assert mounted[target] in COMPOSE["volumes"], f"{name}: {mounted[target]} is not a named volume"
+        assert len({next(v for t, v in m.items() if path.startswith(t + "/")) for m in mounts.values()}) == 1, d
+
+
+def test_the_images_install_the_wheel_as_tests_e2e_test_wheel_does():
+    """Non-editable installs of the project (pip builds its wheel), the collector with its
+    extra, and no source tree on the Python path (the wheel carries every module)."""
+    flink = (ROOT / "docker/flink/Dockerfile").read_text()
+    exporter = (ROOT / "docker/exporter/Dockerfile").read_text()
+    assert 'pip install --no-cache-dir "/opt/flowattr[collector]"' in flink
+    assert "pip install --no-cache-dir /opt/flowattr\n" in exporter
+    for text in (flink, exporter):
+        assert " -e " not in text and "--editable" not in text
+        assert ":/opt/flowattr" not in text and "PYTHONPATH=/opt/flowattr" not in text
