@@ -187,7 +187,9 @@ def claims_of_update(value: bytes) -> tuple[pb.OwnershipUpdate, list[Claim], lis
     """(update, its claims, the connections of its batch's rejected rows)."""
     update = pb.OwnershipUpdate.FromString(value)
     raw = update.rejected_records
-    rejected = [raw[i:i + RECORD_BYTES] for i in range(0, len(raw) - len(raw) % RECORD_BYTES, RECORD_BYTES)]
+    if len(raw) % RECORD_BYTES:  # written only by ownership_update: a bug, never input
+        raise ValueError(f"OwnershipUpdate.rejected_records of {len(raw)} bytes, not a multiple of {RECORD_BYTES}")
+    rejected = [raw[i:i + RECORD_BYTES] for i in range(0, len(raw), RECORD_BYTES)]
     return update, [Claim(r.ip, r.workload, r.start_ms, r.end_ms, r.port) for r in update.ranges
                     if len(r.ip) == 16 and r.port <= 0xFFFF], rejected
 

@@ -92,7 +92,7 @@ class Attributor:
         local IP is in the claim scope: their records are lost (rejected.py)."""
         lost = ~np.asarray(valid, bool) & ~self._outside_claim_scope(cols["local_ip"])
         return records_of(cols["local_ip"][lost], cols["remote_ip"][lost], cols["local_port"][lost],
-                          cols["remote_port"][lost])
+                          cols["remote_port"][lost], cols["end_ms"][lost])
 
     def learn_claims(self, claims: list[Claim], exporter: str = "", learned_at_ms: int | None = None) -> int:
         """Apply claims (of one exporter's batch); return the number of new conflicts."""
@@ -107,9 +107,7 @@ class Attributor:
         close slack, are lost). A duplicate delivery (same exporter and sequence) only re-learns
         idempotent claims and losses."""
         self.ledger.record(exporter, sequence, window_start_ms, window_end_ms, part, part_count)
-        for record in rejected_records:
-            self.rejected.add(record, window_start_ms - self.cfg.close_slack_ms,
-                              window_end_ms + self.cfg.close_slack_ms)
+        self.rejected.add_batch(rejected_records, window_start_ms, window_end_ms, self.cfg.close_slack_ms)
         return self.learn_claims(claims, exporter, learned_at_ms=window_start_ms)
 
     def apply_event(self, ip: bytes, workload: str, action: int, event_ms: int, emit_ms: int | None = None,

@@ -21,7 +21,7 @@ from flink_jobs import batches
 from flink_jobs.attribution.attribute import ATTRIBUTED, UNATTRIBUTED
 from flink_jobs.attribution.config import AttributionConfig
 from flink_jobs.attribution.engine import Engine
-from flink_jobs.attribution.rejected import RejectedEvidence, records_of
+from flink_jobs.attribution.rejected import ANY_PEER, MAX_RECORDS_PER_IP, RejectedEvidence, records_of
 from flink_jobs.attribution.rows import RowRules, check_rows
 from flink_jobs.ownership_store import OwnershipStore
 from schemas import flowattr_pb2 as pb
@@ -158,7 +158,8 @@ def test_a_lost_record_is_the_other_side_of_its_connection_only():
     two IPs (another client port, another server port) are not, nor one from another
     peer, nor one ending outside the span."""
     rejected = RejectedEvidence()
-    rejected.add(records_of(ips_to_array(["10.0.7.9"]), ips_to_array(["10.0.0.1"]), [8080], [40001])[0], 100, 200)
+    rejected.add_batch(records_of(ips_to_array(["10.0.7.9"]), ips_to_array(["10.0.0.1"]), [8080], [40001], [150]),
+                       100, 200, slack_ms=0)
     peers = ips_to_array(["10.0.0.1", "10.0.0.1", "10.0.0.1", "10.0.0.2", "10.0.0.1", "10.0.0.1"])
     peer_ports = np.array([40001, 40009, 40001, 40001, 40001, 40001])
     ip_ports = np.array([8080, 8080, 8081, 8080, 8080, 8080])
@@ -166,3 +167,59 @@ def test_a_lost_record_is_the_other_side_of_its_connection_only():
     hit = rejected.overlaps(_ip("10.0.7.9"), peers, peer_ports, ip_ports, lo, lo + 10)
     assert hit.tolist() == [True, False, False, False, False, True]
     assert not rejected.overlaps(_ip("10.0.7.4"), peers, peer_ports, ip_ports, lo, lo + 10).any()
+
+
+
+def test_a_lost_record_covers_its_own_end_when_the_header_window_lies():
+    """From the adversarial review (A1): h7's batch #35 carries `new`'s side of the
+    connection under a header window shifted by +5 min, so every row fails END_OUTSIDE_
+    WINDOW. Recorded at the header's window only, the loss missed the flow's real window
+    and the stale claim won ((ATTRIBUTED, "old")). The record's span now covers its own
+    end too."""
+    store, state = OwnershipStore(Engine(CFG, "us-east-1", REGIONS)), FakeMapState()
+    store.sync(state)
+    engine = store.engine
+    for seq in range(1, 35):
+        start = (seq - 1) * MIN
+        store.learn(state, _batch_update("h7", seq, start, _valid_batch([
+            ("10.0.7.9", 8080, "old", IP_MAP, "10.0.0.1", 40000, start + 1, start + 2)]), engine))
+        store.learn(state, _batch_update("h3", seq, start, _valid_batch([
+            ("10.0.3.2", 8080, "db", IP_MAP, "10.0.0.1", 40000, start + 1, start + 2)]), engine))
+    new_side = _valid_batch([("10.0.7.9", 8080, "new", IP_MAP, "10.0.0.1", 40001, STALE_AT - 100, STALE_AT + 400)])
+    store.learn(state, _batch_update("h7", 35, 39 * MIN, new_side, engine))   # header 5 min late
+    store.learn(state, _batch_update("h3", 35, 34 * MIN, _valid_batch([
+        ("10.0.7.9", 8080, "old", IP_MAP, "10.0.0.1", 40003, STALE_AT, STALE_AT + 500)]), engine))
+    for seq in (36, 37):
+        for host in ("h7", "h3"):
+            store.learn(state, _batch_update(host, seq, (seq - 1) * MIN + (5 * MIN if host == "h7" else 0),
+                                             _valid_batch([]), engine))
+    assert outcome(engine, batch(FLOW)) == [(UNATTRIBUTED, "EVIDENCE_REJECTED")]
+
+
+def test_a_batch_of_many_rejected_rows_for_one_ip_is_one_ip_wide_loss():
+    """From the adversarial review (A4): an exporter sending 50,000 rows a batch that all
+    fail (a code this collector does not know) made one entry per row, and state and
+    lookups grew without a bound. Past MAX_RECORDS_PER_IP rows of one IP, the batch makes
+    one IP-wide entry: every flow to that IP ending in the span is EVIDENCE_REJECTED."""
+    rejected = RejectedEvidence()
+    n = MAX_RECORDS_PER_IP + 1
+    records = records_of(ips_to_array(["10.0.7.9"] * n), ips_to_array([f"10.0.1.{i % 250}" for i in range(n)]),
+                         [8080] * n, list(range(40000, 40000 + n)), [150] * n)
+    assert rejected.add_batch(records, 100, 200, slack_ms=0) == [_ip("10.0.7.9")]
+    assert rejected.spans(_ip("10.0.7.9")) == [(ANY_PEER, 0, 0, 100, 200)]
+    peers, ports = ips_to_array(["10.9.9.9", "10.9.9.9"]), np.array([1, 2])
+    assert rejected.overlaps(_ip("10.0.7.9"), peers, ports, ports, np.array([150, 300]),
+                             np.array([160, 310])).tolist() == [True, False]
+
+
+def test_malformed_lost_records_are_errors_not_silence():
+    """From the adversarial review (A5): a rejected_records field or a state value of the
+    wrong length was cut short without a word. Only this code writes them, so a wrong
+    length is a bug or a damaged checkpoint: it fails loudly."""
+    import pytest
+
+    bad = pb.OwnershipUpdate(source_exporter_id="h", source_sequence=1, rejected_records=bytes(45))
+    with pytest.raises(ValueError, match="not a multiple of 44"):
+        batches.claims_of_update(bad.SerializeToString())
+    with pytest.raises(ValueError, match="checkpoint is damaged"):
+        RejectedEvidence().restore(_ip("10.0.7.9"), bytes(37))
