@@ -17,6 +17,7 @@ from exporter.publisher import KafkaSender, Publisher
 from exporter.spool import Spool
 from schemas.addresses import HOST_LOCAL_CIDRS
 from schemas.cidrs import CidrSet
+from schemas.kafka_properties import for_kafka_python
 from schemas.topics import RegionTopics
 
 log = logging.getLogger("flowattr.exporter")
@@ -38,6 +39,8 @@ class ExporterConfig:
     host_local_cidrs: tuple[str, ...] = HOST_LOCAL_CIDRS
     duration_s: float = 0.0         # stop after this long (0: run until SIGTERM/SIGINT)
     alive_file: Path = Path("/tmp/flowattr-exporter.alive")
+    # Kafka client properties by Kafka's names (security.protocol, sasl.mechanism, ...).
+    kafka_properties: tuple[tuple[str, str], ...] = ()
 
 
 def make_batcher(cfg: ExporterConfig, identity_workload: str = "") -> Batcher:
@@ -49,6 +52,15 @@ def make_batcher(cfg: ExporterConfig, identity_workload: str = "") -> Batcher:
                    host_local=CidrSet(cfg.host_local_cidrs))
 
 
+def _kafka_sender(cfg: ExporterConfig):
+    """A KafkaSender factory with the config's client properties, checked at once (a
+    misspelt property is an error at start, not at the first send a minute later)."""
+    from kafka import KafkaProducer
+    properties = dict(cfg.kafka_properties)
+    for_kafka_python(properties, KafkaProducer.DEFAULT_CONFIG)
+    return lambda bootstrap: KafkaSender(bootstrap, properties=properties)
+
+
 def run(cfg: ExporterConfig, probe_factory=None, sender_factory=None) -> dict:
     from exporter.probe import FlowProbe  # the only bcc import, and only when capturing
 
@@ -56,7 +68,7 @@ def run(cfg: ExporterConfig, probe_factory=None, sender_factory=None) -> dict:
     batcher = make_batcher(cfg, identity)
     spool = Spool(cfg.spool_dir, cfg.spool_max_bytes)
     batcher.sequence = spool.last_sequence()
-    publisher = Publisher(spool, (sender_factory or KafkaSender)(cfg.bootstrap), RegionTopics(cfg.region).flows,
+    publisher = Publisher(spool, (sender_factory or _kafka_sender(cfg))(cfg.bootstrap), RegionTopics(cfg.region).flows,
                           cfg.exporter_id)
     events = 0
 

@@ -9,6 +9,7 @@ import time
 from typing import Protocol
 
 from exporter.spool import Spool
+from schemas.kafka_properties import for_kafka_python
 
 log = logging.getLogger("flowattr.exporter.publisher")
 
@@ -19,20 +20,25 @@ class Sender(Protocol):
 
 
 class KafkaSender:
-    def __init__(self, bootstrap: str, timeout_s: float = 10.0):
+    def __init__(self, bootstrap: str, timeout_s: float = 10.0, properties: dict[str, str] | None = None):
+        """`properties`: Kafka client properties by Kafka's names (TLS, SASL; see
+        schemas/kafka_properties.py), over this sender's own settings."""
         self.bootstrap = bootstrap
         self.timeout_s = timeout_s
+        self.properties = dict(properties or {})
         self._producer = None
 
     def send(self, topic: str, key: bytes, value: bytes, timestamp_ms: int) -> None:
         from kafka import KafkaProducer
 
         if self._producer is None:
-            self._producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", retries=0,
-                                           max_in_flight_requests_per_connection=1, linger_ms=0,
-                                           max_request_size=64 * 1024 * 1024,
-                                           request_timeout_ms=int(self.timeout_s * 1000),
-                                           max_block_ms=int(self.timeout_s * 1000), reconnect_backoff_max_ms=2000)
+            settings = dict(bootstrap_servers=self.bootstrap, acks="all", retries=0,
+                            max_in_flight_requests_per_connection=1, linger_ms=0,
+                            max_request_size=64 * 1024 * 1024,
+                            request_timeout_ms=int(self.timeout_s * 1000),
+                            max_block_ms=int(self.timeout_s * 1000), reconnect_backoff_max_ms=2000)
+            settings |= for_kafka_python(self.properties, KafkaProducer.DEFAULT_CONFIG)
+            self._producer = KafkaProducer(**settings)
         try:
             self._producer.send(topic, value=value, key=key, timestamp_ms=timestamp_ms).get(timeout=self.timeout_s)
         except Exception:

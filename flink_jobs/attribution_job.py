@@ -306,15 +306,16 @@ def build_pipeline(env, cfg: JobConfig, sources: dict, sinks: dict) -> None:
     unattributed, retry, dead_letter and forward-<region> (Kafka ones: kafka_sources_and_sinks)."""
     watermarks = (WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(cfg.out_of_orderness_ms))
                   .with_idleness(Duration.of_millis(cfg.idleness_ms)))
-    raw_flows = env.from_source(sources["flows"], WatermarkStrategy.no_watermarks(), "flows")
+    raw_flows = env.from_source(sources["flows"], WatermarkStrategy.no_watermarks(), "flows").uid("source-flows")
     flows = raw_flows.process(ValidateFlows(cfg), output_type=KEYED_ROW).name("validate-flows").uid("validate-flows")
     # One source per pending topic, so a dead letter names the topic its record came from.
-    retry, inbound = (env.from_source(sources[name], WatermarkStrategy.no_watermarks(), name)
+    retry, inbound = (env.from_source(sources[name], WatermarkStrategy.no_watermarks(), name).uid(f"source-{name}")
                       .process(ValidatePending(cfg, topic), output_type=KEYED_ROW)
                       .name(f"validate-{name}").uid(f"validate-{name}")
                       for name, topic in (("retry", cfg.topics.retry), ("inbound", cfg.topics.inbound)))
     pending = retry.union(inbound)
-    raw_events = env.from_source(sources["events"], WatermarkStrategy.no_watermarks(), "ip-change-events")
+    raw_events = env.from_source(sources["events"], WatermarkStrategy.no_watermarks(), "ip-change-events") \
+        .uid("source-events")
     events = raw_events.process(ValidateEvents(cfg), output_type=BYTES).name("validate-events").uid("validate-events")
 
     claims = flows.filter(lambda row: row[0] == CLAIMS_KEY).map(lambda row: row[1], output_type=BYTES)
@@ -337,32 +338,34 @@ def build_pipeline(env, cfg: JobConfig, sources: dict, sinks: dict) -> None:
         return routed.flat_map(lambda record: routing.payloads_for(record, route, region), output_type=BYTES) \
             .name(f"route-{name}").uid(f"route-{name}")
 
-    split(routing.ATTRIBUTED, "attributed").sink_to(sinks["attributed"]).name("attributed-sink")
-    split(routing.UNATTRIBUTED, "unattributed").sink_to(sinks["unattributed"]).name("unattributed-sink")
-    split(routing.RETRY, "retry").sink_to(sinks["retry"]).name("retry-sink")
+    # Every operator has a uid, sources and sinks too: a savepoint's state maps back to
+    # the same operators after an upgrade (`flowattr job stop --savepoint` / `resume`).
+    for name in ("attributed", "unattributed", "retry"):
+        split(getattr(routing, name.upper()), name).sink_to(sinks[name]).name(f"{name}-sink").uid(f"sink-{name}")
     for region in cfg.other_regions:
         split(routing.FORWARD, f"forward-{region}", region).sink_to(sinks[f"forward-{region}"]) \
-            .name(f"forward-{region}-sink")
+            .name(f"forward-{region}-sink").uid(f"sink-forward-{region}")
     (flows.get_side_output(DEAD_LETTER).union(retry.get_side_output(DEAD_LETTER),
                                                inbound.get_side_output(DEAD_LETTER),
                                                events.get_side_output(DEAD_LETTER),
                                                split(routing.DEAD_LETTER, "dead-letter"))
-     .sink_to(sinks["dead_letter"]).name("dead-letter-sink"))
+     .sink_to(sinks["dead_letter"]).name("dead-letter-sink").uid("sink-dead-letter"))
 
 
 def kafka_sources_and_sinks(cfg: JobConfig) -> tuple[dict, dict]:
     t = cfg.topics
     group = f"{cfg.group_id}-{cfg.region}"
-    sources = {"flows": bytes_source(cfg.bootstrap, [t.flows], group + "-flows"),
-               "retry": bytes_source(cfg.bootstrap, [t.retry], group + "-retry"),
-               "inbound": bytes_source(cfg.bootstrap, [t.inbound], group + "-inbound"),
-               "events": bytes_source(cfg.bootstrap, [t.ip_changes], group + "-events")}
-    sinks = {"attributed": bytes_sink(cfg.bootstrap, t.attributed),
-             "unattributed": bytes_sink(cfg.bootstrap, t.unattributed),
-             "retry": bytes_sink(cfg.bootstrap, t.retry),
-             "dead_letter": bytes_sink(cfg.bootstrap, t.dead_letter)}
+    props = cfg.kafka_properties
+    sources = {"flows": bytes_source(cfg.bootstrap, [t.flows], group + "-flows", props),
+               "retry": bytes_source(cfg.bootstrap, [t.retry], group + "-retry", props),
+               "inbound": bytes_source(cfg.bootstrap, [t.inbound], group + "-inbound", props),
+               "events": bytes_source(cfg.bootstrap, [t.ip_changes], group + "-events", props)}
+    sinks = {"attributed": bytes_sink(cfg.bootstrap, t.attributed, props),
+             "unattributed": bytes_sink(cfg.bootstrap, t.unattributed, props),
+             "retry": bytes_sink(cfg.bootstrap, t.retry, props),
+             "dead_letter": bytes_sink(cfg.bootstrap, t.dead_letter, props)}
     for region in cfg.other_regions:
-        sinks[f"forward-{region}"] = bytes_sink(cfg.bootstrap, RegionTopics(region).inbound)
+        sinks[f"forward-{region}"] = bytes_sink(cfg.bootstrap, RegionTopics(region).inbound, props)
     return sources, sinks
 
 

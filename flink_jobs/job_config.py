@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from flink_jobs.attribution.config import AttributionConfig
+from schemas import kafka_properties
 from schemas.topics import RegionTopics
 
 # Package data: the wheel ships it (pyproject.toml), so an installed collector finds it too.
@@ -42,6 +43,9 @@ class JobConfig:
     max_future_ms: int = 600_000                   # window end beyond wall clock + this: dead letter
     other_regions: tuple[str, ...] = field(default=())  # regions flows may be forwarded to
     web_ui_port: int | None = None                 # local mode only: serve the web UI on this port
+    # Kafka client properties by Kafka's names (TLS, SASL), for every source and sink,
+    # over the connector's own settings: the YAML's `kafka:` mapping, then --kafka-property.
+    kafka_properties: dict[str, str] = field(default_factory=dict)
 
     @property
     def topics(self) -> RegionTopics:
@@ -66,10 +70,12 @@ def load(path: Path | None, overrides: dict) -> JobConfig:
         if key in attribution:  # YAML lists; the frozen config holds tuples
             attribution[key] = tuple(attribution[key])
     job = raw.get("job", {})
+    properties = {str(k): str(v) for k, v in (raw.get("kafka") or {}).items()}
+    properties |= kafka_properties.parse(overrides.get("kafka_property"))
     cfg = JobConfig(bootstrap=overrides.get("bootstrap") or raw.get("bootstrap", "127.0.0.1:9092"),
                     region=overrides.get("region") or raw["region"],
                     region_cidrs={str(k): str(v) for k, v in raw.get("region_cidrs", {}).items()},
-                    attribution=AttributionConfig(**attribution), **job)
+                    attribution=AttributionConfig(**attribution), kafka_properties=properties, **job)
     attr_over = {k: v for k, v in overrides.items()
                  if v is not None and k in {f.name for f in fields(AttributionConfig)}}
     job_over = {k: v for k, v in overrides.items() if v is not None and k in {f.name for f in fields(JobConfig)}
@@ -95,3 +101,6 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
                       ("idleness_ms", int), ("event_idleness_ms", int), ("max_future_ms", int),
                       ("web_ui_port", int)):
         parser.add_argument("--" + name.replace("_", "-"), type=typ, dest=name)
+    parser.add_argument("--kafka-property", action="append", metavar="KEY=VALUE",
+                        help="a Kafka client property for every source and sink (repeatable), "
+                        "e.g. security.protocol=SASL_SSL; over the config's `kafka:` mapping")

@@ -40,12 +40,16 @@ _PRODUCER_PROPERTIES = {
 }
 
 
-def bytes_source(bootstrap: str, topics: list[str], group_id: str) -> KafkaSource:
+def bytes_source(bootstrap: str, topics: list[str], group_id: str,
+                 properties: dict[str, str] | None = None) -> KafkaSource:
     """An unbounded KafkaSource of raw value bytes, starting from the committed offsets
-    of `group_id` or, for a new group, the earliest offset.
+    of `group_id` or, for a new group, the earliest offset. (A restore from a checkpoint
+    or savepoint uses the offsets in it; offsets are committed to Kafka when a checkpoint
+    completes, so a job started anew with the same group goes on where it stopped.)
 
-    Starting offsets use earliest(): committed_offsets() needs the shaded class names of
-    the sql-connector jar; on restore Flink uses checkpointed offsets anyway.
+    PyFlink's committed_offsets() names the reset strategy by the SHADED class of the
+    sql-connector jar; the thin connector jars here carry the unshaded one, so the
+    initializer is built on the Java side.
     """
     jvm = get_gateway().jvm
     j_deserializer = (
@@ -59,17 +63,19 @@ def bytes_source(bootstrap: str, topics: list[str], group_id: str) -> KafkaSourc
         .set_bootstrap_servers(bootstrap)
         .set_topics(*topics)
         .set_group_id(group_id)
-        .set_starting_offsets(KafkaOffsetsInitializer.earliest())
+        .set_starting_offsets(KafkaOffsetsInitializer(
+            jvm.org.apache.flink.connector.kafka.source.enumerator.initializer.OffsetsInitializer.committedOffsets(
+                jvm.org.apache.kafka.clients.consumer.OffsetResetStrategy.EARLIEST)))
     )
     # PyFlink's set_deserializer takes only its own (pickling) schemas: a raw byte[]
     # deserializer has to be set on the wrapped Java builder.
     builder._j_builder.setDeserializer(j_deserializer)
-    for key, value in _CONSUMER_PROPERTIES.items():
+    for key, value in (_CONSUMER_PROPERTIES | (properties or {})).items():
         builder.set_property(key, value)
     return builder.build()
 
 
-def bytes_sink(bootstrap: str, topic: str) -> KafkaSink:
+def bytes_sink(bootstrap: str, topic: str, properties: dict[str, str] | None = None) -> KafkaSink:
     """A KafkaSink writing byte[] records unchanged as values (no key) to `topic`.
 
     AT_LEAST_ONCE: tansu's transactions do not isolate aborted records (measured), so
@@ -86,6 +92,6 @@ def bytes_sink(bootstrap: str, topic: str) -> KafkaSink:
         .set_record_serializer(serializer_builder.build())
         .set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE)
     )
-    for key, value in _PRODUCER_PROPERTIES.items():
+    for key, value in (_PRODUCER_PROPERTIES | (properties or {})).items():
         builder.set_property(key, value)
     return builder.build()

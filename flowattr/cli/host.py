@@ -31,6 +31,8 @@ def _add_exporter(sub) -> None:
     host_local.add_argument("--export-host-local", action="store_true",
                             help="export flows with a host-local local IP too (no host-local list)")
     p.add_argument("--duration-s", type=float, default=0.0, help="stop after this many seconds (0: run)")
+    p.add_argument("--kafka-property", action="append", metavar="KEY=VALUE",
+                   help="a Kafka client property by Kafka's name (repeatable), e.g. security.protocol=SASL_SSL")
 
 
 def _add_ipmap(sub) -> None:
@@ -65,13 +67,15 @@ def _cmd_exporter(args) -> int:
 
     from exporter import agent
     from exporter.probe import EbpfUnavailable
+    from schemas import kafka_properties
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     host = socket.gethostname()
     cfg = agent.ExporterConfig(bootstrap=args.bootstrap, region=args.region, exporter_id=args.exporter_id or host,
                                host=host, window_s=args.window_s, identity_file=args.identity_file,
                                spool_dir=args.spool_dir, spool_max_bytes=args.spool_max_mb * 1024 * 1024,
                                local_cidrs=tuple(args.local_cidr), duration_s=args.duration_s,
-                               host_local_cidrs=host_local_cidrs(args))
+                               host_local_cidrs=host_local_cidrs(args),
+                               kafka_properties=tuple(kafka_properties.parse(args.kafka_property).items()))
     try:
         print(json.dumps(agent.run(cfg)))
     except EbpfUnavailable as exc:
