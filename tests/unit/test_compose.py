@@ -135,3 +135,12 @@ def test_the_images_install_the_wheel_as_tests_e2e_test_wheel_does():
     for text in (flink, exporter):
         assert " -e " not in text and "--editable" not in text
         assert ":/opt/flowattr" not in text and "PYTHONPATH=/opt/flowattr" not in text
+
+
+def test_the_hold_lives_on_disk_in_compose_too():
+    """Held batches may be several heaps big (tests/e2e/test_hold_on_disk.py): RocksDB with
+    incremental checkpoints, as on the standalone cluster."""
+    for name in ("jobmanager", "taskmanager"):
+        props = yaml.safe_load(COMPOSE["services"][name]["environment"]["FLINK_PROPERTIES"])
+        assert props["state.backend.type"] == "rocksdb", name
+        assert props["execution.checkpointing.incremental"] is True, name
