@@ -207,7 +207,10 @@ def bench_e2e(cfg: BenchConfig, data: ThroughputData, say, state_backend: str = 
         with job:
             # Bounded: `make bench` must finish. Output idle for 30 s means the bulk is done;
             # what is still retrying (flows waiting for evidence) is the tail, reported apart.
-            for batch in iter_topic(b.bootstrap, RegionTopics(region).attributed, idle_timeout_s=30, max_wait_s=900):
+            # The first output may take minutes: the job starts (~15 s), and the IP-change
+            # input (empty here) holds event time back until it is judged idle (60 s).
+            for batch in iter_topic(b.bootstrap, RegionTopics(region).attributed, idle_timeout_s=30, max_wait_s=900,
+                                    first_wait_s=300):
                 seen += sum(decode_attributed_batch(v)[0].flow_count for v in batch)
                 arrivals.append((time.monotonic(), seen))
                 if len(arrivals) % 200 == 0:

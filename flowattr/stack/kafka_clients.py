@@ -48,8 +48,11 @@ def read_topic(bootstrap: str, topic: str, stop: Callable[[list[bytes]], bool] |
 
 
 def iter_topic(bootstrap: str, topic: str, idle_timeout_s: float = 10.0,
-               max_wait_s: float = 300.0, from_beginning: bool = True) -> Iterator[list[bytes]]:
-    """Yield lists of values as they arrive (no consumer group: assign every partition)."""
+               max_wait_s: float = 300.0, from_beginning: bool = True,
+               first_wait_s: float | None = None) -> Iterator[list[bytes]]:
+    """Yield lists of values as they arrive (no consumer group: assign every partition).
+    Ends when nothing new came for idle_timeout_s, or, before the first value, for
+    first_wait_s (default: idle_timeout_s), or after max_wait_s."""
     try:
         consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                  max_partition_fetch_bytes=64 * 1024 * 1024,
@@ -71,11 +74,13 @@ def iter_topic(bootstrap: str, topic: str, idle_timeout_s: float = 10.0,
             consumer.seek_to_beginning(*tps)
         last_data = time.monotonic()
         end = time.monotonic() + max_wait_s
-        while time.monotonic() < end and time.monotonic() - last_data < idle_timeout_s:
+        idle_limit = idle_timeout_s if first_wait_s is None else first_wait_s
+        while time.monotonic() < end and time.monotonic() - last_data < idle_limit:
             polled = consumer.poll(timeout_ms=500)
             batch = [rec.value for recs in polled.values() for rec in recs]
             if batch:
                 last_data = time.monotonic()
+                idle_limit = idle_timeout_s
                 yield batch
     finally:
         consumer.close()
