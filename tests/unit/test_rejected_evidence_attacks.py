@@ -52,6 +52,16 @@ def _valid_batch(rows):
     return cols
 
 
+def _first_34_minutes(store: OwnershipStore, state) -> None:
+    """Batches #1-34 of h7 (`old` on 10.0.7.9) and h3 (its own subnet), all delivered."""
+    for seq in range(1, 35):
+        start = (seq - 1) * MIN
+        store.learn(state, _batch_update("h7", seq, start, _valid_batch([
+            ("10.0.7.9", 8080, "old", IP_MAP, "10.0.0.1", 40000, start + 1, start + 2)]), store.engine))
+        store.learn(state, _batch_update("h3", seq, start, _valid_batch([
+            ("10.0.3.2", 8080, "db", IP_MAP, "10.0.0.1", 40000, start + 1, start + 2)]), store.engine))
+
+
 def _timeline(store: OwnershipStore, state, corrupt) -> None:
     """h7 holds 10.0.7.0/24: `old` has 10.0.7.9 for 33 min, `new` takes it at 2040 s and
     serves a connection there; h3 (another subnet) keeps a stale IP-map entry naming `old`
@@ -59,12 +69,7 @@ def _timeline(store: OwnershipStore, state, corrupt) -> None:
     2061 s too) arrives, but `corrupt` damages it; every batch of both hosts arrives, so
     nothing is missing by sequence."""
     engine = store.engine
-    for seq in range(1, 35):
-        start = (seq - 1) * MIN
-        store.learn(state, _batch_update("h7", seq, start, _valid_batch([
-            ("10.0.7.9", 8080, "old", IP_MAP, "10.0.0.1", 40000, start + 1, start + 2)]), engine))
-        store.learn(state, _batch_update("h3", seq, start, _valid_batch([
-            ("10.0.3.2", 8080, "db", IP_MAP, "10.0.0.1", 40000, start + 1, start + 2)]), engine))
+    _first_34_minutes(store, state)
     new_side = _valid_batch([("10.0.7.9", 8080, "new", IP_MAP, "10.0.0.1", 40001, STALE_AT - 100, STALE_AT + 400),
                              ("10.0.7.4", 8080, "web", IP_MAP, "10.0.0.1", 40002, STALE_AT, STALE_AT + 10),
                              ("10.0.7.9", 8080, "new", IP_MAP, "10.0.0.2", 40006, LATER, LATER + 400)])
@@ -179,12 +184,7 @@ def test_a_lost_record_covers_its_own_end_when_the_header_window_lies():
     store, state = OwnershipStore(Engine(CFG, "us-east-1", REGIONS)), FakeMapState()
     store.sync(state)
     engine = store.engine
-    for seq in range(1, 35):
-        start = (seq - 1) * MIN
-        store.learn(state, _batch_update("h7", seq, start, _valid_batch([
-            ("10.0.7.9", 8080, "old", IP_MAP, "10.0.0.1", 40000, start + 1, start + 2)]), engine))
-        store.learn(state, _batch_update("h3", seq, start, _valid_batch([
-            ("10.0.3.2", 8080, "db", IP_MAP, "10.0.0.1", 40000, start + 1, start + 2)]), engine))
+    _first_34_minutes(store, state)
     new_side = _valid_batch([("10.0.7.9", 8080, "new", IP_MAP, "10.0.0.1", 40001, STALE_AT - 100, STALE_AT + 400)])
     store.learn(state, _batch_update("h7", 35, 39 * MIN, new_side, engine))   # header 5 min late
     store.learn(state, _batch_update("h3", 35, 34 * MIN, _valid_batch([
