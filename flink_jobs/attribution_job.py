@@ -29,12 +29,13 @@ import argparse
 import time
 
 from pyflink.common import Duration, Row, Types, WatermarkStrategy
+from pyflink.common.watermark_strategy import TimestampAssigner
 from pyflink.datastream import KeyedBroadcastProcessFunction, OutputTag, ProcessFunction
 from pyflink.datastream.state import MapStateDescriptor
 
 from flink_jobs import batches, routing
 from flink_jobs.attribution.engine import Engine
-from flink_jobs.attribution.events import DUPLICATE, LATE
+from flink_jobs.attribution.events import DUPLICATE, LATE, StreamClock
 from flink_jobs.attribution.rows import RowRules
 from flink_jobs.environment import make_environment
 from flink_jobs.job_config import JobConfig, add_flags, load
@@ -158,17 +159,34 @@ class ValidatePending(Validator):
 
 
 class ValidateEvents(Validator):
+    """IpChangeEvent -> EVENT_TAG + its event time (8 bytes, EventTime reads it) + the event.
+    The event time is bounded by the stream's time (StreamClock.event_time): a few events
+    stamped in the future cannot run the watermark ahead. The ip-changes topic has one
+    partition, so one instance sees the whole stream, as the engine's clock does."""
+
     accepted_metric = "ip_change_events_in"
+
+    def open(self, runtime_context):
+        super().open(runtime_context)
+        self.clock = StreamClock(self.cfg.attribution.event_clock_rank)
 
     def process_element(self, value, ctx):
         raw = bytes(value)
         try:
-            batches.validate_event(raw, int(time.time() * 1000), self.cfg.max_future_ms, ctx.timestamp())
+            event = batches.validate_event(raw, int(time.time() * 1000), self.cfg.max_future_ms, ctx.timestamp())
         except batches.InvalidRecord as exc:
             yield self.reject(self.cfg.topics.ip_changes, raw, str(exc))
             return
         self.accepted.inc()
-        yield EVENT_TAG + raw
+        self.clock.observe(event.emit_time_ms)
+        yield EVENT_TAG + self.clock.event_time(event.emit_time_ms).to_bytes(8, "little", signed=True) + raw
+
+
+class EventTime(TimestampAssigner):
+    """The event time ValidateEvents put in an event's broadcast record."""
+
+    def extract_timestamp(self, value, record_timestamp) -> int:
+        return int.from_bytes(value[1:9], "little", signed=True)
 
 
 class Attribute(KeyedBroadcastProcessFunction):
@@ -220,7 +238,7 @@ class Attribute(KeyedBroadcastProcessFunction):
             if conflicts:
                 self.metrics["conflicts"].inc(conflicts)
         elif tag == EVENT_TAG:
-            outcome = self.store.apply_event(state, raw)
+            outcome = self.store.apply_event(state, raw[8:])  # after its event time (ValidateEvents)
             for value in outcome.rejected:
                 self.metrics["ip_change_events_future"].inc()
                 reason = ("event time is ahead of the event stream's time by more than "
@@ -324,7 +342,8 @@ def build_pipeline(env, cfg: JobConfig, sources: dict, sinks: dict) -> None:
     # the watermark has been read. One generator over the merged stream would let the
     # claims' timestamps carry the watermark past events a lagging consumer has not read.
     event_watermarks = (WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(cfg.out_of_orderness_ms))
-                        .with_idleness(Duration.of_millis(cfg.event_idleness_ms)))
+                        .with_idleness(Duration.of_millis(cfg.event_idleness_ms))
+                        .with_timestamp_assigner(EventTime()))
     ownership = (claims.assign_timestamps_and_watermarks(watermarks)
                  .union(events.assign_timestamps_and_watermarks(event_watermarks)).broadcast(OWNERSHIP))
     keyed = (flows.filter(lambda row: row[0] != CLAIMS_KEY).assign_timestamps_and_watermarks(watermarks)

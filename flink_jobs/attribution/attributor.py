@@ -68,7 +68,7 @@ class Attributor:
         self.events = EventTable(self.names, cfg.event_time_error_ms + 2 * cfg.skew_tolerance_ms,
                                  cfg.event_max_delay_ms,
                                  cfg.event_future_bound_ms, cfg.event_clock_rank, cfg.retention_ms)
-        self.ledger = ExporterLedger(cfg.exporter_silence_ms)
+        self.ledger = ExporterLedger(cfg.exporter_silence_ms, cfg.fleet_clock_rank)
         self.rejected = RejectedEvidence()
         self.event_cidrs = CidrSet(cfg.event_cidrs)
         self.host_local = CidrSet(cfg.host_local_cidrs)

@@ -48,6 +48,9 @@ class AttributionConfig:
     # An exporter whose latest batch is this far behind the fleet's is gone (terminated):
     # batches after its latest are no longer waited for (see ledger.py).
     exporter_silence_ms: int = 15 * 60 * 1000
+    # ... behind the fleet's progress: the N-th latest exporter's latest window end, so
+    # fewer than N exporters with clocks far ahead cannot make the others look gone.
+    fleet_clock_rank: int = 3
     # A claimant whose first claim in an IP's subnet (/24, IPv6 /64) came this long after
     # the subnet's first claim joined it late (a stale IP-map entry on another host looks
     # like this) and is a newcomer there for newcomer_ms: flows it would prove also wait
@@ -69,7 +72,7 @@ class AttributionConfig:
             raise ValueError(
                 "skew_tolerance_ms must be well below min_reuse_gap_ms (tolerance + 2 x skew < G); "
                 f"got tolerance {self.skew_tolerance_ms} ms, G {self.min_reuse_gap_ms} ms")
-        if self.event_clock_rank < 1 or self.event_future_bound_ms < 0:
-            raise ValueError("event_clock_rank >= 1 and event_future_bound_ms >= 0 are required")
+        if self.event_clock_rank < 1 or self.fleet_clock_rank < 1 or self.event_future_bound_ms < 0:
+            raise ValueError("event_clock_rank >= 1, fleet_clock_rank >= 1 and event_future_bound_ms >= 0 are required")
         if self.max_attempts < 1 or self.retry_delay_ms <= 0 or self.hold_ms < 0:
             raise ValueError("max_attempts >= 1, retry_delay_ms > 0 and hold_ms >= 0 are required")

@@ -11,8 +11,10 @@ Assumptions, stated where they are enforced:
 * every exporter sends one batch per window, empty when it saw no flows, numbered
   1, 2, 3 ... per exporter (`FlowBatch.sequence`; a large window is split into parts
   with consecutive numbers), so a missing number is a missing batch;
-* an exporter whose latest batch ends more than `silence_ms` before the latest batch of
-  any exporter is gone (host terminated): nothing more is waited for from it;
+* an exporter whose latest batch ends more than `silence_ms` before the fleet's progress
+  is gone (host terminated): nothing more is waited for from it. The fleet's progress is
+  the `rank`-th latest exporter's latest window end, so fewer than `rank` exporters with
+  clocks (or headers) far ahead cannot make the others look gone;
 * the collector's state begins with the earliest window it has seen from any exporter:
   an exporter first seen at a sequence above 1 may still send the lower numbers for
   windows after that, so those are waited for (a new host whose batch #1 is late).
@@ -21,6 +23,7 @@ Which exporters could hold the record is decided by the Attributor (attributor.p
 
 from __future__ import annotations
 
+import heapq
 import struct
 from bisect import bisect_right
 from dataclasses import dataclass
@@ -46,10 +49,12 @@ _RUN = struct.Struct("<QQqqqq??")
 
 
 class ExporterLedger:
-    def __init__(self, silence_ms: int):
+    def __init__(self, silence_ms: int, rank: int = 3):
         self.silence_ms = silence_ms
+        self.rank = rank
         self.runs: dict[str, list[Run]] = {}
-        self.latest_end_ms = -FOREVER  # of any exporter: the fleet's progress
+        self._latest_of: dict[str, int] = {}   # exporter -> its latest window end
+        self._progress: int | None = -FOREVER  # the fleet's progress (None: recompute)
         self.earliest_start_ms = FOREVER  # of any exporter: where this collector's knowledge begins
         self.version = 0               # bumped by every change, for the caches of union_spans
         self._unions: dict[object, tuple[int, list[tuple[int, int]]]] = {}
@@ -62,7 +67,7 @@ class ExporterLedger:
         if k >= 0 and sequence <= runs[k].last:
             return False
         self.version += 1
-        self.latest_end_ms = max(self.latest_end_ms, window_end_ms)
+        self._note_latest(exporter, window_end_ms)
         self.earliest_start_ms = min(self.earliest_start_ms, window_start_ms)
         part0, final = part == 0, part + 1 >= part_count
         joins_prev = k >= 0 and runs[k].last + 1 == sequence
@@ -83,6 +88,23 @@ class ExporterLedger:
             runs.insert(k + 1, Run(sequence, sequence, window_start_ms, window_end_ms, window_start_ms,
                                    window_end_ms, part0, final))
         return True
+
+    @property
+    def latest_end_ms(self) -> int:
+        """The fleet's progress: the rank-th latest of the exporters' latest window ends
+        (the earliest of them while fewer than `rank` exporters are known: none is gone)."""
+        if self._progress is None:
+            ends = self._latest_of.values()
+            top = heapq.nlargest(self.rank, ends)
+            self._progress = top[-1] if top else -FOREVER
+        return self._progress
+
+    def _note_latest(self, exporter: str, window_end_ms: int) -> None:
+        if window_end_ms > self._latest_of.get(exporter, -FOREVER):
+            self._latest_of[exporter] = window_end_ms
+            # Latest ends only grow: the rank-th largest changes only when one passes it.
+            if self._progress is not None and window_end_ms > self._progress:
+                self._progress = None
 
     def unsettled_spans(self, exporter: str) -> list[tuple[int, int]]:
         """Spans [lo, hi] of close times whose batch of `exporter` may still be missing
@@ -141,6 +163,8 @@ class ExporterLedger:
                     self.runs[exporter] = keep
                 else:
                     del self.runs[exporter]
+                    del self._latest_of[exporter]
+                    self._progress = None
         return changed
 
     # -- broadcast-state encoding: one value per exporter ------------------------------
@@ -152,6 +176,6 @@ class ExporterLedger:
     def restore(self, exporter: str, value: bytes) -> None:
         runs = self.runs[exporter] = [Run(*fields) for fields in _RUN.iter_unpack(value)]
         if runs:
-            self.latest_end_ms = max(self.latest_end_ms, runs[-1].last_end_ms)
+            self._note_latest(exporter, max(r.last_end_ms for r in runs))
             self.earliest_start_ms = min(self.earliest_start_ms, runs[0].first_start_ms)
         self.version += 1

@@ -6,7 +6,7 @@ restored as evidence. Each docstring says whether the attack is inside the assum
 
 from __future__ import annotations
 
-from flink_jobs.attribution.attribute import RETRY, UNATTRIBUTED
+from flink_jobs.attribution.attribute import ATTRIBUTED, RETRY, UNATTRIBUTED
 from flink_jobs.attribution.attributor import Attributor
 from flink_jobs.attribution.config import AttributionConfig
 from flink_jobs.attribution.engine import Engine
@@ -193,3 +193,29 @@ def test_a_future_lie_dead_lettered_during_warm_up_becomes_evidence_after_a_rest
     restarted = _store(ECFG)
     restarted.sync(state)
     assert owners_at(restarted.engine.attributor, [10_050_000]) == ["x"]  # first version: "evil"
+
+
+def test_one_exporter_stamped_a_day_ahead_does_not_make_the_fleet_look_gone():
+    """OUTSIDE the assumptions for one exporter (its clock, or its batch headers, a day
+    ahead: in a replay of past data the wall-clock bound of the validators cannot catch it).
+    h1 owns 10.0.0.7 (`new`); its batch #2 (with `new`'s side of a flow at 70 s) is late. A
+    stale claim of `old` from h3 covers 65-110 s. A third exporter's batch says its window
+    ended a day later. The first version took the fleet's progress as the LATEST window end
+    of any exporter: h1 was a day behind it, so "gone" (ledger.py), its missing #2 was no
+    longer waited for, and the stale claim won at once.
+    Fix: ledger.py: the fleet's progress is the fleet_clock_rank-th latest exporter's
+    latest window end, so fewer than that many exporters cannot move it."""
+    e = Engine(CFG, "us-east-1", REGIONS)
+    learn(e, "h3", 1, -3_600_000, batch([("10.0.0.8", 8080, "db", IP_MAP, "10.0.0.1", 40000,
+                                          -3_590_000, -3_580_000)]))
+    learn(e, "h1", 1, 0, batch([("10.0.0.7", 8080, "new", IP_MAP, "10.0.0.1", 40000, 1_000, 5_000)]))
+    learn(e, "h3", 2, 60_000, batch([("10.0.0.7", 8080, "old", IP_MAP, "10.0.0.1", 40001, 65_000, 110_000)]))
+    flow = batch([("10.0.0.1", 40002, "web", IP_MAP, "10.0.0.7", 8080, 70_000, 70_500)])
+    assert outcome(e, flow) == [(RETRY, "EVIDENCE_UNSETTLED")]   # h1's #2 may still come
+    learn(e, "ahead", 1, 86_400_000, batch([]))
+    assert outcome(e, flow) == [(RETRY, "EVIDENCE_UNSETTLED")]   # first version: (ATTRIBUTED, "old")
+    # The fleet itself moving on (h3 and two more exporters, 20 min) does make h1 gone.
+    for seq, start in enumerate(range(120_000, 1_320_000, 60_000), start=3):
+        for exporter in ("h3", "h4", "h5"):
+            learn(e, exporter, seq, start, batch([]))
+    assert outcome(e, flow, attempts_made=20) == [(ATTRIBUTED, "old")]

@@ -181,3 +181,20 @@ def test_attribution_is_the_same_whatever_the_arrival_order():
     (result,) = seen
     assert result[probes.index(150_000)] == "a" and result[probes.index(250_000)] == "b"
     assert result[probes.index(305_000)] == "c" and result[probes.index(350_000)] == "a"
+
+
+def test_events_stamped_a_day_ahead_do_not_run_the_event_inputs_watermark_ahead():
+    """The job's events input gets its watermark from each event's time (ValidateEvents).
+    The first version used the emit time: two events stamped a day ahead (in a replay of
+    past data, where the validators' wall-clock bound cannot catch them) ran it a day ahead,
+    every held batch fired, and the event clock trusted that watermark: 219 load-balancer
+    flows misattributed (found by the savepoint test, tests/e2e/test_cluster.py). Now an
+    event's time is at most the clock_rank-th largest emit time seen."""
+    from flink_jobs.attribution.events import NEVER, StreamClock
+
+    clock, times = StreamClock(rank=3), []
+    for emit in (1_000, 2_000, 86_400_000, 3_000, 86_400_500, 4_000, 5_000):
+        clock.observe(emit)
+        times.append(clock.event_time(emit))
+    # Before three emits: no time at all; then the third largest bounds each event's time.
+    assert times == [NEVER, NEVER, 1_000, 2_000, 3_000, 4_000, 5_000]

@@ -99,7 +99,10 @@ def test_ledger_runs_gaps_and_silence():
     ledger.record("x", 3, 120_000, 180_000)
     assert ledger.unsettled_spans("x") == [(300_000, 2**62)]
     assert [(r.first, r.last) for r in ledger.runs["x"]] == [(1, 5)]
-    ledger.record("z", 1, 1_140_000, 1_200_001)     # the fleet is 15 min past x's last batch
+    ledger.record("z", 1, 1_140_000, 1_200_001)     # one exporter is 15 min past x's last batch:
+    assert ledger.unsettled_spans("x") == [(300_000, 2**62)]  # not the fleet (rank 3)
+    ledger.record("w", 1, 1_140_000, 1_200_001)
+    ledger.record("v", 1, 1_140_000, 1_200_001)     # three are: the fleet is
     assert ledger.unsettled_spans("x") == []          # silent for longer than that: gone
     # A window split in parts: #7 (part 1 of 2 of [360 s, 420 s)) is missing, so the gap
     # covers that window itself, not only the time between #6 and #8.
