@@ -35,7 +35,8 @@ from pyflink.datastream.state import MapStateDescriptor
 
 from flink_jobs import batches, routing
 from flink_jobs.attribution.engine import Engine
-from flink_jobs.attribution.events import DUPLICATE, LATE, StreamClock
+from flink_jobs.attribution.events import DUPLICATE, LATE, NEVER, StreamClock
+from flink_jobs.attribution.ledger import FleetProgress
 from flink_jobs.attribution.rows import RowRules
 from flink_jobs.environment import make_environment
 from flink_jobs.job_config import JobConfig, add_flags, load
@@ -44,9 +45,11 @@ from flink_jobs.ownership_store import OwnershipStore
 from flink_jobs.pending_hold import PendingHold
 from schemas import flowattr_pb2 as pb
 from schemas.columns import decode_attributed_batch
+from schemas.errors import FlowattrError
 from schemas.topics import RegionTopics
 
-KEYED_ROW = Types.ROW([Types.STRING(), BYTES])  # (exporter id, pending AttributedFlowBatch)
+# (exporter id, pending AttributedFlowBatch, event time): RowEventTime reads the time.
+KEYED_ROW = Types.ROW([Types.STRING(), BYTES, Types.LONG()])
 DEAD_LETTER = OutputTag("dead-letter", BYTES)
 OWNERSHIP = MapStateDescriptor("ownership", Types.STRING(), Types.STRING())
 # Broadcast records: tag (1 byte) + payload. Claims leave ValidateFlows on its MAIN output
@@ -86,7 +89,10 @@ class Validator(ProcessFunction):
 
 class ValidateFlows(Validator):
     """FlowBatch -> (exporter, pending batch of its valid rows) and ("", the batch's
-    ownership update: its claims and its sequence number, sent for every batch)."""
+    ownership update: its claims and its sequence number, sent for every batch), each
+    with the batch's event time: its window end, but never past the fleet's progress
+    (FleetProgress): one exporter with a clock a day ahead would run the watermark a day
+    ahead, and the event clock trusts the watermark (engine.advance)."""
 
     accepted_metric = "batches_in"
 
@@ -97,6 +103,8 @@ class ValidateFlows(Validator):
         self.rows_rejected = group.counter("rows_rejected")
         # Only for its claims() scope rules (attributable, host-local, event-only CIDRs).
         self.engine = Engine(self.cfg.attribution, self.cfg.region, self.cfg.region_cidrs)
+        self.fleet = FleetProgress(self.cfg.attribution.fleet_clock_rank, trust_few=True,
+                                   silence_ms=self.cfg.attribution.exporter_silence_ms)
 
     def process_element(self, value, ctx):
         raw = bytes(value)
@@ -118,14 +126,16 @@ class ValidateFlows(Validator):
         self.accepted.inc()
         self.flows_in.inc(len(good))
         lost = self.engine.rejected_records(cols, rows) if rows is not None else []
-        yield Row(CLAIMS_KEY, CLAIM_TAG + batches.ownership_update(header, self.engine.claims(good), lost))
+        self.fleet.note(header.exporter_id, header.window_end_ms, now)
+        event_ms = min(header.window_end_ms, self.fleet.time_ms)
+        yield Row(CLAIMS_KEY, CLAIM_TAG + batches.ownership_update(header, self.engine.claims(good), lost), event_ms)
         # Even an empty batch goes on (Attribute drops it): its timestamp, the window end, is
         # what moves the keyed input's watermark when no flows arrive. Idleness alone
         # freezes it at the last flow (every input idle: no advance), and held batches
         # never come due (found by `flowattr reliability`).
         yield Row(header.exporter_id, batches.to_pending(header, cols, self.cfg.region,
                                                          self.engine.first_attempt_ms(header.window_end_ms),
-                                                         rows=rows))
+                                                         rows=rows), event_ms)
 
 
 class ValidatePending(Validator):
@@ -155,7 +165,9 @@ class ValidatePending(Validator):
                 return
             raw = batches.pending_rows(header, cols, check.valid)
         self.accepted.inc()
-        yield Row(header.source_exporter_id, raw)
+        # The attempt's event time, which this job gave it (a timer's or the watermark).
+        timestamp = ctx.timestamp()
+        yield Row(header.source_exporter_id, raw, NEVER if timestamp is None else timestamp)
 
 
 class ValidateEvents(Validator):
@@ -180,6 +192,13 @@ class ValidateEvents(Validator):
         self.accepted.inc()
         self.clock.observe(event.emit_time_ms)
         yield EVENT_TAG + self.clock.event_time(event.emit_time_ms).to_bytes(8, "little", signed=True) + raw
+
+
+class RowEventTime(TimestampAssigner):
+    """The event time a validator put in a keyed row (KEYED_ROW)."""
+
+    def extract_timestamp(self, value, record_timestamp) -> int:
+        return value[2]
 
 
 class EventTime(TimestampAssigner):
@@ -323,7 +342,7 @@ def build_pipeline(env, cfg: JobConfig, sources: dict, sinks: dict) -> None:
     """Wire the topology. sources: flows, retry, inbound, events; sinks: attributed,
     unattributed, retry, dead_letter and forward-<region> (Kafka ones: kafka_sources_and_sinks)."""
     watermarks = (WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(cfg.out_of_orderness_ms))
-                  .with_idleness(Duration.of_millis(cfg.idleness_ms)))
+                  .with_idleness(Duration.of_millis(cfg.idleness_ms)).with_timestamp_assigner(RowEventTime()))
     raw_flows = env.from_source(sources["flows"], WatermarkStrategy.no_watermarks(), "flows").uid("source-flows")
     flows = raw_flows.process(ValidateFlows(cfg), output_type=KEYED_ROW).name("validate-flows").uid("validate-flows")
     # One source per pending topic, so a dead letter names the topic its record came from.
@@ -336,7 +355,8 @@ def build_pipeline(env, cfg: JobConfig, sources: dict, sinks: dict) -> None:
         .uid("source-events")
     events = raw_events.process(ValidateEvents(cfg), output_type=BYTES).name("validate-events").uid("validate-events")
 
-    claims = flows.filter(lambda row: row[0] == CLAIMS_KEY).map(lambda row: row[1], output_type=BYTES)
+    claims = flows.filter(lambda row: row[0] == CLAIMS_KEY).assign_timestamps_and_watermarks(watermarks) \
+        .map(lambda row: row[1], output_type=BYTES)
     # Each input gets its own watermark, so the union's is the MIN of the two: the event
     # clock (engine.advance on timers) may then assume every IP-change event emitted before
     # the watermark has been read. One generator over the merged stream would let the
@@ -344,8 +364,7 @@ def build_pipeline(env, cfg: JobConfig, sources: dict, sinks: dict) -> None:
     event_watermarks = (WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(cfg.out_of_orderness_ms))
                         .with_idleness(Duration.of_millis(cfg.event_idleness_ms))
                         .with_timestamp_assigner(EventTime()))
-    ownership = (claims.assign_timestamps_and_watermarks(watermarks)
-                 .union(events.assign_timestamps_and_watermarks(event_watermarks)).broadcast(OWNERSHIP))
+    ownership = claims.union(events.assign_timestamps_and_watermarks(event_watermarks)).broadcast(OWNERSHIP)
     keyed = (flows.filter(lambda row: row[0] != CLAIMS_KEY).assign_timestamps_and_watermarks(watermarks)
              .union(pending.assign_timestamps_and_watermarks(watermarks))
              .key_by(lambda row: row[0], key_type=Types.STRING()))
@@ -392,7 +411,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_flags(parser)
     args = parser.parse_args(argv)
-    cfg = load(args.config, {k: v for k, v in vars(args).items() if k != "config"})
+    try:
+        cfg = load(args.config, {k: v for k, v in vars(args).items() if k != "config"})
+    except FlowattrError as exc:  # a bad config: one line naming the key, no traceback
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
     env = make_environment(cfg.parallelism, cfg.checkpoint_interval_ms, cfg.checkpoint_dir, cfg.restore_path,
                            cfg.web_ui_port, cfg.state_backend)
     sources, sinks = kafka_sources_and_sinks(cfg)

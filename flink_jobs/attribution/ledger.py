@@ -48,13 +48,58 @@ class Run:
 _RUN = struct.Struct("<QQqqqq??")
 
 
+class FleetProgress:
+    """How far the fleet's clocks have got: the `rank`-th latest of the exporters' latest
+    window ends, so fewer than `rank` exporters with clocks (or headers) far ahead cannot
+    move it. While fewer than `rank` exporters are known: the earliest of them
+    (`trust_few=False`: the ledger then calls no exporter gone) or the latest
+    (`trust_few=True`: a watermark must still advance in a fleet of one host).
+    `silence_ms`: an exporter not heard from for this long (by the `now_ms` given to
+    note, the wall clock) no longer counts, so a fleet shrinking below `rank` hosts does
+    not stop the watermark for good."""
+
+    MAX_EXPORTERS = 1_000_000  # beyond it the exporter heard from longest ago is forgotten
+
+    def __init__(self, rank: int, trust_few: bool = False, silence_ms: int | None = None):
+        self.rank = rank
+        self.trust_few = trust_few
+        self.silence_ms = silence_ms
+        self.latest_of: dict[str, int] = {}  # exporter -> latest window end, least recently heard first
+        self.heard_ms: dict[str, int] = {}   # exporter -> when last heard from (silence_ms only)
+        self._time: int | None = -FOREVER    # None: recompute
+
+    def note(self, exporter: str, window_end_ms: int, now_ms: int | None = None) -> None:
+        latest = self.latest_of.pop(exporter, -FOREVER)  # re-inserted last: dicts keep insertion order
+        self.latest_of[exporter] = max(latest, window_end_ms)
+        if now_ms is not None:
+            self.heard_ms[exporter] = now_ms
+            while self.silence_ms is not None and \
+                    self.heard_ms.get(first := next(iter(self.latest_of)), now_ms) < now_ms - self.silence_ms:
+                self.forget(first)
+        if len(self.latest_of) > self.MAX_EXPORTERS:
+            self.forget(next(iter(self.latest_of)))
+        # Latest ends only grow: the rank-th largest changes only when one passes it.
+        if self._time is not None and (window_end_ms > self._time or len(self.latest_of) <= self.rank):
+            self._time = None
+
+    def forget(self, exporter: str) -> None:
+        self.heard_ms.pop(exporter, None)
+        if self.latest_of.pop(exporter, None) is not None:
+            self._time = None
+
+    @property
+    def time_ms(self) -> int:
+        if self._time is None:
+            top = heapq.nlargest(self.rank, self.latest_of.values())
+            self._time = (top[0] if self.trust_few and len(top) < self.rank else top[-1]) if top else -FOREVER
+        return self._time
+
+
 class ExporterLedger:
     def __init__(self, silence_ms: int, rank: int = 3):
         self.silence_ms = silence_ms
-        self.rank = rank
         self.runs: dict[str, list[Run]] = {}
-        self._latest_of: dict[str, int] = {}   # exporter -> its latest window end
-        self._progress: int | None = -FOREVER  # the fleet's progress (None: recompute)
+        self.progress = FleetProgress(rank)
         self.earliest_start_ms = FOREVER  # of any exporter: where this collector's knowledge begins
         self.version = 0               # bumped by every change, for the caches of union_spans
         self._unions: dict[object, tuple[int, list[tuple[int, int]]]] = {}
@@ -67,7 +112,7 @@ class ExporterLedger:
         if k >= 0 and sequence <= runs[k].last:
             return False
         self.version += 1
-        self._note_latest(exporter, window_end_ms)
+        self.progress.note(exporter, window_end_ms)
         self.earliest_start_ms = min(self.earliest_start_ms, window_start_ms)
         part0, final = part == 0, part + 1 >= part_count
         joins_prev = k >= 0 and runs[k].last + 1 == sequence
@@ -91,20 +136,8 @@ class ExporterLedger:
 
     @property
     def latest_end_ms(self) -> int:
-        """The fleet's progress: the rank-th latest of the exporters' latest window ends
-        (the earliest of them while fewer than `rank` exporters are known: none is gone)."""
-        if self._progress is None:
-            ends = self._latest_of.values()
-            top = heapq.nlargest(self.rank, ends)
-            self._progress = top[-1] if top else -FOREVER
-        return self._progress
-
-    def _note_latest(self, exporter: str, window_end_ms: int) -> None:
-        if window_end_ms > self._latest_of.get(exporter, -FOREVER):
-            self._latest_of[exporter] = window_end_ms
-            # Latest ends only grow: the rank-th largest changes only when one passes it.
-            if self._progress is not None and window_end_ms > self._progress:
-                self._progress = None
+        """The fleet's progress (FleetProgress): an exporter this far behind is gone."""
+        return self.progress.time_ms
 
     def unsettled_spans(self, exporter: str) -> list[tuple[int, int]]:
         """Spans [lo, hi] of close times whose batch of `exporter` may still be missing
@@ -163,8 +196,7 @@ class ExporterLedger:
                     self.runs[exporter] = keep
                 else:
                     del self.runs[exporter]
-                    del self._latest_of[exporter]
-                    self._progress = None
+                    self.progress.forget(exporter)
         return changed
 
     # -- broadcast-state encoding: one value per exporter ------------------------------
@@ -176,6 +208,6 @@ class ExporterLedger:
     def restore(self, exporter: str, value: bytes) -> None:
         runs = self.runs[exporter] = [Run(*fields) for fields in _RUN.iter_unpack(value)]
         if runs:
-            self._note_latest(exporter, max(r.last_end_ms for r in runs))
+            self.progress.note(exporter, max(r.last_end_ms for r in runs))
             self.earliest_start_ms = min(self.earliest_start_ms, runs[0].first_start_ms)
         self.version += 1

@@ -52,16 +52,26 @@ def _add_submit(sub) -> None:
 
 
 def _add_job(sub) -> None:
-    jsub = action_parsers(sub, "job", "list the standalone cluster's jobs, and stop one with a savepoint",
-                          "flowattr job stop JOB_ID --savepoint /var/lib/flowattr/savepoints\n\n"
-                          "Resuming from a savepoint is not offered yet: a test that stopped a collector with\n"
-                          "a savepoint mid-run and resumed it found flows without an outcome and flows\n"
-                          "misattributed from IP-change events (README, 'Upgrades with savepoints').")
+    jsub = action_parsers(sub, "job", "the standalone cluster's jobs: list, stop with a savepoint, resume from one",
+                          "flowattr job stop JOB_ID --savepoint /var/lib/flowattr/savepoints\n"
+                          "  flowattr job resume --from file:///var/lib/flowattr/savepoints/savepoint-3f2a-... \\\n"
+                          "      -- --bootstrap 127.0.0.1:9092 --region us-east-1\n\n"
+                          "An upgrade: stop with a savepoint (the held flows, the learned ownership and the\n"
+                          "Kafka offsets), install the new version, resume with the same job arguments.\n"
+                          "Every operator has a uid, so the state maps back (README, 'Upgrades with savepoints').")
     subparser(jsub, "list", "list the cluster's jobs (id, state, name)", "flowattr job list")
     ps = subparser(jsub, "stop", "stop a job with a savepoint; prints the savepoint's path",
                    "flowattr job stop 3f2a... --savepoint /tmp/flowattr-savepoints")
     ps.add_argument("job_id", help="the job's id (flowattr job list)")
     ps.add_argument("--savepoint", required=True, help="directory (or file:// URI) the savepoint is written under")
+    pr = subparser(jsub, "resume", "submit the collector again from a savepoint (flink run -s)",
+                   "flowattr job resume --from file:///tmp/flowattr-savepoints/savepoint-3f2a-1b2c3d "
+                   "-- --bootstrap 127.0.0.1:9092 --region us-east-1")
+    pr.add_argument("--from", dest="savepoint", required=True,
+                    help="the savepoint's path, as `flowattr job stop` printed it")
+    pr.add_argument("--job", type=Path, help="the job's Python file (default: the installed collector, "
+                    "flink_jobs/attribution_job.py)")
+    pr.add_argument("job_args", nargs=argparse.REMAINDER, help="the job's arguments, after -- (as at its first start)")
 
 
 def _cmd_job(args) -> int:
@@ -69,9 +79,14 @@ def _cmd_job(args) -> int:
     if args.action == "list":
         for job in flink_cluster.list_jobs():
             print(f"{job['id']}  {job['state']:<10} {job['name']}")
-    else:
+    elif args.action == "stop":
         target = args.savepoint if "://" in args.savepoint else Path(args.savepoint).resolve().as_uri()
         print(flink_cluster.stop_with_savepoint(args.job_id, target))
+    else:
+        import flink_jobs
+        job = (args.job or Path(flink_jobs.__file__).parent / "attribution_job.py").resolve()
+        job_args = args.job_args[1:] if args.job_args[:1] == ["--"] else args.job_args
+        print(flink_cluster.submit(paths.state_dir(args.state_dir), job, job_args, from_savepoint=args.savepoint))
     return 0
 
 

@@ -821,21 +821,26 @@ def last_window_end(deliveries: list[Delivery]) -> int:
     return max(d.window_start_ms for d in deliveries) + 60_000
 
 
+CLOCK_EXPORTERS_PER_PARTITION = 3  # >= fleet_clock_rank: each validator's fleet progress moves
+
+
 def advance_event_time(p, regions: list[str], from_ms: int, minutes: int) -> None:
-    """Empty batches from a "clock" exporter, one per minute for `minutes` minutes, on every
+    """Empty batches from "clock" exporters, one per minute for `minutes` minutes, on every
     partition of each region's flows topic. Real exporters send a batch every minute even
     with no flows; a finite simulation needs the same so event time keeps moving and the
-    last holds and retries come due."""
+    last holds and retries come due. Several per partition: the job's event time follows
+    the fleet_clock_rank-th latest exporter a validator reads, not the latest one."""
     for region in regions:
         topic = RegionTopics(region).flows
         partitions = sorted(p.partitions_for(topic))
         for m in range(1, minutes + 1):
             start = from_ms + (m - 1) * 60_000
             for part in partitions:
-                # sequence: the minute itself, so later calls continue the same exporter's run
-                header = pb.FlowBatch(exporter_id=f"clock-{region}-{part}", host="clock", region=region,
-                                      window_start_ms=start, window_end_ms=start + 60_000, sequence=start // 60_000,
-                                      part=0, part_count=1)
-                p.send(topic, encode_flow_batch(header, FlowColumns.zeros(0)), partition=part,
-                       timestamp_ms=start + 60_000)
+                for k in range(CLOCK_EXPORTERS_PER_PARTITION):
+                    # sequence: the minute itself, so later calls continue the same exporter's run
+                    header = pb.FlowBatch(exporter_id=f"clock-{region}-{part}-{k}", host="clock", region=region,
+                                          window_start_ms=start, window_end_ms=start + 60_000,
+                                          sequence=start // 60_000, part=0, part_count=1)
+                    p.send(topic, encode_flow_batch(header, FlowColumns.zeros(0)), partition=part,
+                           timestamp_ms=start + 60_000)
     p.flush()

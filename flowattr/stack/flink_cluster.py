@@ -207,7 +207,7 @@ def submit(state: Path, job_module_path: Path, job_args: list[str], progress=pri
            from_savepoint: str | None = None) -> str:
     """`flink run -d [-s SAVEPOINT] -py JOB -- ARGS` against the running cluster; returns
     the job id. `from_savepoint`: resume from that savepoint's state and Kafka offsets
-    (NOT yet safe for the collector: see the README, "Upgrades with savepoints")."""
+    (`flowattr job resume`)."""
     if not is_running():
         raise FlowattrError("no Flink cluster on 127.0.0.1:8081; start one: flowattr cluster start")
     flink = paths.pyflink_home() / "bin" / "flink"
