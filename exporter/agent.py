@@ -13,6 +13,7 @@ from pathlib import Path
 
 from exporter.batcher import Batcher
 from exporter.identity import workload_from_certificate
+from exporter.metrics_http import MetricsServer
 from exporter.publisher import KafkaSender, Publisher
 from exporter.spool import Spool
 from schemas.addresses import HOST_LOCAL_CIDRS
@@ -41,6 +42,8 @@ class ExporterConfig:
     alive_file: Path = Path("/tmp/flowattr-exporter.alive")
     # Kafka client properties by Kafka's names (security.protocol, sasl.mechanism, ...).
     kafka_properties: tuple[tuple[str, str], ...] = ()
+    metrics_port: int = 0           # serve GET /metrics (Prometheus) here; 0: none
+    metrics_address: str = "127.0.0.1"
 
 
 def make_batcher(cfg: ExporterConfig, identity_workload: str = "") -> Batcher:
@@ -61,6 +64,25 @@ def _kafka_sender(cfg: ExporterConfig):
     return lambda bootstrap: KafkaSender(bootstrap, properties=properties)
 
 
+def _metrics_server(cfg: ExporterConfig) -> MetricsServer | None:
+    if not cfg.metrics_port:
+        return None
+    server = MetricsServer(cfg.metrics_port, {"exporter": cfg.exporter_id, "region": cfg.region}, cfg.metrics_address)
+    log.info("metrics for Prometheus: http://%s:%d/metrics", cfg.metrics_address, server.port)
+    return server
+
+
+def _flush_last(batcher: Batcher, spool: Spool, window_s: float) -> None:
+    """At a stop: flush every window closed so far and give the sender a moment."""
+    last = batcher.flush_due(int(time.time() * 1000) + int(window_s * 1000), grace_ms=0)
+    spool.save_sequence(batcher.sequence)  # before the batches: never reuse a number
+    for ts, value in last:
+        spool.put(ts, value)
+    deadline = time.monotonic() + 5
+    while len(spool) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def run(cfg: ExporterConfig, probe_factory=None, sender_factory=None) -> dict:
     from exporter.probe import FlowProbe  # the only bcc import, and only when capturing
 
@@ -77,6 +99,7 @@ def run(cfg: ExporterConfig, probe_factory=None, sender_factory=None) -> dict:
         events += len(rows)
         batcher.add_records(rows)
 
+    server = _metrics_server(cfg)  # before the probe: a port in use fails with nothing to clean up
     probe = (probe_factory or FlowProbe)(on_records)
     stop = False
 
@@ -106,6 +129,7 @@ def run(cfg: ExporterConfig, probe_factory=None, sender_factory=None) -> dict:
                 "spool_full_rejections": spool.full_rejections}
     log.info("exporter %s capturing; batches every %.0f s to flows.%s on %s (spool %s)", cfg.exporter_id,
              cfg.window_s, cfg.region, cfg.bootstrap, cfg.spool_dir)
+    last_published = 0.0
     try:
         while not stop and not (cfg.duration_s and time.monotonic() - started > cfg.duration_s):
             probe.poll(100)
@@ -119,17 +143,13 @@ def run(cfg: ExporterConfig, probe_factory=None, sender_factory=None) -> dict:
                 for ts, value in due:
                     spool.put(ts, value)
                 cfg.alive_file.write_text(str(int(time.time())))
+            if server and now - last_published >= 1:
+                last_published = now
+                server.publish(metrics())
             if now - last_metrics >= 60:
                 last_metrics = now
                 log.info("metrics %s", json.dumps(metrics()))
-        # Last windows: flush everything closed so far and give the sender a moment.
-        last = batcher.flush_due(int(time.time() * 1000) + int(cfg.window_s * 1000), grace_ms=0)
-        spool.save_sequence(batcher.sequence)  # before the batches: never reuse a number
-        for ts, value in last:
-            spool.put(ts, value)
-        deadline = time.monotonic() + 5
-        while len(spool) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        _flush_last(batcher, spool, cfg.window_s)
     finally:
         sending.clear()
         sender.join(timeout=15)
@@ -137,5 +157,7 @@ def run(cfg: ExporterConfig, probe_factory=None, sender_factory=None) -> dict:
             final = metrics()  # the probe's counters live in its BPF maps: read them before closing
         finally:
             probe.close()
+            if server:
+                server.close()
     log.info("metrics %s", json.dumps(final))
     return final

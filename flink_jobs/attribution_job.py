@@ -32,15 +32,16 @@ from pyflink.common import Duration, Row, Types, WatermarkStrategy
 from pyflink.common.watermark_strategy import TimestampAssigner
 from pyflink.datastream import KeyedBroadcastProcessFunction, OutputTag, ProcessFunction
 from pyflink.datastream.state import MapStateDescriptor
+from pyflink.datastream.window import TimeWindow, TumblingEventTimeWindows
 
-from flink_jobs import batches, routing
+from flink_jobs import batches, edges, ownership_changelog, routing
 from flink_jobs.attribution.engine import Engine
 from flink_jobs.attribution.events import DUPLICATE, LATE, NEVER, StreamClock
 from flink_jobs.attribution.ledger import FleetProgress
 from flink_jobs.attribution.rows import RowRules
 from flink_jobs.environment import make_environment
 from flink_jobs.job_config import JobConfig, add_flags, load
-from flink_jobs.kafka_connectors import BYTES, bytes_sink, bytes_source
+from flink_jobs.kafka_connectors import BYTES, KeyedSinks, bytes_sink, bytes_source
 from flink_jobs.ownership_store import OwnershipStore
 from flink_jobs.pending_hold import PendingHold
 from schemas import flowattr_pb2 as pb
@@ -231,6 +232,8 @@ class Attribute(KeyedBroadcastProcessFunction):
             "ip_change_events_outside_event_cidrs", "ip_change_events_duplicate", "ip_change_events_late",
             "ip_change_events_future")}
         self.reason_group = g.add_group("unattributed_reason")
+        # Every instance learns the same evidence (broadcast): one publishes the changelog.
+        self.publishes_ownership = _subtask_index(runtime_context) == 0
         self.ranges_counted_at = 0.0
         self.ranges_held = SettableCounter(g.counter("broadcast_ranges_held"))
         self.event_time_lag = SettableCounter(g.counter("event_time_lag_ms"))
@@ -268,6 +271,11 @@ class Attribute(KeyedBroadcastProcessFunction):
             if not outcome.inside:
                 self.metrics["ip_change_events_outside_event_cidrs"].inc()
         self.store.prune(state)
+        changed = self.store.take_changed()
+        if changed and self.publishes_ownership:
+            now = int(time.time() * 1000)
+            for key, value in ownership_changelog.changes(self.engine.attributor, changed, self.cfg.region, now):
+                yield routing.frame(routing.OWNERSHIP, routing.keyed(key, value))
         self._count_ranges()
 
     # -- keyed side: hold, then attribute ---------------------------------------------
@@ -321,6 +329,41 @@ class Attribute(KeyedBroadcastProcessFunction):
                 yield routing.frame(route, payload)
 
 
+# (edge key, minute of flow start, counts: a pickled list, flink_jobs/edges.py)
+EDGE_PARTIAL = Types.ROW([Types.STRING(), Types.LONG(), Types.PICKLED_BYTE_ARRAY()])
+KEYED_RECORD = Types.ROW_NAMED(["record_key", "record_value"], [BYTES, BYTES])  # a Kafka key and value
+
+
+class FlowStartMinute(TumblingEventTimeWindows):
+    """One-minute event-time windows by the minute of the flows' START (the partial's
+    second field), not by the record's timestamp (the attempt's event time): the window
+    fires when the attempts' watermark passes its end, and again, within the allowed
+    lateness, for each flow of that minute attributed later."""
+
+    def __init__(self):
+        super().__init__(edges.MINUTE_MS, 0)
+
+    def assign_windows(self, element, timestamp, context):
+        return [TimeWindow(element[1], element[1] + edges.MINUTE_MS)]
+
+
+def edge_lateness_ms(cfg: JobConfig) -> int:
+    """How long after its minute an edge window still takes flows: any flow the job can
+    emit (a flow may start up to the retention before its batch, and waits at most the
+    hold and every retry), so no flow is late for its window."""
+    a = cfg.attribution
+    return a.retention_ms + a.hold_ms + a.max_attempts * a.retry_delay_ms + 10 * 60_000
+
+
+def _subtask_index(runtime_context) -> int:
+    """PyFlink 2.0.2 in thread mode: get_index_of_this_subtask() calls a Java method
+    Flink 2.0 removed (AttributeError); the index is on the context's TaskInfo."""
+    try:
+        return runtime_context.get_index_of_this_subtask()
+    except AttributeError:
+        return runtime_context._runtime_context.getTaskInfo().getIndexOfThisSubtask()
+
+
 class SettableCounter:
     """A gauge-like value reported through a Counter. Python gauges in thread mode are
     called from Flink's metric thread and report nothing (PyFlink 2.0.2), so values that go
@@ -340,7 +383,8 @@ class SettableCounter:
 
 def build_pipeline(env, cfg: JobConfig, sources: dict, sinks: dict) -> None:
     """Wire the topology. sources: flows, retry, inbound, events; sinks: attributed,
-    unattributed, retry, dead_letter and forward-<region> (Kafka ones: kafka_sources_and_sinks)."""
+    unattributed, retry, dead_letter and forward-<region>; "edges" and "ownership": functions
+    that attach a sink to a stream of KEYED_RECORD rows (Kafka ones: kafka_sources_and_sinks)."""
     watermarks = (WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(cfg.out_of_orderness_ms))
                   .with_idleness(Duration.of_millis(cfg.idleness_ms)).with_timestamp_assigner(RowEventTime()))
     raw_flows = env.from_source(sources["flows"], WatermarkStrategy.no_watermarks(), "flows").uid("source-flows")
@@ -378,11 +422,17 @@ def build_pipeline(env, cfg: JobConfig, sources: dict, sinks: dict) -> None:
 
     # Every operator has a uid, sources and sinks too: a savepoint's state maps back to
     # the same operators after an upgrade (`flowattr job stop --savepoint` / `resume`).
+    finals = {}
     for name in ("attributed", "unattributed", "retry"):
-        split(getattr(routing, name.upper()), name).sink_to(sinks[name]).name(f"{name}-sink").uid(f"sink-{name}")
+        finals[name] = split(getattr(routing, name.upper()), name)
+        finals[name].sink_to(sinks[name]).name(f"{name}-sink").uid(f"sink-{name}")
     for region in cfg.other_regions:
         split(routing.FORWARD, f"forward-{region}", region).sink_to(sinks[f"forward-{region}"]) \
             .name(f"forward-{region}-sink").uid(f"sink-forward-{region}")
+    sinks["edges"](build_edges(cfg, finals["attributed"].union(finals["unattributed"])))
+    sinks["ownership"](split(routing.OWNERSHIP, "ownership")
+                       .map(lambda payload: Row(*routing.unkeyed(payload)), output_type=KEYED_RECORD)
+                       .name("ownership-records").uid("ownership-records"))
     (flows.get_side_output(DEAD_LETTER).union(retry.get_side_output(DEAD_LETTER),
                                                inbound.get_side_output(DEAD_LETTER),
                                                events.get_side_output(DEAD_LETTER),
@@ -390,7 +440,23 @@ def build_pipeline(env, cfg: JobConfig, sources: dict, sinks: dict) -> None:
      .sink_to(sinks["dead_letter"]).name("dead-letter-sink").uid("sink-dead-letter"))
 
 
-def kafka_sources_and_sinks(cfg: JobConfig) -> tuple[dict, dict]:
+def build_edges(cfg: JobConfig, finals):
+    """The dependency graph's edges from the final outputs (flink_jobs/edges.py): partials
+    per batch, summed per edge in one-minute windows of flow start; every firing (the
+    first, then one per later flow) is the minute's total so far, keyed for a compacted
+    topic."""
+    region = cfg.region
+    return (finals.flat_map(lambda payload: (Row(*p) for p in edges.partials(bytes(payload))), output_type=EDGE_PARTIAL)
+            .name("edge-partials").uid("edge-partials")
+            .key_by(lambda partial: partial[0], key_type=Types.STRING())
+            .window(FlowStartMinute()).allowed_lateness(edge_lateness_ms(cfg))
+            .reduce(lambda a, b: Row(a[0], a[1], edges.add(a[2], b[2])), output_type=EDGE_PARTIAL)
+            .name("edges-by-minute").uid("edges-by-minute")
+            .map(lambda total: Row(*edges.record(total[0], total[2], region, int(time.time() * 1000))),
+                 output_type=KEYED_RECORD).name("edge-records").uid("edge-records"))
+
+
+def kafka_sources_and_sinks(cfg: JobConfig, env=None) -> tuple[dict, dict]:
     t = cfg.topics
     group = f"{cfg.group_id}-{cfg.region}"
     props = cfg.kafka_properties
@@ -404,6 +470,9 @@ def kafka_sources_and_sinks(cfg: JobConfig) -> tuple[dict, dict]:
              "dead_letter": bytes_sink(cfg.bootstrap, t.dead_letter, props)}
     for region in cfg.other_regions:
         sinks[f"forward-{region}"] = bytes_sink(cfg.bootstrap, RegionTopics(region).inbound, props)
+    keyed = KeyedSinks(env, cfg.bootstrap, props)
+    sinks["edges"] = lambda stream: keyed.attach(stream, t.edges)
+    sinks["ownership"] = lambda stream: keyed.attach(stream, t.ownership)
     return sources, sinks
 
 
@@ -417,7 +486,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
     env = make_environment(cfg.parallelism, cfg.checkpoint_interval_ms, cfg.checkpoint_dir, cfg.restore_path,
                            cfg.web_ui_port, cfg.state_backend)
-    sources, sinks = kafka_sources_and_sinks(cfg)
+    sources, sinks = kafka_sources_and_sinks(cfg, env)
     build_pipeline(env, cfg, sources, sinks)
     env.execute(f"flowattr-collector-{cfg.region}")
 

@@ -6,9 +6,11 @@ import os
 import sys
 import tempfile
 
+import pyflink
 from pyflink.common import Configuration
 from pyflink.datastream import StreamExecutionEnvironment
 
+from flink_jobs.metrics_reporter import PROMETHEUS_PORTS, PROMETHEUS_REPORTER
 from flink_jobs.python_path import embedded_python_path
 
 DEFAULT_CHECKPOINT_DIR = "file://" + os.path.join(tempfile.gettempdir(), "flowattr-checkpoints")
@@ -25,6 +27,10 @@ def make_environment(parallelism: int, checkpoint_interval_ms: int = 0,
     # Workers must use this interpreter (the venv), not `python` from PATH.
     conf.set_string("python.executable", sys.executable)
     conf.set_string("python.client.executable", sys.executable)
+    # Prometheus (flink_jobs/metrics_reporter.py); the local JVM loads the plugin from here.
+    os.environ.setdefault("FLINK_PLUGINS_DIR", os.path.join(os.path.dirname(pyflink.__file__), "plugins"))
+    conf.set_string("metrics.reporter.prom.factory.class", PROMETHEUS_REPORTER)
+    conf.set_string("metrics.reporter.prom.port", PROMETHEUS_PORTS)
     if web_ui_port:  # local mode: the mini-cluster serves the web UI and REST API here
         conf.set_string("rest.port", str(web_ui_port))
         conf.set_string("rest.bind-address", "127.0.0.1")

@@ -42,6 +42,9 @@ class OwnershipStore:
         self.synced = False  # the engine is empty after a restore: rebuild on first call
         self.saved_clock = b""
         self.unsaved_ips: set[bytes] = set()  # event logs changed since the last save
+        # Ownership keys (IP, or IP + port) whose ranges may have changed since the last
+        # take_changed(): the ownership changelog (ownership_changelog.py) republishes them.
+        self.changed: set[bytes] = set()
 
     def sync(self, state) -> None:
         """Rebuild the engine's evidence from the state (once, on the first call)."""
@@ -103,6 +106,7 @@ class OwnershipStore:
         if not events.warm_up:
             for ip in self.unsaved_ips:
                 _save_event_log(state, ip, events.logs.get(ip))
+            self.changed.update(self.unsaved_ips)
             self.unsaved_ips.clear()
         clock = _encode_clock(events.clock)
         if clock != self.saved_clock:
@@ -116,6 +120,8 @@ class OwnershipStore:
         changed = self.engine.prune()
         if changed is None:
             return
+        # Event ranges end at the horizon, which moved: every event IP's ranges changed.
+        self.changed.update(self.engine.attributor.events.logs)
         for subnet in changed.subnets:
             self._save_subnet(state, subnet)
         for key in changed.heartbeat_keys:
@@ -124,12 +130,19 @@ class OwnershipStore:
             self._save_ledger(state, exporter)
         for ip in changed.event_ips:
             _save_event_log(state, ip, self.engine.attributor.events.logs.get(ip))
+            self.changed.add(ip)
         for ip in changed.rejected_ips:
             self._save_rejected(state, ip)
+
+    def take_changed(self) -> set[bytes]:
+        """The ownership keys changed since the last call."""
+        out, self.changed = self.changed, set()
+        return out
 
     def _save_heartbeats(self, state, key: bytes) -> None:
         """A key's ranges and claimants as one value (removed when the key is gone)."""
         table = self.engine.attributor.heartbeats
+        self.changed.add(key)
         _put_or_remove(state, "hb:" + key.hex(), key in table.by_ip and (lambda: table.encode_ip(key)))
 
     def _save_subnet(self, state, subnet: bytes) -> None:

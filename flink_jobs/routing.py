@@ -18,8 +18,8 @@ TaskManager kill). A main output keeps the attempt's event time.
 
 from __future__ import annotations
 
-ATTRIBUTED, UNATTRIBUTED, RETRY, FORWARD, DEAD_LETTER = b"A", b"U", b"R", b"F", b"D"
-ROUTES = (ATTRIBUTED, UNATTRIBUTED, RETRY, FORWARD, DEAD_LETTER)
+ATTRIBUTED, UNATTRIBUTED, RETRY, FORWARD, DEAD_LETTER, OWNERSHIP = b"A", b"U", b"R", b"F", b"D", b"O"
+ROUTES = (ATTRIBUTED, UNATTRIBUTED, RETRY, FORWARD, DEAD_LETTER, OWNERSHIP)
 
 
 def frame(route: bytes, payload: bytes) -> bytes:
@@ -32,6 +32,17 @@ def frame_forward(region: str, payload: bytes) -> bytes:
     if not region or "\x00" in region:
         raise ValueError(f"region {region!r} cannot be framed")
     return FORWARD + region.encode() + b"\x00" + payload
+
+
+def keyed(key: bytes, value: bytes) -> bytes:
+    """The payload of a keyed record (OWNERSHIP): u16 key length, the key, the value."""
+    return len(key).to_bytes(2, "little") + key + value
+
+
+def unkeyed(payload: bytes) -> tuple[bytes, bytes]:
+    """(key, value) of a keyed payload."""
+    n = int.from_bytes(payload[:2], "little")
+    return payload[2:2 + n], payload[2 + n:]
 
 
 def payloads_for(record: bytes, route: bytes, region: str = "") -> list[bytes]:

@@ -206,20 +206,36 @@ class IpChangeEvent(_message.Message):
     def __init__(self, ip: _Optional[bytes] = ..., resource_id: _Optional[str] = ..., workload: _Optional[str] = ..., action: _Optional[_Union[IpChangeAction, str]] = ..., event_time_ms: _Optional[int] = ..., emit_time_ms: _Optional[int] = ..., region: _Optional[str] = ..., event_id: _Optional[str] = ...) -> None: ...
 
 class OwnershipRange(_message.Message):
-    __slots__ = ("ip", "workload", "start_ms", "end_ms", "source", "port")
+    __slots__ = ("ip", "workload", "start_ms", "end_ms", "source", "port", "contested")
     IP_FIELD_NUMBER: _ClassVar[int]
     WORKLOAD_FIELD_NUMBER: _ClassVar[int]
     START_MS_FIELD_NUMBER: _ClassVar[int]
     END_MS_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     PORT_FIELD_NUMBER: _ClassVar[int]
+    CONTESTED_FIELD_NUMBER: _ClassVar[int]
     ip: bytes
     workload: str
     start_ms: int
     end_ms: int
     source: EvidenceSource
     port: int
-    def __init__(self, ip: _Optional[bytes] = ..., workload: _Optional[str] = ..., start_ms: _Optional[int] = ..., end_ms: _Optional[int] = ..., source: _Optional[_Union[EvidenceSource, str]] = ..., port: _Optional[int] = ...) -> None: ...
+    contested: bool
+    def __init__(self, ip: _Optional[bytes] = ..., workload: _Optional[str] = ..., start_ms: _Optional[int] = ..., end_ms: _Optional[int] = ..., source: _Optional[_Union[EvidenceSource, str]] = ..., port: _Optional[int] = ..., contested: bool = ...) -> None: ...
+
+class IpOwnership(_message.Message):
+    __slots__ = ("ip", "port", "ranges", "region", "updated_at_ms")
+    IP_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    RANGES_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    ip: bytes
+    port: int
+    ranges: _containers.RepeatedCompositeFieldContainer[OwnershipRange]
+    region: str
+    updated_at_ms: int
+    def __init__(self, ip: _Optional[bytes] = ..., port: _Optional[int] = ..., ranges: _Optional[_Iterable[_Union[OwnershipRange, _Mapping]]] = ..., region: _Optional[str] = ..., updated_at_ms: _Optional[int] = ...) -> None: ...
 
 class OwnershipUpdate(_message.Message):
     __slots__ = ("source_exporter_id", "source_sequence", "ranges", "window_start_ms", "window_end_ms", "part", "part_count", "rejected_records")
@@ -254,3 +270,41 @@ class DeadLetter(_message.Message):
     detected_at_ms: int
     rejected_rows: _containers.RepeatedScalarFieldContainer[int]
     def __init__(self, source_topic: _Optional[str] = ..., original: _Optional[bytes] = ..., reason: _Optional[str] = ..., detected_at_ms: _Optional[int] = ..., rejected_rows: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class EdgeRecord(_message.Message):
+    __slots__ = ("window_start_ms", "local_workload", "remote_workload", "direction", "service_port", "unattributed_reason", "flows", "bytes_sent", "bytes_received", "retransmits", "rtt_p50_us", "rtt_p99_us", "rtt_histogram", "flows_heartbeat", "flows_ip_change_event", "region", "updated_at_ms")
+    WINDOW_START_MS_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_WORKLOAD_FIELD_NUMBER: _ClassVar[int]
+    REMOTE_WORKLOAD_FIELD_NUMBER: _ClassVar[int]
+    DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_PORT_FIELD_NUMBER: _ClassVar[int]
+    UNATTRIBUTED_REASON_FIELD_NUMBER: _ClassVar[int]
+    FLOWS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_SENT_FIELD_NUMBER: _ClassVar[int]
+    BYTES_RECEIVED_FIELD_NUMBER: _ClassVar[int]
+    RETRANSMITS_FIELD_NUMBER: _ClassVar[int]
+    RTT_P50_US_FIELD_NUMBER: _ClassVar[int]
+    RTT_P99_US_FIELD_NUMBER: _ClassVar[int]
+    RTT_HISTOGRAM_FIELD_NUMBER: _ClassVar[int]
+    FLOWS_HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    FLOWS_IP_CHANGE_EVENT_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    window_start_ms: int
+    local_workload: str
+    remote_workload: str
+    direction: FlowDirection
+    service_port: int
+    unattributed_reason: UnattributedReason
+    flows: int
+    bytes_sent: int
+    bytes_received: int
+    retransmits: int
+    rtt_p50_us: int
+    rtt_p99_us: int
+    rtt_histogram: _containers.RepeatedScalarFieldContainer[int]
+    flows_heartbeat: int
+    flows_ip_change_event: int
+    region: str
+    updated_at_ms: int
+    def __init__(self, window_start_ms: _Optional[int] = ..., local_workload: _Optional[str] = ..., remote_workload: _Optional[str] = ..., direction: _Optional[_Union[FlowDirection, str]] = ..., service_port: _Optional[int] = ..., unattributed_reason: _Optional[_Union[UnattributedReason, str]] = ..., flows: _Optional[int] = ..., bytes_sent: _Optional[int] = ..., bytes_received: _Optional[int] = ..., retransmits: _Optional[int] = ..., rtt_p50_us: _Optional[int] = ..., rtt_p99_us: _Optional[int] = ..., rtt_histogram: _Optional[_Iterable[int]] = ..., flows_heartbeat: _Optional[int] = ..., flows_ip_change_event: _Optional[int] = ..., region: _Optional[str] = ..., updated_at_ms: _Optional[int] = ...) -> None: ...

@@ -15,7 +15,11 @@ KINDS = {
     "attributed": ("AttributedFlowBatch, every flow attributed", 4),
     "unattributed": ("AttributedFlowBatch, every flow unattributed with a reason", 2),
     "deadletter": ("DeadLetter: malformed input with its original bytes", 1),
+    "edges": ("EdgeRecord per edge and minute of flow start, keyed; compacted: the latest is the total", 2),
+    "ownership": ("IpOwnership per IP (or IP:port), keyed by it; compacted: what the collector learned", 2),
 }
+# Kinds whose topics are compacted (cleanup.policy=compact): a key's latest record is its value.
+COMPACTED_KINDS = ("edges", "ownership")
 # What a collector reads.
 INPUT_KINDS = ("flows", "ipchanges", "retry", "inbound")
 # Kinds whose records are AttributedFlowBatch (pending or final).
@@ -63,6 +67,14 @@ class RegionTopics:
     @property
     def dead_letter(self) -> str:
         return self.of_kind("deadletter")
+
+    @property
+    def edges(self) -> str:
+        return self.of_kind("edges")
+
+    @property
+    def ownership(self) -> str:
+        return self.of_kind("ownership")
 
     def all(self) -> dict[str, int]:
         """Topic name -> partitions, for every kind."""

@@ -75,6 +75,13 @@ PYEOF
 else
   step "ok: Flink Kafka connector jars"
 fi
+# Flink's Prometheus reporter ships in the wheel's plugins/, which only the standalone
+# cluster loads; a local job's mini-cluster finds reporter factories on lib/ only.
+if [ ! -f "$PYFLINK/lib/flink-metrics-prometheus-2.0.2.jar" ]; then
+  cp "$PYFLINK/plugins/metrics-prometheus/flink-metrics-prometheus-2.0.2.jar" "$PYFLINK/lib/"
+  step "copied flink-metrics-prometheus-2.0.2.jar into pyflink/lib (metrics of local jobs)"
+fi
+
 # The standalone cluster needs flink-python on its lib/ classpath (ClassNotFoundException otherwise).
 if [ ! -f "$PYFLINK/lib/flink-python-2.0.2.jar" ]; then
   cp "$PYFLINK/opt/flink-python-2.0.2.jar" "$PYFLINK/lib/"

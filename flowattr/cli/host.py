@@ -31,6 +31,10 @@ def _add_exporter(sub) -> None:
     host_local.add_argument("--export-host-local", action="store_true",
                             help="export flows with a host-local local IP too (no host-local list)")
     p.add_argument("--duration-s", type=float, default=0.0, help="stop after this many seconds (0: run)")
+    p.add_argument("--metrics-port", type=int, default=0,
+                   help="serve Prometheus metrics on http://ADDRESS:PORT/metrics (0, the default: none)")
+    p.add_argument("--metrics-address", default="127.0.0.1",
+                   help="address the metrics are served on (default 127.0.0.1; 0.0.0.0 for a scraper elsewhere)")
     p.add_argument("--kafka-property", action="append", metavar="KEY=VALUE",
                    help="a Kafka client property by Kafka's name (repeatable), e.g. security.protocol=SASL_SSL")
 
@@ -75,7 +79,8 @@ def _cmd_exporter(args) -> int:
                                spool_dir=args.spool_dir, spool_max_bytes=args.spool_max_mb * 1024 * 1024,
                                local_cidrs=tuple(args.local_cidr), duration_s=args.duration_s,
                                host_local_cidrs=host_local_cidrs(args),
-                               kafka_properties=tuple(kafka_properties.parse(args.kafka_property).items()))
+                               kafka_properties=tuple(kafka_properties.parse(args.kafka_property).items()),
+                               metrics_port=args.metrics_port, metrics_address=args.metrics_address)
     try:
         print(json.dumps(agent.run(cfg)))
     except EbpfUnavailable as exc:

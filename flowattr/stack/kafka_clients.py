@@ -47,12 +47,22 @@ def read_topic(bootstrap: str, topic: str, stop: Callable[[list[bytes]], bool] |
     return values
 
 
+def read_latest_by_key(bootstrap: str, topic: str, idle_timeout_s: float = 5.0) -> dict[bytes, bytes]:
+    """A compacted topic as a table: each key's latest value (a key always goes to the
+    same partition, where records keep their order). Records without a key are skipped."""
+    latest: dict[bytes, bytes] = {}
+    for batch in iter_topic(bootstrap, topic, idle_timeout_s, with_keys=True):
+        latest.update((key, value) for key, value in batch if key is not None)
+    return latest
+
+
 def iter_topic(bootstrap: str, topic: str, idle_timeout_s: float = 10.0,
                max_wait_s: float = 300.0, from_beginning: bool = True,
-               first_wait_s: float | None = None) -> Iterator[list[bytes]]:
+               first_wait_s: float | None = None, with_keys: bool = False) -> Iterator[list]:
     """Yield lists of values as they arrive (no consumer group: assign every partition).
     Ends when nothing new came for idle_timeout_s, or, before the first value, for
-    first_wait_s (default: idle_timeout_s), or after max_wait_s."""
+    first_wait_s (default: idle_timeout_s), or after max_wait_s. with_keys: (key, value)
+    pairs instead of values."""
     try:
         consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                  max_partition_fetch_bytes=64 * 1024 * 1024,
@@ -77,7 +87,7 @@ def iter_topic(bootstrap: str, topic: str, idle_timeout_s: float = 10.0,
         idle_limit = idle_timeout_s if first_wait_s is None else first_wait_s
         while time.monotonic() < end and time.monotonic() - last_data < idle_limit:
             polled = consumer.poll(timeout_ms=500)
-            batch = [rec.value for recs in polled.values() for rec in recs]
+            batch = [(rec.key, rec.value) if with_keys else rec.value for recs in polled.values() for rec in recs]
             if batch:
                 last_data = time.monotonic()
                 idle_limit = idle_timeout_s

@@ -6,7 +6,7 @@ from __future__ import annotations
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from schemas.topics import RegionTopics
+from schemas.topics import COMPACTED_KINDS, RegionTopics, kind_of
 
 
 def create_topics(bootstrap: str, regions: list[str], progress=print) -> list[str]:
@@ -22,7 +22,8 @@ def create_topics(bootstrap: str, regions: list[str], progress=print) -> list[st
                     progress(f"topic {name}: exists")
                     continue
                 try:
-                    admin.create_topics([NewTopic(name, partitions, 1)])
+                    configs = {"cleanup.policy": "compact"} if kind_of(name) in COMPACTED_KINDS else {}
+                    admin.create_topics([NewTopic(name, partitions, 1, topic_configs=configs)])
                     created.append(name)
                     progress(f"topic {name}: created with {partitions} partitions")
                 except TopicAlreadyExistsError:

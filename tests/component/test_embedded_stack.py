@@ -70,8 +70,27 @@ def test_cli_reports_errors_without_a_traceback(tmp_path):
 def test_topics_are_created_once_per_region(kafka_bootstrap, unique_region):
     created = topics.create_topics(kafka_bootstrap, [unique_region], progress=lambda *_: None)
     expected = set(RegionTopics(unique_region).all())
-    assert set(created) == expected and len(expected) == 7
+    assert set(created) == expected and len(expected) == 9
     assert topics.create_topics(kafka_bootstrap, [unique_region], progress=lambda *_: None) == []
+
+
+def test_the_keyed_topics_are_compacted(kafka_bootstrap, unique_region):
+    """edges and ownership hold each key's latest value: created with cleanup.policy=compact."""
+    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+
+    topics.create_topics(kafka_bootstrap, [unique_region], progress=lambda *_: None)
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        names = RegionTopics(unique_region)
+        for topic, compacted in ((names.edges, True), (names.ownership, True), (names.flows, False)):
+            response = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)],
+                                              config_filter="all")
+            (configs,) = [names for by_name in response.values() for names in by_name.values()]
+            policy = configs.get("cleanup.policy")
+            policy = policy.get("value") if isinstance(policy, dict) else policy
+            assert (policy == "compact") == compacted, (topic, policy)
+    finally:
+        admin.close()
 
 
 def test_produce_and_read_back_through_the_broker(kafka_bootstrap, unique_region):

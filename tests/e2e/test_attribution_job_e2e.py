@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
+from flink_jobs import edges
 from flink_jobs.job_config import DEFAULT_CONFIG
 from flowattr.lab.evaluate import unattributable_rows
 from flowattr.lab.settle import EventClock, wait_for_outcomes
@@ -24,7 +25,7 @@ from flowattr.lab.simulate import (
     write_truth,
 )
 from flowattr.stack import topics
-from flowattr.stack.kafka_clients import producer, read_topic
+from flowattr.stack.kafka_clients import producer, read_latest_by_key, read_topic
 from flowattr.stack.local_job import LocalJob
 from schemas import flowattr_pb2 as pb
 from schemas.columns import FlowColumns, encode_flow_batch, ip_to_bytes
@@ -90,11 +91,41 @@ def fleet_run(kafka_bootstrap, tmp_path_factory):
         scores = wait_for_outcomes(kafka_bootstrap, truth, REGIONS, clock, 600, lambda *_: None,
                                    alive=lambda: all(j.running() for j in jobs))
         dead = read_topic(kafka_bootstrap, "deadletter.us-east-1", idle_timeout_s=10)
+        # The edge windows fire downstream of the outcomes: wait until they count them all
+        # (or 120 s: the test then shows the difference).
+        expected = _edges_of_the_outcomes(kafka_bootstrap)
+        deadline = time.monotonic() + 120
+        while (got := _edges_published(kafka_bootstrap)) != expected and time.monotonic() < deadline:
+            time.sleep(2)
     finally:
         clock.close()
         for j in jobs:
             j.stop()
-    return truth, scores, dead, bad
+    return truth, scores, dead, bad, (expected, got)
+
+
+def _edges_of_the_outcomes(bootstrap: str) -> dict[bytes, list[int]]:
+    """Edge key -> counts, summed here from every outcome on the attributed and
+    unattributed topics with the job's own partials function."""
+    totals: dict[bytes, list[int]] = {}
+    for region in REGIONS:
+        for kind in ("attributed", "unattributed"):
+            for value in read_topic(bootstrap, f"{kind}.{region}", idle_timeout_s=5):
+                for key, _, counts in edges.partials(value):
+                    k = key.encode()
+                    totals[k] = edges.add(totals[k], counts) if k in totals else counts
+    return totals
+
+
+def _edges_published(bootstrap: str) -> dict[bytes, list[int]]:
+    """Edge key -> counts of each key's latest record on the regions' edges topics."""
+    out = {}
+    for region in REGIONS:
+        for key, value in read_latest_by_key(bootstrap, f"edges.{region}", idle_timeout_s=3).items():
+            e = pb.EdgeRecord.FromString(value)
+            out[key] = [e.flows, e.bytes_sent, e.bytes_received, e.retransmits, e.flows_heartbeat,
+                        e.flows_ip_change_event, *e.rtt_histogram]
+    return out
 
 
 def _latest_checkpoint(chk) -> int:
@@ -103,7 +134,7 @@ def _latest_checkpoint(chk) -> int:
 
 
 def test_every_flow_has_an_outcome_and_none_is_misattributed(fleet_run):
-    truth, scores, _, _ = fleet_run
+    truth, scores = fleet_run[:2]
     assert scores["flows"] >= 100_000
     assert scores["missing"] == 0, scores
     assert scores["misattributed"] == 0 and scores["edges_misattributed"] == 0, scores
@@ -125,6 +156,58 @@ def test_every_flow_has_an_outcome_and_none_is_misattributed(fleet_run):
     assert scores["edges_reported"] > 0
 
 
+def test_edges_are_the_minute_totals_of_the_outcomes(fleet_run):
+    """edges.R (the job's event-time windows by flow-start minute, fired again for late
+    flows, keyed for compaction) holds, for every edge and minute, exactly the totals of
+    the flows on the output topics: none missed, none counted twice, late retries
+    included. The unattributed flows are edges with their reason."""
+    expected, got = fleet_run[4]
+    assert len(expected) > 1_000
+    missing = {k: v[:6] for k, v in expected.items() if got.get(k) != v}
+    assert not missing and got.keys() == expected.keys(), (len(missing), list(missing.items())[:5])
+    reasons = {key.split(b"|")[5] for key in got}
+    assert len(reasons) > 2   # attributed (0) and several unattributed reasons
+
+
+def test_whois_names_the_owner_of_every_attributed_flows_remote_ip_at_its_start(fleet_run, kafka_bootstrap):
+    """ownership.R (what the collector learned, keyed by IP or IP:port) answers `flowattr
+    whois`: for every flow attributed in us-east-1, the remote IP (its port's key first,
+    for a port-shared address) at the flow's start is owned by the flow's owner, by the
+    same evidence. Settled evidence never changes later, so the latest record holds."""
+    import json
+    from contextlib import redirect_stdout
+    from io import StringIO
+
+    from flink_jobs.ownership_changelog import owner_at
+    from flowattr.cli import main as cli
+    from schemas.columns import bytes_to_ip, decode_attributed_batch
+
+    table = {k: pb.IpOwnership.FromString(v)
+             for k, v in read_latest_by_key(kafka_bootstrap, "ownership.us-east-1").items()}
+    checked = 0
+    for value in read_topic(kafka_bootstrap, "attributed.us-east-1", idle_timeout_s=5):
+        _, cols = decode_attributed_batch(value)
+        for ip, port, start, ref, source in zip(cols["remote_ip"], cols["remote_port"].tolist(),
+                                                cols["start_ms"].tolist(), cols["remote_workload_ref"].tolist(),
+                                                cols["evidence_source"].tolist(), strict=True):
+            text = bytes_to_ip(ip.tobytes())
+            record = table.get(f"{text}:{port}".encode()) or table.get(text.encode())
+            assert record is not None, text
+            status, found = owner_at(record, start)
+            assert (status, found.workload, found.source) == ("owned", cols.workloads[ref], source), (text, start)
+            checked += 1
+    assert checked > 50_000
+    out = StringIO()
+    with redirect_stdout(out):
+        assert cli(["whois", text, "--at", str(start), "--json", "--bootstrap", kafka_bootstrap]) == 0
+    answer = json.loads(out.getvalue())
+    assert answer["status"] == "owned" and answer["owner"] == cols.workloads[ref] and answer["range"]
+    out = StringIO()
+    with redirect_stdout(out):
+        assert cli(["whois", "10.9.9.9", "--at", str(start), "--json", "--bootstrap", kafka_bootstrap]) == 0
+    assert json.loads(out.getvalue())["status"] == "unknown"
+
+
 def test_cross_region_flows_are_attributed_by_the_other_region(fleet_run, kafka_bootstrap):
     from schemas.columns import decode_attributed_batch
     values = read_topic(kafka_bootstrap, "attributed.eu-west-1", idle_timeout_s=5)
@@ -137,7 +220,7 @@ def test_cross_region_flows_are_attributed_by_the_other_region(fleet_run, kafka_
 
 
 def test_malformed_records_land_in_the_dead_letter_topic_with_a_reason(fleet_run):
-    _, _, dead, bad = fleet_run
+    dead, bad = fleet_run[2:4]
     letters = [pb.DeadLetter.FromString(v) for v in dead]
     originals = {d.original for d in letters}
     for kind, values in bad.items():

@@ -36,6 +36,36 @@ def _metric_sum(job_id: str, vertex: str, name: str) -> int:
     return sum(int(float(v["value"])) for v in values)
 
 
+def _dashboard_metrics(prefix: str) -> set[str]:
+    """Metric names (or, ending in "_", name prefixes of a regex selector) that
+    grafana/flowattr.json queries."""
+    import json
+    import re
+    dashboard = json.loads((Path(__file__).resolve().parents[2] / "grafana" / "flowattr.json").read_text())
+    return {name for panel in dashboard["panels"] for target in panel["targets"]
+            for name in re.findall(prefix + r"\w+", target["expr"])}
+
+
+def _present(queried: str, names: set[str]) -> bool:
+    return any(n.startswith(queried) for n in names) if queried.endswith("_") else queried in names
+
+
+def _scrape_names() -> set[str]:
+    """Metric names served by every Prometheus endpoint of the range that answers."""
+    import urllib.request
+
+    from flink_jobs.metrics_reporter import FIRST_PORT, LAST_PORT
+    names = set()
+    for port in range(FIRST_PORT, LAST_PORT + 1):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=3) as resp:
+                text = resp.read().decode()
+        except OSError:
+            continue
+        names |= {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and line[0] != "#"}
+    return names
+
+
 def test_collector_on_the_cluster_reports_metrics_and_backpressure(cluster, kafka_bootstrap):
     from flink_jobs import attribution_job
     region = "us-east-1"  # the default config's region; its topics may already hold other tests' data
@@ -67,6 +97,12 @@ def test_collector_on_the_cluster_reports_metrics_and_backpressure(cluster, kafk
         pressure = until(backpressure, 30, "a backpressure sample")
         assert pressure["backpressureLevel"] in ("ok", "low", "high")
         assert len(pressure["subtasks"]) == 2  # parallelism 2
+        # Prometheus: every Flink metric the Grafana dashboard queries is scraped from the
+        # cluster's JVMs (the reporter from the wheel's plugins/, flink_jobs/metrics_reporter.py).
+        queried = _dashboard_metrics("flink_")
+        scraped = until(lambda: (names := _scrape_names()) and all(_present(q, names) for q in queried) and names,
+                        60, "the dashboard's metrics on the Prometheus endpoints")
+        assert any(n.startswith("flink_jobmanager_") for n in scraped) and len(queried) >= 8
     finally:
         flink_cluster.rest_get(f"/jobs/{job_id}/yarn-cancel")
         until(lambda: flink_cluster.rest_get(f"/jobs/{job_id}")["state"] == "CANCELED", 30, "job CANCELED")

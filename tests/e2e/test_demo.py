@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -34,6 +35,13 @@ def test_demo_prints_the_report_and_leaves_nothing_running(tmp_path):
     # future-stamped events (the default profile has both); none of those rows got an owner.
     assert report["malformed_samples_dead_lettered"] == 3
     assert report["dead_lettered"] > 3 and report["invalid_rows_attributed"] == 0
+    # The dependency graph, read back from edges.R: the busiest edges carry traffic, and
+    # the page is written with every edge drawn (tests/e2e/test_graph_browser.py renders one).
+    assert len(report["edges"]) >= 10
+    assert all(e["flows"] > 0 and e["bytes"] > 0 for e in report["edges"])
+    assert {e["client"] for e in report["edges"]} >= {"gateway"}   # the gateway's routes
+    page = Path(report["graph_html"]).read_text()
+    assert page.count("data-edge=") >= len(report["edges"])
     assert not port_accepts(port), "the demo's broker is still running"
 
 

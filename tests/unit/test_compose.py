@@ -54,6 +54,14 @@ def test_topics_and_job_match_the_project():
     assert (ROOT / job.removeprefix("/opt/flowattr/")).exists(), job
 
 
+def test_the_keyed_topics_are_compacted():
+    """edges and ownership hold the latest value per key: compacted, as create_topics does."""
+    from schemas.topics import COMPACTED_KINDS
+    script = COMPOSE["services"]["topics"]["command"][0]
+    compacted = re.search(r'case "\$\$\{spec%%:\*\}" in ([^)]+)\) config="--config cleanup.policy=compact"', script)
+    assert compacted and set(compacted.group(1).split("|")) == set(COMPACTED_KINDS)
+
+
 def _topics_created() -> set[str]:
     """The topic names the topics service's script creates (its two loops, expanded)."""
     script = COMPOSE["services"]["topics"]["command"][0]

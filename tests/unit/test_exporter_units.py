@@ -305,3 +305,73 @@ def test_a_normal_stop_reports_the_probes_counters_read_before_it_is_closed(tmp_
                                spool_dir=tmp_path / "spool", duration_s=0.2, alive_file=tmp_path / "alive")
     final = agent.run(cfg, probe_factory=ClosingProbe, sender_factory=NoKafka)
     assert final["events_lost"] == 0 and final["events"] == 0
+
+
+def test_the_exporter_serves_its_metrics_to_prometheus(tmp_path):
+    """`flowattr exporter --metrics-port`: GET /metrics while it runs has every exporter
+    metric the Grafana dashboard (grafana/flowattr.json) queries, with the probe's
+    counters as the capture thread last read them; a port in use is a one-line error."""
+    import json
+    import re
+    import socket
+    import threading
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    from exporter import agent
+    from exporter.metrics_http import MetricsServer
+    from schemas.errors import FlowattrError
+    from tests.waiting import until
+
+    class LossyProbe:
+        def __init__(self, on_records):
+            pass
+
+        def poll(self, timeout_ms):
+            time.sleep(timeout_ms / 1000)
+
+        def counters(self):
+            return {"events_lost": 3, "closes_without_start": 1, "events_submitted": 40}
+
+        def close(self):
+            pass
+
+    class NoKafka:
+        def __init__(self, bootstrap):
+            pass
+
+        def send(self, topic, key, value, timestamp_ms):
+            pass
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = agent.ExporterConfig(bootstrap="-", region="r1", exporter_id="e1", host="h1", spool_dir=tmp_path / "spool",
+                               duration_s=4, alive_file=tmp_path / "alive", metrics_port=port)
+    seen: dict = {}
+
+    def scrape():
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+                return resp.read().decode()
+        except OSError:
+            return ""
+
+    def while_it_runs():   # agent.run installs signal handlers: it keeps the main thread
+        seen["text"] = until(lambda: (t := scrape()) and 'events_lost_total{exporter="e1",region="r1"} 3' in t and t,
+                             3, "the exporter's /metrics")
+        try:
+            MetricsServer(port, {})
+        except FlowattrError as exc:
+            seen["port_in_use"] = str(exc)
+    scraper = threading.Thread(target=while_it_runs, daemon=True)
+    scraper.start()
+    agent.run(cfg, probe_factory=LossyProbe, sender_factory=NoKafka)
+    scraper.join(timeout=10)
+    names = {line.split("{")[0] for line in seen["text"].splitlines() if line and not line.startswith("#")}
+    dashboard = json.loads((Path(__file__).resolve().parents[2] / "grafana" / "flowattr.json").read_text())
+    queried = {name for panel in dashboard["panels"] for target in panel.get("targets", [])
+               for name in re.findall(r"flowattr_exporter_\w+", target["expr"])}
+    assert queried and queried <= names, queried - names
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in seen["port_in_use"]

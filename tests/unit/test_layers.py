@@ -29,12 +29,15 @@ RULES = {
     "flink_jobs": ({"schemas", "flink_jobs"}, {"kafka", "bcc", "confluent_kafka"}),
     "exporter": ({"schemas", "exporter"}, {"pyflink"}),  # bcc: only exporter.probe (below)
     "flowattr": ({"flowattr"}, {"pyflink", "bcc"}),  # the package's own __init__
+    "flowattr.graph": (set(), {"pyflink", "kafka", "bcc", "confluent_kafka"}),  # pure: the standard library
     # the cluster starts TaskManagers with the job's PYTHONPATH (a pure module, no pyflink)
-    "flowattr.stack": ({"schemas", "flowattr.stack", "flink_jobs.python_path"}, {"pyflink", "bcc"}),
+    # and its metrics reporter's settings; edges and graph: pure, to read the graph back
+    "flowattr.stack": ({"schemas", "flowattr.stack", "flink_jobs.python_path", "flink_jobs.metrics_reporter",
+                        "flink_jobs.edges", "flowattr.graph"}, {"pyflink", "bcc"}),
     "flowattr.lab": ({"schemas", "flink_jobs.attribution", "flink_jobs.job_config", "exporter", "flowattr.stack",
-                      "flowattr.lab"}, {"pyflink", "bcc"}),
-    "flowattr.cli": ({"schemas", "flink_jobs.job_config", "exporter", "flowattr.stack", "flowattr.lab",
-                      "flowattr.cli"}, {"pyflink", "bcc"}),
+                      "flowattr.lab", "flowattr.graph"}, {"pyflink", "bcc"}),
+    "flowattr.cli": ({"schemas", "flink_jobs.job_config", "flink_jobs.ownership_changelog", "exporter",
+                      "flowattr.stack", "flowattr.lab", "flowattr.graph", "flowattr.cli"}, {"pyflink", "bcc"}),
 }
 BCC_ONLY_IN = "exporter.probe"
 PYFLINK_ONLY_IN = {"flink_jobs.attribution_job", "flink_jobs.environment", "flink_jobs.kafka_connectors"}

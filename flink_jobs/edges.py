@@ -1,0 +1,127 @@
+"""Dependency-graph edges from the job's final outputs. Pure (no pyflink): the job's edge
+operators (attribution_job.py) are wiring around these functions.
+
+An edge is one (minute of flow start, local workload, remote workload, direction,
+service port, unattributed reason) with its flows, bytes each way, retransmits, RTT
+histogram and flows by evidence source. Unattributed flows make edges with no remote
+workload and their reason, so the graph shows what is unknown.
+
+    attributed.R / unattributed.R batches ─► partials (one per edge and minute in a batch)
+        ─► key by edge ─► 1-minute event-time window on the flow's START minute
+        ─► sum ─► edges.R, Kafka key = the edge and its minute
+
+Update rule: a window fires once the watermark passes its minute, and again (Flink's
+allowed lateness) for every flow of that minute attributed later (after retries), each
+time with the whole minute's totals so far. edges.R is compacted: for each key the latest
+record is the minute's current total, and it only grows (a flow's outcome is final, so
+no later record takes flows away). Flows emitted twice (AT_LEAST_ONCE, after a restart)
+are counted twice: edges are approximate where the flow outputs carry duplicates.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from schemas import flowattr_pb2 as pb
+from schemas.columns import decode_attributed_batch
+
+MINUTE_MS = 60_000
+RTT_BUCKETS = 24  # bucket b counts RTTs in [2^(b-1), 2^b) us (b = 0: 0 us); the last is open
+# counts vector: flows, bytes_sent, bytes_received, retransmits, heartbeat, ip-change event,
+# then the RTT histogram.
+FLOWS, SENT, RECEIVED, RETRANSMITS, HEARTBEAT, EVENT = range(6)
+COUNTS = 6 + RTT_BUCKETS
+KEY_SEPARATOR = "|"
+
+
+def edge_key(minute_ms: int, local: str, remote: str, direction: int, port: int, reason: int) -> str:
+    """The Kafka key of an edge's minute (workload names never contain '|': exporter
+    identities are Kubernetes or host names)."""
+    return KEY_SEPARATOR.join((str(minute_ms), local, remote, str(direction), str(port), str(reason)))
+
+
+def partials(payload: bytes) -> list[tuple[str, int, list[int]]]:
+    """(edge key, minute, counts) for each edge and flow-start minute of one final
+    AttributedFlowBatch (attributed or unattributed)."""
+    header, cols = decode_attributed_batch(payload)
+    n = len(cols)
+    if not n:
+        return []
+    # A flow cannot start after its batch's window: one that says so has a broken clock
+    # (unattributed INVALID_TIME) and counts in the window's last minute, whose edge window
+    # fires; its own minute, days ahead, would wait for a watermark that never comes.
+    start = np.minimum(cols["start_ms"], header.window_end_ms - 1) if header.window_end_ms else cols["start_ms"]
+    minute = start // MINUTE_MS * MINUTE_MS
+    direction = cols["direction"].astype(np.int64)
+    # The service port is the server side's: the remote's when the local side dialled.
+    port = np.where(direction == pb.FLOW_DIRECTION_OUTBOUND, cols["remote_port"], cols["local_port"]).astype(np.int64)
+    groups = np.stack([minute, cols["local_workload_ref"].astype(np.int64),
+                       cols["remote_workload_ref"].astype(np.int64), direction, port,
+                       cols["unattributed_reason"].astype(np.int64)], axis=1)
+    keys, group = np.unique(groups, axis=0, return_inverse=True)
+    group = group.ravel()
+    counts = np.zeros((len(keys), COUNTS), dtype=np.int64)
+    np.add.at(counts[:, FLOWS], group, 1)
+    np.add.at(counts[:, SENT], group, cols["bytes_sent"].astype(np.int64))
+    np.add.at(counts[:, RECEIVED], group, cols["bytes_received"].astype(np.int64))
+    np.add.at(counts[:, RETRANSMITS], group, cols["retransmits"].astype(np.int64))
+    source = cols["evidence_source"]
+    np.add.at(counts[:, HEARTBEAT], group, (source == pb.EVIDENCE_SOURCE_HEARTBEAT).astype(np.int64))
+    np.add.at(counts[:, EVENT], group, (source == pb.EVIDENCE_SOURCE_IP_CHANGE_EVENT).astype(np.int64))
+    bucket = np.minimum(_bit_length(cols["rtt_us"].astype(np.int64)), RTT_BUCKETS - 1)
+    np.add.at(counts, (group, 6 + bucket), 1)
+    names = cols.workloads
+    return [(edge_key(int(k[0]), names[k[1]], names[k[2]], int(k[3]), int(k[4]), int(k[5])), int(k[0]),
+             counts[i].tolist()) for i, k in enumerate(keys)]
+
+
+def _bit_length(values: np.ndarray) -> np.ndarray:
+    """int.bit_length, vectorised (0 for 0)."""
+    out = np.zeros(values.shape, dtype=np.int64)
+    positive = values > 0
+    out[positive] = np.floor(np.log2(values[positive])).astype(np.int64) + 1
+    return out
+
+
+def add(a: list[int], b: list[int]) -> list[int]:
+    return [x + y for x, y in zip(a, b, strict=True)]
+
+
+def percentile_us(histogram: list[int], q: float) -> int:
+    """The upper bound of the histogram bucket holding the q-quantile (0 when empty):
+    within a factor of two of the true value."""
+    total = sum(histogram)
+    if not total:
+        return 0
+    rank, seen = q * total, 0
+    for b, count in enumerate(histogram):
+        seen += count
+        if seen >= rank:
+            return 0 if b == 0 else 2 ** b - 1
+    return 2 ** (len(histogram) - 1)
+
+
+def record(key: str, counts: list[int], region: str, updated_at_ms: int) -> tuple[bytes, bytes]:
+    """(Kafka key, EdgeRecord bytes) of an edge's minute."""
+    minute, local, remote, direction, port, reason = key.split(KEY_SEPARATOR)
+    histogram = counts[6:]
+    edge = pb.EdgeRecord(
+        window_start_ms=int(minute), local_workload=local, remote_workload=remote, direction=int(direction),
+        service_port=int(port), unattributed_reason=int(reason), flows=counts[FLOWS], bytes_sent=counts[SENT],
+        bytes_received=counts[RECEIVED], retransmits=counts[RETRANSMITS], flows_heartbeat=counts[HEARTBEAT],
+        flows_ip_change_event=counts[EVENT], rtt_histogram=histogram, rtt_p50_us=percentile_us(histogram, 0.5),
+        rtt_p99_us=percentile_us(histogram, 0.99), region=region, updated_at_ms=updated_at_ms)
+    return key.encode(), edge.SerializeToString()
+
+
+def to_dict(raw: bytes) -> dict:
+    """An EdgeRecord as the graph renderer's edge record (flowattr/graph.py)."""
+    e = pb.EdgeRecord.FromString(raw)
+    reason = "" if not e.unattributed_reason else \
+        pb.UnattributedReason.Name(e.unattributed_reason).removeprefix("UNATTRIBUTED_REASON_")
+    return {"window_start_ms": e.window_start_ms, "local": e.local_workload, "remote": e.remote_workload,
+            "direction": "out" if e.direction == pb.FLOW_DIRECTION_OUTBOUND else "in", "port": e.service_port,
+            "flows": e.flows, "bytes_out": e.bytes_sent, "bytes_in": e.bytes_received, "retransmits": e.retransmits,
+            "rtt_p50_us": e.rtt_p50_us, "rtt_p99_us": e.rtt_p99_us,
+            "evidence": {"HEARTBEAT": e.flows_heartbeat, "IP_CHANGE_EVENT": e.flows_ip_change_event},
+            "reason": reason}

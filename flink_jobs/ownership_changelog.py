@@ -1,0 +1,53 @@
+"""What the collector has learned about an IP, as IpOwnership records for the compacted
+ownership.R topic (`flowattr whois` reads it). Pure (no pyflink): the attribute operator
+publishes `changes` of the keys its OwnershipStore reports changed."""
+
+from __future__ import annotations
+
+from flink_jobs.attribution.attributor import Attributor
+from flink_jobs.attribution.ranges import CONTESTED, PORT_KEY_BYTES
+from schemas import flowattr_pb2 as pb
+from schemas.columns import bytes_to_ip
+
+
+def record_key(key: bytes) -> bytes:
+    """The Kafka key of an ownership key: the IP's text, ":port" for one port of a
+    port-shared IP (what `flowattr whois` looks up)."""
+    text = bytes_to_ip(key[:16])
+    if len(key) == PORT_KEY_BYTES:
+        text += f":{int.from_bytes(key[16:], 'big')}"
+    return text.encode()
+
+
+def ownership(att: Attributor, key: bytes, region: str, now_ms: int) -> bytes:
+    """IpOwnership bytes of a key: its heartbeat ranges and (for a whole IP) its event
+    ranges as the attribution sees them now (clipped at the event horizon)."""
+    ip, port = key[:16], int.from_bytes(key[16:], "big") if len(key) == PORT_KEY_BYTES else 0
+    names = att.names.names
+    out = pb.IpOwnership(ip=ip, port=port, region=region, updated_at_ms=now_ms)
+    sources = [(att.heartbeats.by_ip.get(key), pb.EVIDENCE_SOURCE_HEARTBEAT)]
+    if not port:
+        sources.append((att.events.ranges(ip), pb.EVIDENCE_SOURCE_IP_CHANGE_EVENT))
+    ranges = []
+    for table, source in sources:
+        for start, end, owner in (table.items() if table is not None else ()):
+            contested = owner == CONTESTED
+            ranges.append(pb.OwnershipRange(ip=ip, port=port, start_ms=start, end_ms=end, source=source,
+                                            workload="" if contested else names[owner], contested=contested))
+    out.ranges.extend(sorted(ranges, key=lambda r: (r.start_ms, r.source)))
+    return out.SerializeToString()
+
+
+def changes(att: Attributor, keys, region: str, now_ms: int) -> list[tuple[bytes, bytes]]:
+    """(Kafka key, IpOwnership bytes) for each changed key."""
+    return [(record_key(key), ownership(att, key, region, now_ms)) for key in sorted(keys)]
+
+
+def owner_at(record: pb.IpOwnership, at_ms: int) -> tuple[str, pb.OwnershipRange | None]:
+    """("owned" | "contested" | "unknown", the range holding at_ms or None). An IP has
+    ranges of one source only (the event CIDRs are never learned from heartbeats), and
+    they do not overlap."""
+    for r in record.ranges:
+        if r.start_ms <= at_ms <= r.end_ms:
+            return ("contested" if r.contested else "owned"), r
+    return "unknown", None

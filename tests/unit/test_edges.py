@@ -1,0 +1,86 @@
+"""Edges from the job's final outputs (flink_jobs/edges.py): grouping by the minute of
+flow START, the service port by direction, unattributed flows by reason, the RTT
+histogram and its percentiles, and the record the graph reads. Worked out by hand."""
+
+from __future__ import annotations
+
+from flink_jobs import edges
+from schemas import flowattr_pb2 as pb
+from schemas.columns import ATTRIBUTION_COLUMNS, FLOW_COLUMNS, FlowColumns, encode_attributed_batch
+
+OUT, IN = pb.FLOW_DIRECTION_OUTBOUND, pb.FLOW_DIRECTION_INBOUND
+HB, EV = pb.EVIDENCE_SOURCE_HEARTBEAT, pb.EVIDENCE_SOURCE_IP_CHANGE_EVENT
+NO_EVIDENCE = pb.UNATTRIBUTED_REASON_NO_EVIDENCE
+
+
+def _payload(rows) -> bytes:
+    """rows: (local, remote, direction, local_port, remote_port, start, sent, received,
+    retransmits, rtt_us, evidence, reason)."""
+    cols = FlowColumns.zeros(len(rows), FLOW_COLUMNS | ATTRIBUTION_COLUMNS)
+    cols.workloads = ["", "web", "db", "lb-api"]
+    for name, i in (("local_workload_ref", 0), ("remote_workload_ref", 1)):
+        cols.columns[name][:] = [cols.workloads.index(r[i]) for r in rows]
+    for name, i in (("direction", 2), ("local_port", 3), ("remote_port", 4), ("start_ms", 5), ("bytes_sent", 6),
+                    ("bytes_received", 7), ("retransmits", 8), ("rtt_us", 9), ("evidence_source", 10),
+                    ("unattributed_reason", 11)):
+        cols.columns[name][:] = [r[i] for r in rows]
+    cols.columns["end_ms"][:] = cols["start_ms"] + 100
+    cols.columns["flow_index"][:] = range(len(rows))
+    return encode_attributed_batch(pb.AttributedFlowBatch(source_exporter_id="h1", source_sequence=7,
+                                                          window_start_ms=120_000, window_end_ms=180_000), cols)
+
+
+def test_one_batch_makes_one_partial_per_edge_and_start_minute():
+    payload = _payload([
+        ("web", "db", OUT, 40000, 5432, 60_500, 100, 200, 1, 1_000, HB, 0),
+        ("web", "db", OUT, 40001, 5432, 119_999, 10, 20, 0, 3_000, HB, 0),      # same minute
+        ("web", "db", OUT, 40002, 5432, 120_000, 1, 2, 0, 0, HB, 0),            # the next minute
+        ("db", "web", IN, 5432, 40003, 61_000, 7, 8, 0, 1, HB, 0),              # server side: port 5432
+        ("web", "lb-api", OUT, 40004, 443, 62_000, 5, 5, 0, 70, EV, 0),
+        ("web", "", OUT, 40005, 443, 63_000, 3, 4, 2, 0, 0, NO_EVIDENCE),       # unknown, with its reason
+    ])
+    got = {key: counts for key, _, counts in edges.partials(payload)}
+    web_db = edges.edge_key(60_000, "web", "db", OUT, 5432, 0)
+    assert set(got) == {web_db, edges.edge_key(120_000, "web", "db", OUT, 5432, 0),
+                        edges.edge_key(60_000, "db", "web", IN, 5432, 0),
+                        edges.edge_key(60_000, "web", "lb-api", OUT, 443, 0),
+                        edges.edge_key(60_000, "web", "", OUT, 443, NO_EVIDENCE)}
+    c = got[web_db]
+    assert c[:6] == [2, 110, 220, 1, 2, 0]        # flows, sent, received, retransmits, heartbeat, event
+    histogram = c[6:]
+    assert histogram[10] == 1 and histogram[12] == 1 and sum(histogram) == 2   # 1000 us: 2^9..2^10; 3000: 2^11..2^12
+    assert got[edges.edge_key(60_000, "web", "lb-api", OUT, 443, 0)][:6] == [1, 5, 5, 0, 0, 1]
+    assert got[edges.edge_key(60_000, "web", "", OUT, 443, NO_EVIDENCE)][:6] == [1, 3, 4, 2, 0, 0]
+    assert got[edges.edge_key(120_000, "web", "db", OUT, 5432, 0)][6] == 1      # rtt 0: bucket 0
+
+
+def test_the_record_adds_up_partials_and_reads_back_as_the_graphs_edge():
+    payload = _payload([("web", "db", OUT, 40000, 5432, 60_500, 100, 200, 1, 1_000, HB, 0),
+                        ("web", "db", OUT, 40001, 5432, 60_600, 10, 20, 0, 3_000, HB, 0)])
+    (key, _, first), = edges.partials(payload)
+    late = _payload([("web", "db", OUT, 40002, 5432, 61_000, 1, 1, 0, 3_500, HB, 0)])  # attributed after retries
+    (_, _, second), = edges.partials(late)
+    raw_key, value = edges.record(key, edges.add(first, second), "us-east-1", 123)
+    assert raw_key == b"60000|web|db|1|5432|0"
+    edge = edges.to_dict(value)
+    assert edge == {"window_start_ms": 60_000, "local": "web", "remote": "db", "direction": "out", "port": 5432,
+                    "flows": 3, "bytes_out": 111, "bytes_in": 221, "retransmits": 1,
+                    "rtt_p50_us": 4_095, "rtt_p99_us": 4_095,   # two of three RTTs in [2048, 4096) us
+                    "evidence": {"HEARTBEAT": 3, "IP_CHANGE_EVENT": 0}, "reason": ""}
+
+
+def test_a_flow_starting_after_its_batch_window_counts_in_the_windows_last_minute():
+    """A broken clock (unattributed INVALID_TIME): its minute a day ahead would never fire."""
+    payload = _payload([("web", "", OUT, 40000, 443, 86_400_000, 1, 1, 0, 0, 0, pb.UNATTRIBUTED_REASON_INVALID_TIME)])
+    (key, minute, _), = edges.partials(payload)
+    assert minute == 120_000 and key.startswith("120000|web||")
+
+
+def test_percentiles_are_the_upper_bound_of_their_bucket():
+    histogram = [0] * edges.RTT_BUCKETS
+    histogram[0], histogram[5], histogram[20] = 49, 50, 1     # 0 us, [16, 32) us, [2^19, 2^20) us
+    assert edges.percentile_us(histogram, 0.49) == 0
+    assert edges.percentile_us(histogram, 0.5) == 31
+    assert edges.percentile_us(histogram, 0.99) == 31
+    assert edges.percentile_us(histogram, 1.0) == 2 ** 20 - 1
+    assert edges.percentile_us([0] * edges.RTT_BUCKETS, 0.5) == 0
