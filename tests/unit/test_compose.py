@@ -28,7 +28,7 @@ def test_compose_file_validates_against_the_compose_spec():
 def test_images_are_pinned_and_build_files_exist():
     for name, svc in COMPOSE["services"].items():
         image = svc.get("image", "")
-        assert re.search(r":\d+\.\d+\.\d+$", image), f"{name}: image {image!r} is not pinned"
+        assert re.search(r":v?\d+\.\d+\.\d+$", image), f"{name}: image {image!r} is not pinned"
         if "build" in svc:
             assert (ROOT / svc["build"]["context"] / svc["build"]["dockerfile"]).exists(), name
 
@@ -52,6 +52,28 @@ def test_topics_and_job_match_the_project():
         assert f"{kind}:{partitions}" in script, topic
     job = next(a for a in COMPOSE["services"]["submit-job"]["command"] if a.endswith(".py"))
     assert (ROOT / job.removeprefix("/opt/flowattr/")).exists(), job
+
+
+def test_prometheus_scrapes_every_metrics_endpoint_and_grafana_loads_the_dashboard():
+    """Flink's reporter on 9249 in the JobManager and the TaskManager, the exporter's
+    --metrics-port on the host's network: each is a scrape target; Grafana mounts the
+    dashboard file the tests check against the scraped metrics."""
+    services = COMPOSE["services"]
+    for name in ("jobmanager", "taskmanager"):
+        properties = yaml.safe_load(services[name]["environment"]["FLINK_PROPERTIES"])
+        assert properties["metrics.reporter.prom.factory.class"].endswith("PrometheusReporterFactory")
+        assert properties["metrics.reporter.prom.port"] == 9249
+    exporter = services["exporter"]["command"]
+    port = exporter[exporter.index("--metrics-port") + 1]
+    assert exporter[exporter.index("--metrics-address") + 1] == "0.0.0.0"   # reachable from the bridge
+    scrape = yaml.safe_load((ROOT / "grafana" / "prometheus.yml").read_text())
+    targets = {t for job in scrape["scrape_configs"] for c in job["static_configs"] for t in c["targets"]}
+    assert targets == {"jobmanager:9249", "taskmanager:9249", f"host.docker.internal:{port}"}
+    assert "host.docker.internal:host-gateway" in services["prometheus"]["extra_hosts"]
+    mounts = {m.split(":")[0]: m.split(":")[1] for m in services["grafana"]["volumes"]}
+    assert (ROOT / mounts["./grafana/flowattr.json"].replace("/var/lib/grafana/dashboards", "grafana")).exists()
+    provider = yaml.safe_load((ROOT / "grafana/provisioning/dashboards/flowattr.yml").read_text())
+    assert provider["providers"][0]["options"]["path"] == str(Path(mounts["./grafana/flowattr.json"]).parent)
 
 
 def test_the_keyed_topics_are_compacted():
