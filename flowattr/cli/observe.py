@@ -10,22 +10,33 @@ from flowattr.cli.common import add_bootstrap, bootstrap, subparser
 
 
 def _add_tail(sub) -> None:
-    p = subparser(sub, "tail", "print a topic's records as JSON lines (one line per flow)",
-                  "flowattr tail attributed.us-east-1 --max 20")
+    p = subparser(sub, "tail", "print a topic's records as JSON lines (one per flow; edges and ownership too)",
+                  "flowattr tail unattributed.us-east-1 --follow --reason NO_EVIDENCE --workload web")
     add_bootstrap(p)
-    p.add_argument("topic")
+    p.add_argument("topic", help="e.g. attributed.us-east-1, unattributed.R, edges.R, ownership.R, deadletter.R")
     p.add_argument("--max", type=int, default=0, help="stop after N lines (0: no limit)")
     p.add_argument("--idle", type=float, default=5.0,
-                   help="stop after this many seconds without new records (default 5)")
+                   help="without --follow: stop after this many seconds without new records (default 5)")
+    p.add_argument("--follow", action="store_true",
+                   help="from the end of the topic, print new records as they come, until Ctrl-C")
+    p.add_argument("--from-beginning", action="store_true", help="with --follow: start at the beginning")
+    p.add_argument("--workload", help="only flows (or edges) with this workload on either side")
+    p.add_argument("--remote-ip", help="only flows to (or ownership of) this IP")
+    p.add_argument("--reason", help="only unattributed flows (or edges) with this reason, e.g. NO_EVIDENCE")
 
 
 def _cmd_tail(args) -> int:
-    from flowattr.cli.render import records_as_dicts
+    from flowattr.cli.render import matches, records_as_dicts
     from flowattr.stack.kafka_clients import iter_topic
     printed = 0
-    for batch in iter_topic(bootstrap(args), args.topic, idle_timeout_s=args.idle, max_wait_s=float("inf")):
+    idle = float("inf") if args.follow else args.idle
+    from_beginning = args.from_beginning or not args.follow
+    for batch in iter_topic(bootstrap(args), args.topic, idle_timeout_s=idle, max_wait_s=float("inf"),
+                            from_beginning=from_beginning):
         for value in batch:
             for row in records_as_dicts(args.topic, value):
+                if not matches(row, args.workload, args.remote_ip, args.reason):
+                    continue
                 print(json.dumps(row), flush=False)
                 printed += 1
                 if args.max and printed >= args.max:

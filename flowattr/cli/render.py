@@ -36,6 +36,22 @@ def _flow_rows(header: dict, cols, extra_refs: tuple[str, ...]) -> Iterator[dict
         yield row
 
 
+def matches(row: dict, workload: str | None = None, remote_ip: str | None = None,
+            reason: str | None = None) -> bool:
+    """`flowattr tail`'s filters: a workload on either side (flows and edges), the remote
+    IP, the unattributed reason (with or without its UNATTRIBUTED_REASON_ prefix)."""
+    if workload is not None and workload not in (row.get("local_workload"), row.get("remote_workload"),
+                                                 row.get("local"), row.get("remote"), row.get("workload")):
+        return False
+    if remote_ip is not None and row.get("remote_ip", row.get("ip")) != remote_ip:
+        return False
+    if reason is not None:
+        got = (row.get("unattributed_reason") or row.get("reason") or "").removeprefix("UNATTRIBUTED_REASON_")
+        if got != reason.removeprefix("UNATTRIBUTED_REASON_"):
+            return False
+    return True
+
+
 def records_as_dicts(topic: str, value: bytes) -> Iterator[dict]:
     """One dict per flow for batch topics, one per record otherwise, chosen by the
     topic's kind (the part before the first dot: flows, inbound, attributed, ...).
@@ -68,6 +84,16 @@ def _decode(topic: str, value: bytes) -> Iterator[dict]:
         d = MessageToDict(event, preserving_proto_field_name=True)
         d["ip"] = bytes_to_ip(event.ip)
         yield d
+    elif kind == "edges":
+        from flink_jobs.edges import to_dict
+        yield to_dict(value)
+    elif kind == "ownership":
+        record = pb.IpOwnership.FromString(value)
+        yield {"ip": bytes_to_ip(record.ip), "port": record.port or None, "region": record.region,
+               "updated_at_ms": record.updated_at_ms,
+               "ranges": [{"workload": r.workload, "start_ms": r.start_ms, "end_ms": r.end_ms,
+                           "contested": r.contested, "evidence": pb.EvidenceSource.Name(r.source)}
+                          for r in record.ranges]}
     elif kind == "deadletter":
         letter = pb.DeadLetter.FromString(value)
         yield {"source_topic": letter.source_topic, "reason": letter.reason,

@@ -36,7 +36,8 @@ RULES = {
                         "flink_jobs.edges", "flowattr.graph"}, {"pyflink", "bcc"}),
     "flowattr.lab": ({"schemas", "flink_jobs.attribution", "flink_jobs.job_config", "exporter", "flowattr.stack",
                       "flowattr.lab", "flowattr.graph"}, {"pyflink", "bcc"}),
-    "flowattr.cli": ({"schemas", "flink_jobs.job_config", "flink_jobs.ownership_changelog", "exporter",
+    "flowattr.cli": ({"schemas", "flink_jobs.job_config", "flink_jobs.ownership_changelog", "flink_jobs.edges",
+                      "exporter",
                       "flowattr.stack", "flowattr.lab", "flowattr.graph", "flowattr.cli"}, {"pyflink", "bcc"}),
 }
 BCC_ONLY_IN = "exporter.probe"
