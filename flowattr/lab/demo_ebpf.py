@@ -15,11 +15,13 @@ import sys
 import time
 from pathlib import Path
 
+from flowattr.graph import render
 from flowattr.lab.evaluate import read_outcomes
 from flowattr.lab.netns import HostPair, sh
 from flowattr.lab.settle import EventClock
 from flowattr.lab.simulate import HOME_REGION, REMOTE_REGION
 from flowattr.stack import broker, topics
+from flowattr.stack.edges import read_graph
 from flowattr.stack.kafka_clients import read_topic
 from flowattr.stack.local_job import LocalJob
 from flowattr.stack.processes import port_is_free, start_background, stop_group, wait_for_line
@@ -109,8 +111,12 @@ def run(state: Path, port: int, traffic_s: float, keep_running: bool, say) -> di
         say(f"{connections} connections made; {flows_in} flows exported (both ends); waiting for outcomes ...")
         try:
             outcome = _wait_and_score(b.bootstrap, flows_in, job, clock, say)
+            graph = _wait_for_graph(b.bootstrap, flows_in, clock)
         finally:
             clock.close()
+        page = state / "demo-graph.html"
+        page.write_text(render(graph, "html"))
+        say(f"dependency graph: {len(graph.edges)} edges, written to {page}")
     finally:
         if job:
             job.stop()
@@ -125,7 +131,21 @@ def run(state: Path, port: int, traffic_s: float, keep_running: bool, say) -> di
         if not keep_running:
             broker.stop(state)
     return {"source": "ebpf", **outcome, "connections": connections,
-            "seconds": round(time.monotonic() - started, 1)}
+            "edges": [{"client": e.client, "server": e.server, "port": e.port, "flows": e.flows,
+                       "bytes": e.bytes_to_server + e.bytes_to_client} for e in graph.edges],
+            "graph_html": str(page), "seconds": round(time.monotonic() - started, 1)}
+
+
+def _wait_for_graph(bootstrap: str, flows: int, clock: EventClock, timeout_s: float = 120):
+    """The graph of edges.R once its windows count every flow (they fire downstream of
+    the outcomes, as event time moves on)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        graph = read_graph(bootstrap, [REGION], idle_timeout_s=2)
+        counted = sum(n.attributed_flows + n.unattributed_flows for n in graph.nodes)
+        if counted >= flows or time.monotonic() > deadline:
+            return graph
+        clock.tick(1)
 
 
 def _wait_for_exported(bootstrap: str, expected: int, say, timeout_s: float = 120) -> int:

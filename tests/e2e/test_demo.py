@@ -55,4 +55,9 @@ def test_demo_with_real_exporters_between_namespace_hosts(tmp_path):
     assert report["misattributed"] == 0
     assert report["attributed"] + report["unattributed"] == report["flows_in"]
     assert report["attributed"] >= 0.9 * report["flows_in"], report
+    # The graph the job computed (edges.R): frontend calls both services on the service port.
+    edges = {(e["client"], e["server"]): e for e in report["edges"]}
+    for server in ("catalog", "inventory"):
+        assert edges[("frontend", server)]["flows"] > 0 and edges[("frontend", server)]["bytes"] > 0, edges
+    assert Path(report["graph_html"]).read_text().count('data-node="') >= 3
     assert not port_accepts(port)
