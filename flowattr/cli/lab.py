@@ -72,6 +72,9 @@ def _add_bench(sub) -> None:
                   "print a table and write bench/results.json", "flowattr bench --e2e-flows 20000000")
     p.add_argument("--port", type=int, default=9192, help="broker port for the benchmark (default 9192)")
     p.add_argument("--e2e-flows", type=int, default=20_000_000, help="flows pre-loaded for the e2e run")
+    p.add_argument("--e2e-bound-s", type=float, default=900,
+                   help="an e2e run that has not given every flow an outcome by then fails (exit 2, "
+                   "e2e_complete: false, no throughput; default 900)")
     p.add_argument("--busy-factor", type=float, default=20,
                    help="connection rates x this in the throughput runs: busy hosts, large batches (default 20)")
     p.add_argument("--parallelism", type=int, default=2)
@@ -154,7 +157,8 @@ def _cmd_bench(args) -> int:
     from flowattr.lab import bench
     cfg = bench.BenchConfig(state=paths.state_dir(args.state_dir), port=args.port, e2e_flows=args.e2e_flows,
                             busy_factor=args.busy_factor, parallelism=args.parallelism, latency_s=args.latency_s,
-                            latency_hold_s=args.latency_hold_s, exporter_s=args.exporter_s, out=args.out)
+                            latency_hold_s=args.latency_hold_s, exporter_s=args.exporter_s, out=args.out,
+                            e2e_bound_s=args.e2e_bound_s)
     results = bench.run(cfg, progress, args.only)
     print(bench.format_table(results))
     progress(f"saved {args.out}")

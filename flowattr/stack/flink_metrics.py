@@ -1,0 +1,43 @@
+"""A running job's own counters, read from Flink's Prometheus reporter (each JVM serves
+GET /metrics on a port of flink_jobs/metrics_reporter.py's range). Cheap to poll: the
+benchmark counts outcomes this way instead of decoding the output topics, so the
+instrument does not compete with what it measures."""
+
+from __future__ import annotations
+
+import re
+import urllib.request
+
+from flink_jobs.metrics_reporter import FIRST_PORT, LAST_PORT
+
+OPERATOR = "flink_taskmanager_job_task_operator_"
+_LINE = re.compile(r'^(\w+)\{([^}]*)\} (\S+)$')
+
+
+def scrape(port: int) -> str:
+    """The endpoint's text ('' when nothing answers there)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=3) as resp:
+            return resp.read().decode()
+    except OSError:
+        return ""
+
+
+def counters(text: str, job_name: str, names: tuple[str, ...]) -> dict[str, int]:
+    """Operator counters `names` of job `job_name`, summed over subtasks and operators."""
+    out = dict.fromkeys(names, 0)
+    wanted = {OPERATOR + n: n for n in names}
+    label = f'job_name="{job_name}"'
+    for line in text.splitlines():
+        m = _LINE.match(line)
+        if m and m.group(1) in wanted and label in m.group(2):
+            out[wanted[m.group(1)]] += int(float(m.group(3)))
+    return out
+
+
+def job_port(job_name: str) -> int | None:
+    """The port of the range whose JVM reports this job (None: not yet)."""
+    for port in range(FIRST_PORT, LAST_PORT + 1):
+        if f'job_name="{job_name}"' in scrape(port):
+            return port
+    return None
