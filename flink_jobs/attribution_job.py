@@ -36,7 +36,7 @@ from pyflink.datastream.window import TimeWindow, TumblingEventTimeWindows
 
 from flink_jobs import batches, edges, ownership_changelog, routing
 from flink_jobs.attribution.engine import Engine
-from flink_jobs.attribution.events import DUPLICATE, LATE, NEVER, StreamClock
+from flink_jobs.attribution.events import DUPLICATE, LATE, NEVER, StreamClock, event_key
 from flink_jobs.attribution.ledger import FleetProgress
 from flink_jobs.attribution.rows import RowRules
 from flink_jobs.environment import make_environment
@@ -104,7 +104,9 @@ class ValidateFlows(Validator):
         self.rows_rejected = group.counter("rows_rejected")
         # Only for its claims() scope rules (attributable, host-local, event-only CIDRs).
         self.engine = Engine(self.cfg.attribution, self.cfg.region, self.cfg.region_cidrs)
-        self.fleet = FleetProgress(self.cfg.attribution.fleet_clock_rank, trust_few=True,
+        # Fewer than the rank known: the earliest (a liar in a small fleet, or first after a
+        # restart, must not lead); silent exporters are forgotten, so event time goes on.
+        self.fleet = FleetProgress(self.cfg.attribution.fleet_clock_rank,
                                    silence_ms=self.cfg.attribution.exporter_silence_ms)
 
     def process_element(self, value, ctx):
@@ -191,7 +193,8 @@ class ValidateEvents(Validator):
             yield self.reject(self.cfg.topics.ip_changes, raw, str(exc))
             return
         self.accepted.inc()
-        self.clock.observe(event.emit_time_ms)
+        self.clock.observe(event.emit_time_ms,
+                           event_key(event.event_id, event.event_time_ms, event.action, event.workload))
         yield EVENT_TAG + self.clock.event_time(event.emit_time_ms).to_bytes(8, "little", signed=True) + raw
 
 

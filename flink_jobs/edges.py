@@ -8,7 +8,7 @@ workload and their reason, so the graph shows what is unknown.
 
     attributed.R / unattributed.R batches ─► partials (one per edge and minute in a batch)
         ─► key by edge ─► 1-minute event-time window on the flow's START minute
-        ─► sum ─► edges.R, Kafka key = the edge and its minute
+        ─► sum ─► edges.R, Kafka key = the edge and its minute (a JSON array)
 
 Update rule: a window fires once the watermark passes its minute, and again (Flink's
 allowed lateness) for every flow of that minute attributed later (after retries), each
@@ -19,6 +19,8 @@ are counted twice: edges are approximate where the flow outputs carry duplicates
 """
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 
@@ -31,13 +33,11 @@ RTT_BUCKETS = 24  # bucket b counts RTTs in [2^(b-1), 2^b) us (b = 0: 0 us); the
 # then the RTT histogram.
 FLOWS, SENT, RECEIVED, RETRANSMITS, HEARTBEAT, EVENT = range(6)
 COUNTS = 6 + RTT_BUCKETS
-KEY_SEPARATOR = "|"
-
-
 def edge_key(minute_ms: int, local: str, remote: str, direction: int, port: int, reason: int) -> str:
-    """The Kafka key of an edge's minute (workload names never contain '|': exporter
-    identities are Kubernetes or host names)."""
-    return KEY_SEPARATOR.join((str(minute_ms), local, remote, str(direction), str(port), str(reason)))
+    """The Kafka key of an edge's minute: a JSON array, so any workload name (a '|', a
+    quote) keeps its edge apart. The first version joined with '|': a name holding one
+    merged two edges and crashed record() in a loop (found by an adversarial review)."""
+    return json.dumps([minute_ms, local, remote, direction, port, reason], separators=(",", ":"))
 
 
 def partials(payload: bytes) -> list[tuple[str, int, list[int]]]:
@@ -103,7 +103,7 @@ def percentile_us(histogram: list[int], q: float) -> int:
 
 def record(key: str, counts: list[int], region: str, updated_at_ms: int) -> tuple[bytes, bytes]:
     """(Kafka key, EdgeRecord bytes) of an edge's minute."""
-    minute, local, remote, direction, port, reason = key.split(KEY_SEPARATOR)
+    minute, local, remote, direction, port, reason = json.loads(key)
     histogram = counts[6:]
     edge = pb.EdgeRecord(
         window_start_ms=int(minute), local_workload=local, remote_workload=remote, direction=int(direction),

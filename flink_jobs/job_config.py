@@ -78,11 +78,26 @@ def default_regions() -> tuple[str, dict[str, str], tuple[str, ...]]:
     return cfg.region, dict(cfg.region_cidrs), cfg.attribution.event_cidrs
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a key given twice (plain YAML keeps the last one: a
+    region CIDR listed twice would silently move to the second region)."""
+
+
+def _mapping_without_duplicates(loader, node, deep=False):
+    keys = [loader.construct_object(k, deep=deep) for k, _ in node.value]
+    for key in {k for k in keys if keys.count(k) > 1}:
+        raise ConfigError(f"the key {key!r} is given twice (line {node.start_mark.line + 1}); keep one")
+    return loader.construct_mapping(node, deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
 def read_file(path: Path | None) -> dict:
     """The YAML mapping of a config file, or a ConfigError saying what is wrong with it."""
     path = Path(path or DEFAULT_CONFIG)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except OSError as exc:
         raise ConfigError(f"cannot read the config file {path}: {exc.strerror}") from exc
     except yaml.YAMLError as exc:
@@ -136,11 +151,24 @@ def _check(cfg: JobConfig) -> None:
         raise ConfigError(f"job.state_backend: {cfg.state_backend!r}; use one of {', '.join(STATE_BACKENDS)}")
     if cfg.parallelism < 1:
         raise ConfigError(f"job.parallelism: {cfg.parallelism}; at least 1")
+    for name in ("checkpoint_interval_ms", "out_of_orderness_ms", "idleness_ms", "event_idleness_ms", "max_future_ms"):
+        if getattr(cfg, name) < 0:
+            raise ConfigError(f"job.{name}: {getattr(cfg, name)}; a duration is never negative")
+    if not 0 < cfg.idleness_ms <= cfg.event_idleness_ms:
+        raise ConfigError(f"job.event_idleness_ms: {cfg.event_idleness_ms}; at least idleness_ms "
+                          f"({cfg.idleness_ms}), which must be positive: the event input is left out of event time "
+                          "only after it, so no flow is attributed while unread events could change its answer")
     for cidr in cfg.region_cidrs:
         _cidr(cidr, f"region_cidrs (key {cidr!r})")
     for name in ("event_cidrs", "attributable_cidrs", "known_cidrs", "host_local_cidrs"):
         for cidr in getattr(cfg.attribution, name):
             _cidr(cidr, f"attribution.{name}")
+    networks = [(ipaddress.ip_network(c, strict=False), r) for c, r in cfg.region_cidrs.items()]
+    for i, (a, region_a) in enumerate(networks):
+        for b, region_b in networks[i + 1:]:
+            if region_a != region_b and a.version == b.version and a.overlaps(b):
+                raise ConfigError(f"region_cidrs: {a} ({region_a}) and {b} ({region_b}) overlap; a remote IP "
+                                  "must have one region")
     if cfg.region_cidrs and cfg.region not in cfg.region_cidrs.values():
         raise ConfigError(f"region: {cfg.region!r} owns none of region_cidrs; add its CIDRs there")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from schemas.addresses import HOST_LOCAL_CIDRS
 
@@ -69,6 +69,13 @@ class AttributionConfig:
     newcomer_ms: int = setting(10 * 60 * 1000, "how long a late joiner of a subnet stays a newcomer there")
 
     def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name.endswith("_ms") and value < 0:
+                raise ValueError(f"{f.name} is {value}: a duration is never negative")
+        for name in ("min_reuse_gap_ms", "retention_ms", "event_max_delay_ms", "exporter_silence_ms"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive (got {getattr(self, name)})")
         if self.skew_tolerance_ms * 3 >= self.min_reuse_gap_ms:
             raise ValueError(
                 "skew_tolerance_ms must be well below min_reuse_gap_ms (tolerance + 2 x skew < G); "

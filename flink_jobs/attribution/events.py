@@ -112,28 +112,49 @@ def event_ranges(events: list[LoggedEvent], horizon_ms: int, err_ms: int, names:
     return ranges
 
 
+def _key(event: LoggedEvent) -> str:
+    return event_key(event.event_id, event.event_ms, event.action, event.workload)
+
+
 def _changes_owner(f: LoggedEvent, workload: str) -> bool:
     """Would f, if it truly happened after W's assignment, end W's tenure at once?"""
     return (f.action == UNASSIGNED and f.workload == workload) or (f.action == ASSIGNED and f.workload != workload)
 
 
+def event_key(event_id: str, event_ms: int, action: int, workload: str) -> str:
+    """An event's identity: its id, or (no id) what it says."""
+    return event_id or f"{event_ms}/{action}/{workload}"
+
+
 class StreamClock:
-    """The event stream's time: max(driver watermark, rank-th largest emit time seen)."""
+    """The event stream's time: max(driver watermark, rank-th largest emit time seen among
+    DISTINCT events). Kafka delivers at least once: one lie delivered `rank` times must
+    count once, or it alone would move the time (found by an adversarial review)."""
 
     def __init__(self, rank: int):
         self.rank = rank
-        self.top: list[int] = []     # min-heap of the `rank` largest emit times
+        self.top: list[tuple[int, str]] = []   # min-heap of the `rank` largest (emit time, event key)
+        self.keys: set[str] = set()             # the event keys in `top`
         self.watermark_ms = NEVER
 
-    def observe(self, emit_ms: int) -> None:
+    def observe(self, emit_ms: int, key: str) -> None:
+        if key in self.keys:
+            return  # a duplicate of an event already counted among the largest
         if len(self.top) < self.rank:
-            heapq.heappush(self.top, emit_ms)
-        elif emit_ms > self.top[0]:
-            heapq.heapreplace(self.top, emit_ms)
+            heapq.heappush(self.top, (emit_ms, key))
+        elif emit_ms > self.top[0][0]:
+            self.keys.discard(heapq.heapreplace(self.top, (emit_ms, key))[1])
+        else:
+            return
+        self.keys.add(key)
+
+    @property
+    def emit_times(self) -> list[int]:
+        return [emit for emit, _ in self.top]
 
     @property
     def time_ms(self) -> int:
-        robust = self.top[0] if len(self.top) >= self.rank else NEVER
+        robust = self.top[0][0] if len(self.top) >= self.rank else NEVER
         return max(robust, self.watermark_ms)
 
     def event_time(self, emit_ms: int) -> int:
@@ -178,7 +199,7 @@ class EventTable:
         if self.clock.time_ms == NEVER:
             if len(self.warm_up) < MAX_WARM_UP_EVENTS:
                 self.warm_up.append((ip, event))
-                self.clock.observe(event.emit_ms)
+                self.clock.observe(event.emit_ms, _key(event))
                 if self.clock.time_ms != NEVER:
                     self._flush_warm_up()
                 return WARMING_UP
@@ -191,7 +212,7 @@ class EventTable:
             return FUTURE
         late = event.event_ms < self.horizon_ms
         if observe:
-            self.clock.observe(event.emit_ms)
+            self.clock.observe(event.emit_ms, _key(event))
         if ip is None:
             return APPLIED
         log = self.logs.get(ip)

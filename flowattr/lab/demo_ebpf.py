@@ -111,12 +111,10 @@ def run(state: Path, port: int, traffic_s: float, keep_running: bool, say) -> di
         say(f"{connections} connections made; {flows_in} flows exported (both ends); waiting for outcomes ...")
         try:
             outcome = _wait_and_score(b.bootstrap, flows_in, job, clock, say)
-            graph = _wait_for_graph(b.bootstrap, flows_in, clock)
+            graph, page = _wait_for_graph(b.bootstrap, flows_in, clock), state / "demo-graph.html"
         finally:
             clock.close()
-        page = state / "demo-graph.html"
-        page.write_text(render(graph, "html"))
-        say(f"dependency graph: {len(graph.edges)} edges, written to {page}")
+        _write_page(graph, page, say)
     finally:
         if job:
             job.stop()
@@ -134,6 +132,11 @@ def run(state: Path, port: int, traffic_s: float, keep_running: bool, say) -> di
             "edges": [{"client": e.client, "server": e.server, "port": e.port, "flows": e.flows,
                        "bytes": e.bytes_to_server + e.bytes_to_client} for e in graph.edges],
             "graph_html": str(page), "seconds": round(time.monotonic() - started, 1)}
+
+
+def _write_page(graph, page: Path, say) -> None:
+    page.write_text(render(graph, "html"))
+    say(f"dependency graph: {len(graph.edges)} edges, written to {page}")
 
 
 def _wait_for_graph(bootstrap: str, flows: int, clock: EventClock, timeout_s: float = 120):

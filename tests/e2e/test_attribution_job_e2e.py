@@ -161,20 +161,25 @@ def test_edges_are_the_minute_totals_of_the_outcomes(fleet_run):
     flows, keyed for compaction) holds, for every edge and minute, exactly the totals of
     the flows on the output topics: none missed, none counted twice, late retries
     included. The unattributed flows are edges with their reason."""
+    import json
+
     expected, got = fleet_run[4]
     assert len(expected) > 1_000
     missing = {k: v[:6] for k, v in expected.items() if got.get(k) != v}
     assert not missing and got.keys() == expected.keys(), (len(missing), list(missing.items())[:5])
-    reasons = {key.split(b"|")[5] for key in got}
+    reasons = {json.loads(key)[5] for key in got}
     assert len(reasons) > 2   # attributed (0) and several unattributed reasons
 
 
-def test_whois_names_the_owner_of_every_attributed_flows_remote_ip_at_its_start(fleet_run, kafka_bootstrap):
+def test_whois_never_names_another_owner_for_an_attributed_flows_remote_ip(fleet_run, kafka_bootstrap):
     """ownership.R (what the collector learned, keyed by IP or IP:port) answers `flowattr
     whois`: for every flow attributed in us-east-1, the remote IP (its port's key first,
-    for a port-shared address) at the flow's start is owned by the flow's owner, by the
-    same evidence. Settled evidence never changes later, so the latest record holds."""
+    for a port-shared address) at the flow's start is owned by the flow's owner with the
+    same evidence, or has since turned contested (a contradicting claim the attribution
+    did not have to wait for, e.g. a stale IP-map entry of another host, arrived later);
+    never owned by another workload, never unknown."""
     import json
+    from collections import Counter
     from contextlib import redirect_stdout
     from io import StringIO
 
@@ -184,7 +189,7 @@ def test_whois_names_the_owner_of_every_attributed_flows_remote_ip_at_its_start(
 
     table = {k: pb.IpOwnership.FromString(v)
              for k, v in read_latest_by_key(kafka_bootstrap, "ownership.us-east-1").items()}
-    checked = 0
+    answers: Counter = Counter()
     for value in read_topic(kafka_bootstrap, "attributed.us-east-1", idle_timeout_s=5):
         _, cols = decode_attributed_batch(value)
         for ip, port, start, ref, source in zip(cols["remote_ip"], cols["remote_port"].tolist(),
@@ -194,14 +199,18 @@ def test_whois_names_the_owner_of_every_attributed_flows_remote_ip_at_its_start(
             record = table.get(f"{text}:{port}".encode()) or table.get(text.encode())
             assert record is not None, text
             status, found = owner_at(record, start)
-            assert (status, found.workload, found.source) == ("owned", cols.workloads[ref], source), (text, start)
-            checked += 1
-    assert checked > 50_000
+            assert status in ("owned", "contested"), (text, start, status)
+            if status == "owned":
+                assert (found.workload, found.source) == (cols.workloads[ref], source), (text, start)
+                owned = (text, start, cols.workloads[ref])
+            answers[status] += 1
+    assert answers["owned"] > 50_000 and answers["contested"] < 0.01 * answers["owned"], answers
+    text, start, owner = owned
     out = StringIO()
     with redirect_stdout(out):
         assert cli(["whois", text, "--at", str(start), "--json", "--bootstrap", kafka_bootstrap]) == 0
     answer = json.loads(out.getvalue())
-    assert answer["status"] == "owned" and answer["owner"] == cols.workloads[ref] and answer["range"]
+    assert answer["status"] == "owned" and answer["owner"] == owner and answer["range"]
     out = StringIO()
     with redirect_stdout(out):
         assert cli(["whois", "10.9.9.9", "--at", str(start), "--json", "--bootstrap", kafka_bootstrap]) == 0

@@ -53,6 +53,13 @@ def test_the_default_file_loads_and_every_key_in_it_is_a_field():
     ("region: r\njob:\n  state_backend: disk\n", "job.state_backend: 'disk'"),
     ("region: [\n", "is not valid YAML"),
     ("region: r\nkafka: [a]\n", "kafka: expected a mapping"),
+    ("region: r\nattribution:\n  event_max_delay_ms: -600000\n", "event_max_delay_ms is -600000: a duration is never"),
+    ("region: r\nattribution:\n  skew_tolerance_ms: -500\n", "skew_tolerance_ms is -500"),
+    ("region: r\nattribution:\n  exporter_silence_ms: 0\n", "exporter_silence_ms must be positive"),
+    ("region: r\njob:\n  event_idleness_ms: 1\n", "job.event_idleness_ms: 1; at least idleness_ms"),
+    ("region: r\njob:\n  out_of_orderness_ms: -1\n", "job.out_of_orderness_ms: -1"),
+    ("region: r\nregion_cidrs:\n  10.0.0.0/12: r\n  10.0.0.0/12: s\n", "the key '10.0.0.0/12' is given twice"),
+    ("region: r\nregion_cidrs:\n  10.0.0.0/8: r\n  10.16.0.0/12: s\n", "10.0.0.0/8 (r) and 10.16.0.0/12 (s) overlap"),
 ])
 def test_a_bad_file_is_one_error_naming_its_key(tmp_path, text, message):
     with pytest.raises(ConfigError) as err:

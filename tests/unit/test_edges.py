@@ -61,7 +61,7 @@ def test_the_record_adds_up_partials_and_reads_back_as_the_graphs_edge():
     late = _payload([("web", "db", OUT, 40002, 5432, 61_000, 1, 1, 0, 3_500, HB, 0)])  # attributed after retries
     (_, _, second), = edges.partials(late)
     raw_key, value = edges.record(key, edges.add(first, second), "us-east-1", 123)
-    assert raw_key == b"60000|web|db|1|5432|0"
+    assert raw_key == b'[60000,"web","db",1,5432,0]'
     edge = edges.to_dict(value)
     assert edge == {"window_start_ms": 60_000, "local": "web", "remote": "db", "direction": "out", "port": 5432,
                     "flows": 3, "bytes_out": 111, "bytes_in": 221, "retransmits": 1,
@@ -73,7 +73,17 @@ def test_a_flow_starting_after_its_batch_window_counts_in_the_windows_last_minut
     """A broken clock (unattributed INVALID_TIME): its minute a day ahead would never fire."""
     payload = _payload([("web", "", OUT, 40000, 443, 86_400_000, 1, 1, 0, 0, 0, pb.UNATTRIBUTED_REASON_INVALID_TIME)])
     (key, minute, _), = edges.partials(payload)
-    assert minute == 120_000 and key.startswith("120000|web||")
+    assert minute == 120_000 and key.startswith('[120000,"web","",')
+
+
+def test_workload_names_with_separators_keep_their_edges_apart():
+    """'web|a' -> 'db' and 'web' -> 'a|db' were one key when keys were joined with '|'."""
+    first = edges.edge_key(60_000, "web|a", "db", OUT, 443, 0)
+    second = edges.edge_key(60_000, "web", "a|db", OUT, 443, 0)
+    assert first != second
+    for key, local, remote in ((first, "web|a", "db"), (second, "web", "a|db")):
+        edge = edges.to_dict(edges.record(key, [1] + [0] * (edges.COUNTS - 1), "r", 0)[1])
+        assert (edge["local"], edge["remote"]) == (local, remote)
 
 
 def test_percentiles_are_the_upper_bound_of_their_bucket():

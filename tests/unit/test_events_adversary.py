@@ -193,8 +193,27 @@ def test_events_stamped_a_day_ahead_do_not_run_the_event_inputs_watermark_ahead(
     from flink_jobs.attribution.events import NEVER, StreamClock
 
     clock, times = StreamClock(rank=3), []
-    for emit in (1_000, 2_000, 86_400_000, 3_000, 86_400_500, 4_000, 5_000):
-        clock.observe(emit)
+    for i, emit in enumerate((1_000, 2_000, 86_400_000, 3_000, 86_400_500, 4_000, 5_000)):
+        clock.observe(emit, f"e{i}")
         times.append(clock.event_time(emit))
     # Before three emits: no time at all; then the third largest bounds each event's time.
     assert times == [NEVER, NEVER, 1_000, 2_000, 3_000, 4_000, 5_000]
+
+
+def test_one_lie_delivered_many_times_counts_once_in_the_stream_clock():
+    """Kafka delivers at least once. The first version counted every copy: one event
+    stamped 9 min ahead, delivered `rank` times (and again with each new copy), moved the
+    stream's time 9 min per round and the horizon past legitimate events still in flight
+    (found by an adversarial review): a load-balancer flow went to the old owner."""
+    from flink_jobs.attribution.events import StreamClock
+
+    clock = StreamClock(rank=3)
+    for i in range(3):
+        clock.observe(60_000 + i, f"honest-{i}")
+    for _ in range(8):
+        clock.observe(60_000 + 9 * 60_000, "the-lie")
+    assert clock.time_ms == 60_001   # the lie is one of the three largest, once
+    att = Attributor(CFG)
+    for _ in range(8):   # the same through the event table (an IP outside the event CIDRs too)
+        att.apply_event(ip_to_bytes("10.9.0.1"), "x", ASSIGNED, 600_000, 600_000, "dup")
+    assert len(att.events.clock.top) == 1
