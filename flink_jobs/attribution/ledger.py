@@ -51,18 +51,18 @@ _RUN = struct.Struct("<QQqqqq??")
 class FleetProgress:
     """How far the fleet's clocks have got: the `rank`-th latest of the exporters' latest
     window ends, so fewer than `rank` exporters with clocks (or headers) far ahead cannot
-    move it. While fewer than `rank` exporters are known: the earliest of them
-    (`trust_few=False`: the ledger then calls no exporter gone) or the latest
-    (`trust_few=True`: a watermark must still advance in a fleet of one host).
-    `silence_ms`: an exporter not heard from for this long (by the `now_ms` given to
-    note, the wall clock) no longer counts, so a fleet shrinking below `rank` hosts does
-    not stop the watermark for good."""
+    move it. While fewer than `rank` exporters are known: the earliest of them (the
+    ledger then calls no exporter gone; a liar in a small fleet, or the first batch
+    read after a restart, does not lead the watermark). `silence_ms`: an exporter not
+    heard from for this long (by the `now_ms` given to note, the wall clock) no longer
+    counts, so a fleet shrinking below `rank` hosts does not stop event time for good.
+    Not covered: with exactly `rank` exporters, one whose clock is far behind holds the
+    time back for as long as it keeps sending."""
 
     MAX_EXPORTERS = 1_000_000  # beyond it the exporter heard from longest ago is forgotten
 
-    def __init__(self, rank: int, trust_few: bool = False, silence_ms: int | None = None):
+    def __init__(self, rank: int, silence_ms: int | None = None):
         self.rank = rank
-        self.trust_few = trust_few
         self.silence_ms = silence_ms
         self.latest_of: dict[str, int] = {}  # exporter -> latest window end, least recently heard first
         self.heard_ms: dict[str, int] = {}   # exporter -> when last heard from (silence_ms only)
@@ -91,7 +91,7 @@ class FleetProgress:
     def time_ms(self) -> int:
         if self._time is None:
             top = heapq.nlargest(self.rank, self.latest_of.values())
-            self._time = (top[0] if self.trust_few and len(top) < self.rank else top[-1]) if top else -FOREVER
+            self._time = top[-1] if top else -FOREVER
         return self._time
 
 

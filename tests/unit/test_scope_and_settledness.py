@@ -145,27 +145,26 @@ def test_a_stale_claim_from_another_host_waits_for_the_subnets_exporters():
 
 def test_fleet_progress_follows_the_rank_th_latest_exporter_and_forgets_the_silent():
     """The job's event time for batches (ValidateFlows) and the ledger's fleet progress:
-    one or two exporters far ahead do not move it; in a fleet smaller than the rank the
-    watermark side trusts the latest (a one-host demo must advance) and the ledger side
-    the earliest (nobody looks gone); an exporter silent for `silence_ms` of wall clock
-    stops counting, so a fleet that shrinks does not stop event time for good."""
+    one or two exporters far ahead do not move it; in a fleet smaller than the rank it is
+    the earliest exporter's (a liar in a small fleet does not lead, nobody looks gone);
+    an exporter silent for `silence_ms` of wall clock stops counting, so a fleet that
+    shrinks does not stop event time for good."""
     from flink_jobs.attribution.ledger import FleetProgress
 
-    watermark, ledger = FleetProgress(3, trust_few=True, silence_ms=900_000), FleetProgress(3)
+    watermark, ledger = FleetProgress(3, silence_ms=900_000), FleetProgress(3)
     for p in (watermark, ledger):
         p.note("a", 60_000, 0)
-        p.note("b", 120_000, 0)
-    assert (watermark.time_ms, ledger.time_ms) == (120_000, 60_000)
-    for p in (watermark, ledger):
-        p.note("c", 180_000, 0)
         p.note("liar", 86_400_000, 0)
+    assert watermark.time_ms == ledger.time_ms == 60_000
+    for p in (watermark, ledger):
+        p.note("b", 120_000, 0)
+        p.note("c", 180_000, 0)
         p.note("liar2", 86_460_000, 0)
     assert watermark.time_ms == ledger.time_ms == 180_000   # the two liars are the top two
     for p in (watermark, ledger):
         p.note("a", 240_000, 0)
         p.note("b", 240_000, 0)
     assert watermark.time_ms == 240_000
-    # 16 min later only "a" and "b" still send: the liars and "c" are forgotten.
+    # 16 min later only "a" still sends: the liars, "b" and "c" are forgotten.
     watermark.note("a", 1_200_000, 960_000)
-    watermark.note("b", 1_260_000, 960_000)
-    assert sorted(watermark.latest_of) == ["a", "b"] and watermark.time_ms == 1_260_000
+    assert sorted(watermark.latest_of) == ["a"] and watermark.time_ms == 1_200_000
