@@ -24,7 +24,8 @@ def ownership(att: Attributor, key: bytes, region: str, now_ms: int) -> bytes:
     ranges as the attribution sees them now (clipped at the event horizon)."""
     ip, port = key[:16], int.from_bytes(key[16:], "big") if len(key) == PORT_KEY_BYTES else 0
     names = att.names.names
-    out = pb.IpOwnership(ip=ip, port=port, region=region, updated_at_ms=now_ms)
+    out = pb.IpOwnership(ip=ip, port=port, region=region, updated_at_ms=now_ms,
+                         skew_tolerance_ms=att.cfg.skew_tolerance_ms)
     sources = [(att.heartbeats.by_ip.get(key), pb.EVIDENCE_SOURCE_HEARTBEAT)]
     if not port:
         sources.append((att.events.ranges(ip), pb.EVIDENCE_SOURCE_IP_CHANGE_EVENT))
@@ -44,10 +45,18 @@ def changes(att: Attributor, keys, region: str, now_ms: int) -> list[tuple[bytes
 
 
 def owner_at(record: pb.IpOwnership, at_ms: int) -> tuple[str, pb.OwnershipRange | None]:
-    """("owned" | "contested" | "unknown", the range holding at_ms or None). An IP has
-    ranges of one source only (the event CIDRs are never learned from heartbeats), and
-    they do not overlap."""
-    for r in record.ranges:
-        if r.start_ms <= at_ms <= r.end_ms:
-            return ("contested" if r.contested else "owned"), r
-    return "unknown", None
+    """("owned" | "contested" | "clock_skew" | "unknown", the range or None) at at_ms, by
+    the attribution's own rule (attribute.search): W owns t when a W range lies within the
+    skew tolerance of t and no other workload's range or contested interval does. An IP
+    has ranges of one source only (the event CIDRs are never learned from heartbeats)."""
+    tol = record.skew_tolerance_ms
+    near = [r for r in record.ranges if r.end_ms >= at_ms - tol and r.start_ms <= at_ms + tol]
+    if not near:
+        return "unknown", None
+    containing = [r for r in near if r.start_ms <= at_ms <= r.end_ms]
+    owners = {("" if r.contested else r.workload, r.contested) for r in near}
+    if len(owners) == 1 and not near[0].contested:
+        return "owned", (containing or near)[0]
+    if any(r.contested for r in containing):
+        return "contested", next(r for r in containing if r.contested)
+    return "clock_skew", None

@@ -224,18 +224,20 @@ class OwnershipRange(_message.Message):
     def __init__(self, ip: _Optional[bytes] = ..., workload: _Optional[str] = ..., start_ms: _Optional[int] = ..., end_ms: _Optional[int] = ..., source: _Optional[_Union[EvidenceSource, str]] = ..., port: _Optional[int] = ..., contested: bool = ...) -> None: ...
 
 class IpOwnership(_message.Message):
-    __slots__ = ("ip", "port", "ranges", "region", "updated_at_ms")
+    __slots__ = ("ip", "port", "ranges", "region", "updated_at_ms", "skew_tolerance_ms")
     IP_FIELD_NUMBER: _ClassVar[int]
     PORT_FIELD_NUMBER: _ClassVar[int]
     RANGES_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    SKEW_TOLERANCE_MS_FIELD_NUMBER: _ClassVar[int]
     ip: bytes
     port: int
     ranges: _containers.RepeatedCompositeFieldContainer[OwnershipRange]
     region: str
     updated_at_ms: int
-    def __init__(self, ip: _Optional[bytes] = ..., port: _Optional[int] = ..., ranges: _Optional[_Iterable[_Union[OwnershipRange, _Mapping]]] = ..., region: _Optional[str] = ..., updated_at_ms: _Optional[int] = ...) -> None: ...
+    skew_tolerance_ms: int
+    def __init__(self, ip: _Optional[bytes] = ..., port: _Optional[int] = ..., ranges: _Optional[_Iterable[_Union[OwnershipRange, _Mapping]]] = ..., region: _Optional[str] = ..., updated_at_ms: _Optional[int] = ..., skew_tolerance_ms: _Optional[int] = ...) -> None: ...
 
 class OwnershipUpdate(_message.Message):
     __slots__ = ("source_exporter_id", "source_sequence", "ranges", "window_start_ms", "window_end_ms", "part", "part_count", "rejected_records")

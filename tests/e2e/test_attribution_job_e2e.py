@@ -118,13 +118,15 @@ def _edges_of_the_outcomes(bootstrap: str) -> dict[bytes, list[int]]:
 
 
 def _edges_published(bootstrap: str) -> dict[bytes, list[int]]:
-    """Edge key -> counts of each key's latest record on the regions' edges topics."""
-    out = {}
+    """Edge key -> counts of each key's latest record on the regions' edges topics, summed
+    over the regions (each region counts the flows it attributed: a key can be in both)."""
+    out: dict[bytes, list[int]] = {}
     for region in REGIONS:
         for key, value in read_latest_by_key(bootstrap, f"edges.{region}", idle_timeout_s=3).items():
             e = pb.EdgeRecord.FromString(value)
-            out[key] = [e.flows, e.bytes_sent, e.bytes_received, e.retransmits, e.flows_heartbeat,
-                        e.flows_ip_change_event, *e.rtt_histogram]
+            counts = [e.flows, e.bytes_sent, e.bytes_received, e.retransmits, e.flows_heartbeat,
+                      e.flows_ip_change_event, *e.rtt_histogram]
+            out[key] = edges.add(out[key], counts) if key in out else counts
     return out
 
 
@@ -166,7 +168,9 @@ def test_edges_are_the_minute_totals_of_the_outcomes(fleet_run):
     expected, got = fleet_run[4]
     assert len(expected) > 1_000
     missing = {k: v[:6] for k, v in expected.items() if got.get(k) != v}
-    assert not missing and got.keys() == expected.keys(), (len(missing), list(missing.items())[:5])
+    assert not missing and got.keys() == expected.keys(), (
+        len(missing), [(k, v, (got.get(k) or [None] * 6)[:6]) for k, v in list(missing.items())[:5]],
+        len(got.keys() - expected.keys()))
     reasons = {json.loads(key)[5] for key in got}
     assert len(reasons) > 2   # attributed (0) and several unattributed reasons
 
@@ -176,8 +180,9 @@ def test_whois_never_names_another_owner_for_an_attributed_flows_remote_ip(fleet
     whois`: for every flow attributed in us-east-1, the remote IP (its port's key first,
     for a port-shared address) at the flow's start is owned by the flow's owner with the
     same evidence, or has since turned contested (a contradicting claim the attribution
-    did not have to wait for, e.g. a stale IP-map entry of another host, arrived later);
-    never owned by another workload, never unknown."""
+    did not have to wait for, e.g. a stale IP-map entry of another host, arrived later,
+    and made it contested or left it within the skew tolerance of one); never owned by
+    another workload, never unknown."""
     import json
     from collections import Counter
     from contextlib import redirect_stdout
@@ -196,15 +201,18 @@ def test_whois_never_names_another_owner_for_an_attributed_flows_remote_ip(fleet
                                                 cols["start_ms"].tolist(), cols["remote_workload_ref"].tolist(),
                                                 cols["evidence_source"].tolist(), strict=True):
             text = bytes_to_ip(ip.tobytes())
-            record = table.get(f"{text}:{port}".encode()) or table.get(text.encode())
-            assert record is not None, text
-            status, found = owner_at(record, start)
-            assert status in ("owned", "contested"), (text, start, status)
+            # A port-shared IP is attributed by IP:port while it is port-shared, else by IP.
+            records = [r for r in (table.get(f"{text}:{port}".encode()), table.get(text.encode())) if r]
+            status, found = next(((s, f) for s, f in (owner_at(r, start) for r in records) if s != "unknown"),
+                                 ("unknown", None))
+            assert status in ("owned", "contested", "clock_skew"), (text, port, start, [
+                [(r.workload, r.start_ms, r.end_ms, r.source) for r in rec.ranges] for rec in records])
             if status == "owned":
                 assert (found.workload, found.source) == (cols.workloads[ref], source), (text, start)
                 owned = (text, start, cols.workloads[ref])
             answers[status] += 1
-    assert answers["owned"] > 50_000 and answers["contested"] < 0.01 * answers["owned"], answers
+    # Contradicting claims after the attribution are rare (the harsh profile's stale entries).
+    assert answers["owned"] > 50_000 and answers["contested"] + answers["clock_skew"] < 0.01 * answers["owned"], answers
     text, start, owner = owned
     out = StringIO()
     with redirect_stdout(out):

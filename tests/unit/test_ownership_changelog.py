@@ -43,6 +43,11 @@ def test_heartbeat_ranges_contested_intervals_and_ports_are_published_by_ip():
     assert owner_at(seven, 2_000)[0] == "owned" and owner_at(seven, 2_000)[1].workload == "db"
     assert owner_at(seven, 4_500)[0] == "contested"
     assert owner_at(seven, 10_000) == ("unknown", None)
+    # By the attribution's rule (skew tolerance 200 ms): 1 ms before db's first claim is
+    # still db's; 100 ms before the contested interval no owner is proven (CLOCK_SKEW).
+    assert seven.skew_tolerance_ms == 200
+    assert owner_at(seven, 999)[0] == "owned" and owner_at(seven, 999)[1].workload == "db"
+    assert owner_at(seven, 3_900) == ("clock_skew", None)
     port = pb.IpOwnership.FromString(published[b"10.0.0.8:9000"])
     assert port.port == 9000 and [(r.workload, r.source) for r in port.ranges] == [
         ("api", pb.EVIDENCE_SOURCE_HEARTBEAT)]
