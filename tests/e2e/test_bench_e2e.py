@@ -1,6 +1,5 @@
-"""`flowattr bench --only e2e`, small: a run counts outcomes from the job's own counters
-(Prometheus) until every valid flow has one, and a run that cannot finish within its
-bound fails loudly and reports no throughput."""
+"""`flowattr bench --only e2e`: a run that cannot give every flow an outcome within its
+bound fails loudly and reports no throughput (a complete run is `make bench`'s)."""
 
 from __future__ import annotations
 
@@ -18,18 +17,9 @@ pytestmark = [pytest.mark.flink, pytest.mark.slow]
 def _bench(tmp_path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
     out = tmp_path / "results.json"
     run = subprocess.run([sys.executable, "-m", "flowattr.cli", "--state-dir", str(tmp_path), "bench", "--only", "e2e",
-                          "--e2e-flows", "150000", "--busy-factor", "5", "--port", str(free_port()),
+                          "--e2e-flows", "60000", "--busy-factor", "3", "--port", str(free_port()),
                           "--out", str(out), *args], capture_output=True, text=True, timeout=900)
     return run, json.loads(out.read_text())
-
-
-def test_a_complete_run_reports_throughput_and_what_measuring_cost(tmp_path):
-    run, results = _bench(tmp_path)
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert results["e2e_complete"] is True
-    assert results["e2e_outcomes"] >= results["e2e_flows"] > 100_000
-    assert results["e2e_flows_per_s"] > 0 and 90 < results["e2e_attributed_pct"] <= 100
-    assert 0 <= results["e2e_reader_cpu_pct"] < 50   # counters from /metrics, no decoding
 
 
 def test_a_run_that_cannot_finish_in_its_bound_fails_and_reports_no_throughput(tmp_path):
