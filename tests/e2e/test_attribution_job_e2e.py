@@ -198,12 +198,12 @@ def _whois_answers(bootstrap: str):
                                                 cols["start_ms"].tolist(), cols["remote_workload_ref"].tolist(),
                                                 cols["evidence_source"].tolist(), strict=True):
             text = bytes_to_ip(ip.tobytes())
-            records = [r for r in (table.get(f"{text}:{port}".encode()), table.get(text.encode())) if r]
-            status, found = next(((s, f) for s, f in (owner_at(r, start) for r in records) if s != "unknown"),
-                                 ("unknown", None))
+            keys = [k for k in (f"{text}:{port}", text) if k.encode() in table]
+            status, found, key = next(((s, f, k) for k in keys for s, f in [owner_at(table[k.encode()], start)]
+                                       if s != "unknown"), ("unknown", None, text))
             answers[status] += 1
             if status == "owned" and (found.workload, found.source) == (cols.workloads[ref], source):
-                example = (text, start, cols.workloads[ref])
+                example = (key, start, cols.workloads[ref])   # key: IP, or IP:port when port-shared
             elif status in ("owned", "unknown"):
                 problems.append((text, port, start, cols.workloads[ref], status, found and found.workload))
     return answers, problems, example
