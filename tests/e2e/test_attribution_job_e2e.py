@@ -203,7 +203,8 @@ def _whois_answers(bootstrap: str):
                                        if s != "unknown"), ("unknown", None, text))
             answers[status] += 1
             if status == "owned" and (found.workload, found.source) == (cols.workloads[ref], source):
-                example = (key, start, cols.workloads[ref])   # key: IP, or IP:port when port-shared
+                # The first: its record is long written (the CLI reads after the jobs stop).
+                example = example or (key, start, cols.workloads[ref])   # key: IP, or IP:port if port-shared
             elif status in ("owned", "unknown"):
                 problems.append((text, port, start, cols.workloads[ref], status, found and found.workload))
     return answers, problems, example
