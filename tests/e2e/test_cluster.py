@@ -52,17 +52,11 @@ def _present(queried: str, names: set[str]) -> bool:
 
 def _scrape_names() -> set[str]:
     """Metric names served by every Prometheus endpoint of the range that answers."""
-    import urllib.request
-
     from flink_jobs.metrics_reporter import FIRST_PORT, LAST_PORT
+    from flowattr.stack.flink_metrics import scrape
     names = set()
     for port in range(FIRST_PORT, LAST_PORT + 1):
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=3) as resp:
-                text = resp.read().decode()
-        except OSError:
-            continue
-        names |= {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and line[0] != "#"}
+        names |= {line.split("{")[0].split(" ")[0] for line in scrape(port).splitlines() if line and line[0] != "#"}
     return names
 
 
