@@ -118,7 +118,9 @@ def run(cfg: ExporterConfig, probe_factory=None, sender_factory=None) -> dict:
     def send_loop():
         while sending.is_set():
             if publisher.drain(budget_s=1.0) == 0:
-                time.sleep(0.2)
+                # Nothing sent: wait for the next batch (or 1 s: a retry after a failure).
+                spool.ready.wait(1.0)
+                spool.ready.clear()
     sender = threading.Thread(target=send_loop, name="publisher", daemon=True)
     sender.start()
 

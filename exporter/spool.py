@@ -4,6 +4,9 @@ Every batch is written here first (tmp file, fsync, rename, fsync of the directo
 and deleted only after Kafka acknowledged it (acks=all), so a batch the spool accepted
 survives a broker outage and an exporter crash (SIGKILL), and is sent in order. A full
 spool refuses the new batch: counted in `full_rejections` and logged loudly, never silent.
+
+The directory is listed once, at start: the spool then keeps its entries in memory (one
+process owns the directory), so the publisher's polling costs no directory scans.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections import deque
 from pathlib import Path
 
 log = logging.getLogger("flowattr.exporter.spool")
@@ -25,9 +29,11 @@ class Spool:
         self._lock = threading.Lock()  # the capture loop puts while the publisher thread removes
         for tmp in self.dir.glob("*.tmp"):  # a crash mid-write: that batch was never accepted
             tmp.unlink()
-        entries = self.entries()
+        entries = sorted(self.dir.glob("*.batch"))
         self._next = int(entries[-1].name.split(".")[0]) + 1 if entries else 1
-        self._bytes = sum(p.stat().st_size for p in entries)
+        self._entries = deque((p, p.stat().st_size) for p in entries)   # oldest first
+        self._bytes = sum(size for _, size in self._entries)
+        self.ready = threading.Event()   # set when a batch is put: wakes the publisher
 
     def last_sequence(self) -> int:
         """The last batch sequence number handed out (persisted, so ids stay unique
@@ -46,10 +52,11 @@ class Spool:
         tmp.rename(self.dir / "sequence")
 
     def entries(self) -> list[Path]:
-        return sorted(self.dir.glob("*.batch"))
+        with self._lock:
+            return [p for p, _ in self._entries]
 
     def __len__(self) -> int:
-        return len(self.entries())
+        return len(self._entries)
 
     @property
     def bytes(self) -> int:
@@ -81,16 +88,22 @@ class Spool:
             os.close(dir_fd)
         self._next += 1
         self._bytes += len(value)
+        self._entries.append((self.dir / name, len(value)))
+        self.ready.set()
         return True
 
     def peek(self) -> tuple[Path, int, bytes] | None:
-        entries = self.entries()
-        if not entries:
-            return None
-        path = entries[0]
+        with self._lock:
+            if not self._entries:
+                return None
+            path = self._entries[0][0]
         return path, int(path.name.split(".")[1]), path.read_bytes()
 
     def remove(self, path: Path) -> None:
+        """Delete the oldest batch (the one peek() returned), once Kafka acknowledged it."""
         with self._lock:
-            self._bytes -= path.stat().st_size
+            if not self._entries or self._entries[0][0] != path:
+                raise ValueError(f"{path} is not the oldest spooled batch: batches leave in order")
+            _, size = self._entries.popleft()
+            self._bytes -= size
             path.unlink()

@@ -30,7 +30,7 @@ import time
 
 from pyflink.common import Duration, Row, Types, WatermarkStrategy
 from pyflink.common.watermark_strategy import TimestampAssigner
-from pyflink.datastream import KeyedBroadcastProcessFunction, OutputTag, ProcessFunction
+from pyflink.datastream import FlatMapFunction, KeyedBroadcastProcessFunction, OutputTag, ProcessFunction
 from pyflink.datastream.state import MapStateDescriptor
 from pyflink.datastream.window import TimeWindow, TumblingEventTimeWindows
 
@@ -313,9 +313,10 @@ class Attribute(KeyedBroadcastProcessFunction):
         if not len(cols):
             return
         plan = self.engine.attempt(cols, header.attempts, now_ms)
+        key = header.source_exporter_id.encode()  # the outputs' Kafka key
         for region, rows in plan.forward.items():
             self.metrics["forwarded"].inc(len(rows))
-            yield routing.frame_forward(region, batches.pending_rows(header, cols, rows))
+            yield routing.frame_forward(region, routing.keyed(key, batches.pending_rows(header, cols, rows)))
         if plan.attribution is None:
             return
         self.metrics["attempts"].inc()
@@ -329,7 +330,7 @@ class Attribute(KeyedBroadcastProcessFunction):
         for route, payload in ((routing.ATTRIBUTED, out.attributed), (routing.UNATTRIBUTED, out.unattributed),
                                (routing.RETRY, out.retry)):
             if payload:
-                yield routing.frame(route, payload)
+                yield routing.frame(route, routing.keyed(key, payload))
 
 
 # (edge key, minute of flow start, counts: a pickled list, flink_jobs/edges.py)
@@ -348,6 +349,29 @@ class FlowStartMinute(TumblingEventTimeWindows):
 
     def assign_windows(self, element, timestamp, context):
         return [TimeWindow(element[1], element[1] + edges.MINUTE_MS)]
+
+
+class EdgePartials(FlatMapFunction):
+    """KEYED_RECORD rows of final batches -> EDGE_PARTIAL rows (edges.partials), counting
+    each edge's flows in a metric labelled client, server, port: the dashboard's "top
+    edges" (flink_taskmanager_job_task_operator_edge_client_edge_server_edge_port_flows)."""
+
+    def open(self, runtime_context):
+        self.group = runtime_context.get_metrics_group()
+        self.labels = edges.TopEdgeLabels()
+        self.counters = {}
+
+    def flat_map(self, record):
+        for key, minute, counts in edges.partials(bytes(record[1])):
+            labels = self.labels.labels(key)
+            counter = self.counters.get(labels)
+            if counter is None:
+                client, server, port = labels
+                counter = self.counters[labels] = (self.group.add_group("edge_client", client)
+                                                   .add_group("edge_server", server)
+                                                   .add_group("edge_port", port).counter("flows"))
+            counter.inc(counts[edges.FLOWS])
+            yield Row(key, minute, counts)
 
 
 def edge_lateness_ms(cfg: JobConfig) -> int:
@@ -385,9 +409,10 @@ class SettableCounter:
 
 
 def build_pipeline(env, cfg: JobConfig, sources: dict, sinks: dict) -> None:
-    """Wire the topology. sources: flows, retry, inbound, events; sinks: attributed,
-    unattributed, retry, dead_letter and forward-<region>; "edges" and "ownership": functions
-    that attach a sink to a stream of KEYED_RECORD rows (Kafka ones: kafka_sources_and_sinks)."""
+    """Wire the topology. sources: flows, retry, inbound, events; sinks: dead_letter (a
+    sink of bytes), and functions that attach a sink to a stream of KEYED_RECORD rows:
+    attributed, unattributed, retry, forward-<region>, edges, ownership (the Kafka ones:
+    kafka_sources_and_sinks)."""
     watermarks = (WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(cfg.out_of_orderness_ms))
                   .with_idleness(Duration.of_millis(cfg.idleness_ms)).with_timestamp_assigner(RowEventTime()))
     raw_flows = env.from_source(sources["flows"], WatermarkStrategy.no_watermarks(), "flows").uid("source-flows")
@@ -423,40 +448,53 @@ def build_pipeline(env, cfg: JobConfig, sources: dict, sinks: dict) -> None:
         return routed.flat_map(lambda record: routing.payloads_for(record, route, region), output_type=BYTES) \
             .name(f"route-{name}").uid(f"route-{name}")
 
+    def split_keyed(route: bytes, name: str, region: str = ""):
+        """One keyed sink's KEYED_RECORD rows (Kafka key, value), on a MAIN output."""
+        return routed.flat_map(lambda record: [Row(*routing.unkeyed(payload))
+                                               for payload in routing.payloads_for(record, route, region)],
+                               output_type=KEYED_RECORD).name(f"route-{name}").uid(f"route-{name}")
+
     # Every operator has a uid, sources and sinks too: a savepoint's state maps back to
     # the same operators after an upgrade (`flowattr job stop --savepoint` / `resume`).
     finals = {}
     for name in ("attributed", "unattributed", "retry"):
-        finals[name] = split(getattr(routing, name.upper()), name)
-        finals[name].sink_to(sinks[name]).name(f"{name}-sink").uid(f"sink-{name}")
+        finals[name] = split_keyed(getattr(routing, name.upper()), name)
+        sinks[name](finals[name])
     for region in cfg.other_regions:
-        split(routing.FORWARD, f"forward-{region}", region).sink_to(sinks[f"forward-{region}"]) \
-            .name(f"forward-{region}-sink").uid(f"sink-forward-{region}")
-    sinks["edges"](build_edges(cfg, finals["attributed"].union(finals["unattributed"])))
-    sinks["ownership"](split(routing.OWNERSHIP, "ownership")
-                       .map(lambda payload: Row(*routing.unkeyed(payload)), output_type=KEYED_RECORD)
-                       .name("ownership-records").uid("ownership-records"))
+        sinks[f"forward-{region}"](split_keyed(routing.FORWARD, f"forward-{region}", region))
+    edge_records, late_partials = build_edges(cfg, finals["attributed"].union(finals["unattributed"]))
+    sinks["edges"](edge_records)
+    sinks["ownership"](split_keyed(routing.OWNERSHIP, "ownership"))
     (flows.get_side_output(DEAD_LETTER).union(retry.get_side_output(DEAD_LETTER),
                                                inbound.get_side_output(DEAD_LETTER),
                                                events.get_side_output(DEAD_LETTER),
-                                               split(routing.DEAD_LETTER, "dead-letter"))
+                                               split(routing.DEAD_LETTER, "dead-letter"), late_partials)
      .sink_to(sinks["dead_letter"]).name("dead-letter-sink").uid("sink-dead-letter"))
 
 
 def build_edges(cfg: JobConfig, finals):
-    """The dependency graph's edges from the final outputs (flink_jobs/edges.py): partials
-    per batch, summed per edge in one-minute windows of flow start; every firing (the
-    first, then one per later flow) is the minute's total so far, keyed for a compacted
-    topic."""
-    region = cfg.region
-    return (finals.flat_map(lambda payload: (Row(*p) for p in edges.partials(bytes(payload))), output_type=EDGE_PARTIAL)
-            .name("edge-partials").uid("edge-partials")
-            .key_by(lambda partial: partial[0], key_type=Types.STRING())
-            .window(FlowStartMinute()).allowed_lateness(edge_lateness_ms(cfg))
-            .reduce(lambda a, b: Row(a[0], a[1], edges.add(a[2], b[2])), output_type=EDGE_PARTIAL)
-            .name("edges-by-minute").uid("edges-by-minute")
-            .map(lambda total: Row(*edges.record(total[0], total[2], region, int(time.time() * 1000))),
-                 output_type=KEYED_RECORD).name("edge-records").uid("edge-records"))
+    """The dependency graph's edges from the final outputs' KEYED_RECORD rows
+    (flink_jobs/edges.py): partials per batch, summed per edge in one-minute windows of
+    flow start; every firing (the first, then one per later flow) is the minute's total so
+    far, keyed for a compacted topic. Returns (edge records, dead letters): a partial for
+    a window already past its allowed lateness (a batch delivered hours late) is not
+    dropped: it goes to the dead-letter topic with its counts and why."""
+    region, topic, lateness = cfg.region, cfg.topics.edges, edge_lateness_ms(cfg)
+    # The tag is pickled with the window function: its type info must be a fresh one that
+    # holds no Java object yet (EDGE_PARTIAL's nested types do once used as an output type).
+    late_tag = OutputTag("late-edge-partials", Types.ROW([Types.STRING(), Types.LONG(), Types.PICKLED_BYTE_ARRAY()]))
+    windows = (finals.flat_map(EdgePartials(), output_type=EDGE_PARTIAL).name("edge-partials").uid("edge-partials")
+               .key_by(lambda partial: partial[0], key_type=Types.STRING())
+               .window(FlowStartMinute()).allowed_lateness(lateness).side_output_late_data(late_tag))
+    totals = (windows.reduce(lambda a, b: Row(a[0], a[1], edges.add(a[2], b[2])), output_type=EDGE_PARTIAL)
+              .name("edges-by-minute").uid("edges-by-minute"))
+    records = totals.map(lambda total: Row(*edges.record(total[0], total[2], region, int(time.time() * 1000))),
+                         output_type=KEYED_RECORD).name("edge-records").uid("edge-records")
+    late = totals.get_side_output(late_tag).map(
+        lambda partial: edges.late_dead_letter(partial[0], partial[2], region, topic, lateness,
+                                               int(time.time() * 1000)),
+        output_type=BYTES).name("late-edge-partials").uid("late-edge-partials")
+    return records, late
 
 
 def kafka_sources_and_sinks(cfg: JobConfig, env=None) -> tuple[dict, dict]:
@@ -467,15 +505,19 @@ def kafka_sources_and_sinks(cfg: JobConfig, env=None) -> tuple[dict, dict]:
                "retry": bytes_source(cfg.bootstrap, [t.retry], group + "-retry", props),
                "inbound": bytes_source(cfg.bootstrap, [t.inbound], group + "-inbound", props),
                "events": bytes_source(cfg.bootstrap, [t.ip_changes], group + "-events", props)}
-    sinks = {"attributed": bytes_sink(cfg.bootstrap, t.attributed, props),
-             "unattributed": bytes_sink(cfg.bootstrap, t.unattributed, props),
-             "retry": bytes_sink(cfg.bootstrap, t.retry, props),
-             "dead_letter": bytes_sink(cfg.bootstrap, t.dead_letter, props)}
-    for region in cfg.other_regions:
-        sinks[f"forward-{region}"] = bytes_sink(cfg.bootstrap, RegionTopics(region).inbound, props)
     keyed = KeyedSinks(env, cfg.bootstrap, props)
-    sinks["edges"] = lambda stream: keyed.attach(stream, t.edges)
-    sinks["ownership"] = lambda stream: keyed.attach(stream, t.ownership)
+
+    def log(topic: str):
+        return lambda stream: keyed.attach_log(stream, topic)
+
+    # Batches are keyed by their exporter id (one exporter's batches in one partition, in
+    # order); dead letters have no key (a malformed record may name no exporter).
+    sinks = {"attributed": log(t.attributed), "unattributed": log(t.unattributed), "retry": log(t.retry),
+             "dead_letter": bytes_sink(cfg.bootstrap, t.dead_letter, props),
+             "edges": lambda stream: keyed.attach(stream, t.edges),
+             "ownership": lambda stream: keyed.attach(stream, t.ownership)}
+    for region in cfg.other_regions:
+        sinks[f"forward-{region}"] = log(RegionTopics(region).inbound)
     return sources, sinks
 
 

@@ -125,3 +125,48 @@ def to_dict(raw: bytes) -> dict:
             "rtt_p50_us": e.rtt_p50_us, "rtt_p99_us": e.rtt_p99_us,
             "evidence": {"HEARTBEAT": e.flows_heartbeat, "IP_CHANGE_EVENT": e.flows_ip_change_event},
             "reason": reason}
+
+
+def late_dead_letter(key: str, counts: list[int], region: str, topic: str, lateness_ms: int,
+                     now_ms: int) -> bytes:
+    """The DeadLetter of a partial whose window closed (its minute more than the allowed
+    lateness behind the job's event time): `original` is the partial as an EdgeRecord, so
+    an operator can still add it to the minute. Its flows are on the output topics; only
+    edges.R misses them."""
+    minute = json.loads(key)[0]
+    return pb.DeadLetter(
+        source_topic=topic, original=record(key, counts, region, now_ms)[1], detected_at_ms=now_ms,
+        reason=(f"edge partial of {counts[FLOWS]} flow(s) for the minute starting {minute} arrived after its "
+                f"window closed ({lateness_ms} ms of allowed lateness): its flows' outcomes are on the output "
+                "topics, but this minute's record on the edges topic does not count them; add this "
+                "EdgeRecord to it")).SerializeToString()
+
+
+class TopEdgeLabels:
+    """Prometheus labels (client, server, port) of an edge, for the per-edge flow counters
+    behind the dashboard's "top edges" panel. The client dials the server's service port;
+    an unattributed remote is "?<REASON>". Each series costs Prometheus memory, so one
+    operator instance gives at most `limit` edges their own labels; later ones share
+    ("(other)", "(other)", "").
+
+    Assumption: a fleet's busiest edges appear early (they are the busiest); an edge first
+    seen after the limit is counted, but in "(other)"."""
+
+    OTHER = ("(other)", "(other)", "")
+
+    def __init__(self, limit: int = 500):
+        self.limit = limit
+        self.known: set[tuple[str, str, str]] = set()
+
+    def labels(self, key: str) -> tuple[str, str, str]:
+        _, local, remote, direction, port, reason = json.loads(key)
+        if reason:
+            remote = "?" + pb.UnattributedReason.Name(reason).removeprefix("UNATTRIBUTED_REASON_")
+        client, server = (local, remote) if direction == pb.FLOW_DIRECTION_OUTBOUND else (remote, local)
+        edge = (client, server, str(port))
+        if edge in self.known:
+            return edge
+        if len(self.known) >= self.limit:
+            return self.OTHER
+        self.known.add(edge)
+        return edge

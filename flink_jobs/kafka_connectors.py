@@ -100,8 +100,14 @@ def bytes_sink(bootstrap: str, topic: str, properties: dict[str, str] | None = N
 class KeyedSinks:
     """Keyed Kafka sinks for streams of rows (record_key, record_value), both bytes: the
     Kafka key and the value. The DataStream KafkaSink of PyFlink has no way to take the
-    key from a field, so these go through Flink SQL's upsert-kafka connector, in the same
-    job: one table environment, each statement set attached to the DataStream program."""
+    key from a field, so these go through Flink SQL's Kafka connectors, in the same job:
+    one table environment, each statement set attached to the DataStream program.
+
+    attach(): upsert-kafka, for compacted tables (edges, ownership); the record timestamp
+    is the time of writing. attach_log(): the plain kafka connector, AT_LEAST_ONCE, each
+    record keeping its stream record's timestamp (the attempt's event time) as its Kafka
+    timestamp: retry and inbound records are read back, and their timestamps drive the
+    pending input's watermark (flink_jobs/routing.py)."""
 
     def __init__(self, env, bootstrap: str, properties: dict[str, str] | None = None):
         from pyflink.table import StreamTableEnvironment
@@ -110,19 +116,45 @@ class KeyedSinks:
         self.bootstrap = bootstrap
         self.properties = _PRODUCER_PROPERTIES | (properties or {})
 
-    def attach(self, stream, topic: str) -> None:
-        from pyflink.table import DataTypes, Schema, TableDescriptor
+    def _table(self, topic: str, connector: str, schema, options: dict[str, str]) -> str:
+        from pyflink.table import TableDescriptor
 
-        schema = (Schema.new_builder().column("record_key", DataTypes.BYTES().not_null())
-                  .column("record_value", DataTypes.BYTES()).primary_key("record_key").build())
-        descriptor = (TableDescriptor.for_connector("upsert-kafka").schema(schema)
-                      .option("topic", topic).option("properties.bootstrap.servers", self.bootstrap)
+        descriptor = (TableDescriptor.for_connector(connector).schema(schema).option("topic", topic)
+                      .option("properties.bootstrap.servers", self.bootstrap)
                       .option("key.format", "raw").option("value.format", "raw")
                       .option("value.fields-include", "EXCEPT_KEY"))
+        for key, value in options.items():
+            descriptor = descriptor.option(key, value)
         for key, value in self.properties.items():
             descriptor = descriptor.option(f"properties.{key}", value)
         name = "sink_" + topic.replace(".", "_").replace("-", "_")
         self.t_env.create_temporary_table(name, descriptor.build())
+        return name
+
+    def _insert(self, name: str, table) -> None:
         statements = self.t_env.create_statement_set()
-        statements.add_insert(name, self.t_env.from_data_stream(stream))
+        statements.add_insert(name, table)
         statements.attach_as_datastream()
+
+    def attach(self, stream, topic: str) -> None:
+        """Upsert rows to a compacted topic: the latest value per key is the table."""
+        from pyflink.table import DataTypes, Schema
+
+        schema = (Schema.new_builder().column("record_key", DataTypes.BYTES().not_null())
+                  .column("record_value", DataTypes.BYTES()).primary_key("record_key").build())
+        self._insert(self._table(topic, "upsert-kafka", schema, {}), self.t_env.from_data_stream(stream))
+
+    def attach_log(self, stream, topic: str) -> None:
+        """Append rows to a topic, keyed (Kafka's default partitioner: one key, one
+        partition), with the stream's record timestamps."""
+        from pyflink.table import DataTypes, Schema
+        from pyflink.table.expressions import col
+
+        schema = (Schema.new_builder().column("record_key", DataTypes.BYTES())
+                  .column("record_value", DataTypes.BYTES())
+                  .column_by_metadata("record_time", DataTypes.TIMESTAMP_LTZ(3), "timestamp").build())
+        name = self._table(topic, "kafka", schema, {"key.fields": "record_key",
+                                                      "sink.delivery-guarantee": "at-least-once"})
+        rows = self.t_env.from_data_stream(stream, Schema.new_builder().column_by_metadata(
+            "rowtime", DataTypes.TIMESTAMP_LTZ(3)).build())
+        self._insert(name, rows.select(col("record_key"), col("record_value"), col("rowtime")))

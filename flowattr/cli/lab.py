@@ -78,6 +78,8 @@ def _add_bench(sub) -> None:
     p.add_argument("--busy-factor", type=float, default=20,
                    help="connection rates x this in the throughput runs: busy hosts, large batches (default 20)")
     p.add_argument("--parallelism", type=int, default=2)
+    p.add_argument("--repeat", type=int, default=3,
+                   help="runs of the limit and e2e figures, alternating; each reported as median, min, max (default 3)")
     p.add_argument("--latency-s", type=float, default=60, help="seconds of live traffic for the latency run")
     p.add_argument("--latency-hold-s", type=float, default=10, help="hold used in the latency run")
     p.add_argument("--exporter-s", type=float, default=20, help="seconds of 1k conn/s for the exporter run")
@@ -158,7 +160,7 @@ def _cmd_bench(args) -> int:
     cfg = bench.BenchConfig(state=paths.state_dir(args.state_dir), port=args.port, e2e_flows=args.e2e_flows,
                             busy_factor=args.busy_factor, parallelism=args.parallelism, latency_s=args.latency_s,
                             latency_hold_s=args.latency_hold_s, exporter_s=args.exporter_s, out=args.out,
-                            e2e_bound_s=args.e2e_bound_s)
+                            e2e_bound_s=args.e2e_bound_s, repeat=args.repeat)
     results = bench.run(cfg, progress, args.only)
     print(bench.format_table(results))
     progress(f"saved {args.out}")

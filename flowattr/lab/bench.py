@@ -53,6 +53,7 @@ class BenchConfig:
     exporter_s: float           # seconds of 1k conn/s traffic for the exporter run
     out: Path                   # results JSON
     e2e_bound_s: float = 900    # an end-to-end run not complete by then fails
+    repeat: int = 3             # throughput runs (limit, e2e) per figure: median, min, max
 
 
 def _machine() -> dict:
@@ -396,8 +397,34 @@ def _cpu_seconds(pid: int) -> float:
     return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
+# Figures taken `repeat` times: the result keeps the median under the figure's name, and
+# <name>_min, <name>_max and <name>_runs (every run's value).
+REPEATED = {"limit": ("limit_flows_per_s",), "e2e": ("e2e_flows_per_s", "e2e_reader_cpu_pct")}
+
+
+def repeated(name: str, runs: list[dict], say) -> dict:
+    """One result from `runs` of a throughput step: the last run's keys, each figure of
+    REPEATED replaced by the median of the runs (with min, max and every value). Any
+    incomplete run makes the whole result incomplete: no median over a run that lied."""
+    out = dict(runs[-1])
+    complete = [r for r in runs if r.get("e2e_complete", True)]
+    for key in REPEATED[name]:
+        values = [r[key] for r in runs]
+        if len(complete) < len(runs) or any(v is None for v in values):
+            out |= {key: None, f"{key}_runs": values}
+            continue
+        out |= {key: float(np.median(values)), f"{key}_min": min(values), f"{key}_max": max(values),
+                f"{key}_runs": values}
+    if len(complete) < len(runs):
+        out["e2e_complete"] = False
+    elif len(runs) > 1:
+        say(f"{name}: median of {len(runs)} runs {out[REPEATED[name][0]]:,.0f} (min "
+            f"{out[REPEATED[name][0] + '_min']:,.0f}, max {out[REPEATED[name][0] + '_max']:,.0f})")
+    return out
+
+
 def run(cfg: BenchConfig, say, only: list[str] | None = None) -> dict:
-    results: dict = {"machine": _machine()}
+    results: dict = {"machine": _machine(), "repeat": cfg.repeat}
     wanted = [name for name in ("limit", "state", "e2e", "e2e_rocksdb", "latency", "exporter")
               if not only or name in only]
     data = throughput_data(cfg.e2e_flows, cfg.busy_factor, say) if {"limit", "e2e", "e2e_rocksdb"} & set(wanted) \
@@ -406,12 +433,25 @@ def run(cfg: BenchConfig, say, only: list[str] | None = None) -> dict:
              "e2e": lambda: bench_e2e(cfg, data, say), "e2e_rocksdb": lambda: bench_e2e_rocksdb(cfg, data, say),
              "latency": lambda: bench_latency(cfg, say),
              "exporter": lambda: bench_exporter(cfg, say)}
+    # The limit and e2e runs alternate (limit, e2e, limit, e2e, ...): a machine that gets
+    # busier during the bench slows both, and their ratio stays meaningful.
+    runs: dict[str, list[dict]] = {name: [] for name in REPEATED if name in wanted}
+    for i in range(cfg.repeat if runs else 0):
+        for name in runs:
+            say(f"{name}: run {i + 1} of {cfg.repeat}")
+            runs[name].append(steps[name]())
+            if runs[name][-1].get("e2e_complete") is False:
+                break   # an incomplete run fails the bench: no use repeating it
+        if any(r.get("e2e_complete") is False for rs in runs.values() for r in rs):
+            break
     for name in wanted:
-        results.update(steps[name]())
+        results.update(repeated(name, runs[name], say) if name in runs else steps[name]())
     previous = json.loads(cfg.out.read_text()) if cfg.out.exists() and only else {}
     merged = previous | results
     if merged.get("limit_flows_per_s") and merged.get("e2e_flows_per_s"):
         merged["ratio_to_limit"] = round(merged["e2e_flows_per_s"] / merged["limit_flows_per_s"], 3)
+    else:
+        merged["ratio_to_limit"] = None
     cfg.out.parent.mkdir(parents=True, exist_ok=True)
     cfg.out.write_text(json.dumps(merged, indent=2))
     incomplete = [k for k, v in results.items() if k.endswith("_complete") and v is False]
@@ -422,12 +462,22 @@ def run(cfg: BenchConfig, say, only: list[str] | None = None) -> dict:
     return merged
 
 
+def _spread(r: dict, key: str) -> str:
+    """median (min-max over N runs) of a repeated figure."""
+    if r.get(key) is None:
+        return "not measured" if key not in r else "none (incomplete run)"
+    runs = r.get(f"{key}_runs") or [r[key]]
+    return f"{r[key]:,.0f} ({r.get(f'{key}_min', r[key]):,.0f}-{r.get(f'{key}_max', r[key]):,.0f}, {len(runs)} runs)"
+
+
 def format_table(r: dict) -> str:
-    rows = [("in-process limit (flows/s, 1 core)", r.get("limit_flows_per_s")),
+    rows = [("in-process limit (flows/s, 1 core)", _spread(r, "limit_flows_per_s")),
             ("flows per batch (busy fleet)", r.get("flows_per_batch")),
-            ("end to end (flows/s)", r.get("e2e_flows_per_s")),
-            ("end to end: flows pre-loaded / attributed", f"{r.get('e2e_flows')} / {r.get('e2e_attributed_seen')}"),
-            ("ratio to limit", r.get("ratio_to_limit")),
+            ("end to end (flows/s)", _spread(r, "e2e_flows_per_s")),
+            ("end to end: complete / outcomes of accepted", f"{r.get('e2e_complete')} / {r.get('e2e_outcomes')} "
+             f"of {r.get('e2e_accepted')} ({r.get('e2e_attributed_pct')} % attributed)"),
+            ("end to end: measuring side's CPU (% of a core)", r.get("e2e_reader_cpu_pct")),
+            ("ratio to limit (medians)", r.get("ratio_to_limit")),
             ("end to end, hold on disk (RocksDB; flows/s)", r.get("e2e_rocksdb_flows_per_s")),
             ("job parallelism", r.get("parallelism")),
             ("e2e start-up (s)", r.get("e2e_startup_s")),
@@ -438,4 +488,4 @@ def format_table(r: dict) -> str:
             ("exporter CPU % of a core at 1k conn/s", r.get("exporter_cpu_pct_at_1k_cps")),
             ("traffic generator CPU %", r.get("generator_cpu_pct")),
             ("machine", json.dumps(r.get("machine")))]
-    return "\n".join(f"{name:<42} {value}" for name, value in rows)
+    return "\n".join(f"{name:<48} {value}" for name, value in rows)

@@ -58,11 +58,13 @@ def read_latest_by_key(bootstrap: str, topic: str, idle_timeout_s: float = 5.0) 
 
 def iter_topic(bootstrap: str, topic: str, idle_timeout_s: float = 10.0,
                max_wait_s: float = 300.0, from_beginning: bool = True,
-               first_wait_s: float | None = None, with_keys: bool = False) -> Iterator[list]:
+               first_wait_s: float | None = None, with_keys: bool = False,
+               whole_records: bool = False) -> Iterator[list]:
     """Yield lists of values as they arrive (no consumer group: assign every partition).
     Ends when nothing new came for idle_timeout_s, or, before the first value, for
     first_wait_s (default: idle_timeout_s), or after max_wait_s. with_keys: (key, value)
-    pairs instead of values."""
+    pairs instead of values; whole_records: kafka-python's ConsumerRecords (key, value,
+    timestamp, headers)."""
     try:
         consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                  max_partition_fetch_bytes=64 * 1024 * 1024,
@@ -87,7 +89,8 @@ def iter_topic(bootstrap: str, topic: str, idle_timeout_s: float = 10.0,
         idle_limit = idle_timeout_s if first_wait_s is None else first_wait_s
         while time.monotonic() < end and time.monotonic() - last_data < idle_limit:
             polled = consumer.poll(timeout_ms=500)
-            batch = [(rec.key, rec.value) if with_keys else rec.value for recs in polled.values() for rec in recs]
+            batch = [rec if whole_records else (rec.key, rec.value) if with_keys else rec.value
+                     for recs in polled.values() for rec in recs]
             if batch:
                 last_data = time.monotonic()
                 idle_limit = idle_timeout_s

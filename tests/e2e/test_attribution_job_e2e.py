@@ -90,13 +90,23 @@ def fleet_run(kafka_bootstrap, tmp_path_factory):
     try:
         scores = wait_for_outcomes(kafka_bootstrap, truth, REGIONS, clock, 600, lambda *_: None,
                                    alive=lambda: all(j.running() for j in jobs))
-        dead = read_topic(kafka_bootstrap, "deadletter.us-east-1", idle_timeout_s=10)
-        # The edge windows fire downstream of the outcomes: wait until they count them all
-        # (or 120 s: the test then shows the difference).
-        expected = _edges_of_the_outcomes(kafka_bootstrap)
-        deadline = time.monotonic() + 120
-        while (got := _edges_published(kafka_bootstrap)) != expected and time.monotonic() < deadline:
+        # A batch delivered a day late, once event time has moved on: its flows get an
+        # outcome, but their edge window closed long ago (allowed lateness: hours).
+        stale_key = _send_stale_batch(kafka_bootstrap, min(d.window_start_ms for d in deliveries) - 86_400_000)
+        # The edge windows fire downstream of the outcomes: wait until they count them all,
+        # with the stale batch's partial in the dead-letter topic (or 150 s: the test then
+        # shows the difference).
+        deadline = time.monotonic() + 150
+        while True:
+            expected = _edges_of_the_outcomes(kafka_bootstrap)
+            got = _edges_published(kafka_bootstrap)
+            late = _late_edge_letters(kafka_bootstrap)
+            for key, counts in late.items():
+                got[key] = edges.add(got[key], counts) if key in got else counts
+            if (got == expected and stale_key in late) or time.monotonic() > deadline:
+                break
             time.sleep(2)
+        dead = read_topic(kafka_bootstrap, "deadletter.us-east-1", idle_timeout_s=10)
         # The ownership changelog is written as the jobs learn: read it while they run (a
         # stopped job's last unsent records are not on the topic), once it has caught up.
         deadline = time.monotonic() + 90
@@ -106,7 +116,52 @@ def fleet_run(kafka_bootstrap, tmp_path_factory):
         clock.close()
         for j in jobs:
             j.stop()
-    return truth, scores, dead, bad, (expected, got), whois
+    return truth, scores, dead, bad, (expected, got, late, stale_key), whois
+
+
+def _send_stale_batch(bootstrap: str, window_start_ms: int) -> bytes:
+    """One batch of 3 flows to an internet address (final at once: OUTSIDE_KNOWN_CIDRS)
+    from a new exporter, for a window that closed at window_start_ms + 1 min. Returns the
+    edge key its flows make."""
+    cols = FlowColumns.zeros(3)
+    cols.columns["local_ip"][:] = np.frombuffer(ip_to_bytes("10.9.9.8"), np.uint8)
+    cols.columns["remote_ip"][:] = np.frombuffer(ip_to_bytes("203.0.113.7"), np.uint8)
+    cols.columns["local_port"][:] = [40001, 40002, 40003]
+    cols.columns["remote_port"][:] = 443
+    cols.columns["start_ms"][:] = window_start_ms + 1_000
+    cols.columns["end_ms"][:] = window_start_ms + 2_000
+    cols.columns["direction"][:] = pb.FLOW_DIRECTION_OUTBOUND
+    cols.columns["local_attribution"][:] = pb.LOCAL_ATTRIBUTION_UNKNOWN
+    header = pb.FlowBatch(exporter_id="stale-host", host="stale-host", region="us-east-1",
+                          window_start_ms=window_start_ms, window_end_ms=window_start_ms + 60_000, sequence=1,
+                          part=0, part_count=1)
+    p = producer(bootstrap)
+    p.send("flows.us-east-1", encode_flow_batch(header, cols), timestamp_ms=window_start_ms + 60_000)
+    p.flush()
+    p.close()
+    minute = (window_start_ms + 1_000) // 60_000 * 60_000
+    return edges.edge_key(minute, "", "", pb.FLOW_DIRECTION_OUTBOUND, 443,
+                          pb.UNATTRIBUTED_REASON_OUTSIDE_KNOWN_CIDRS).encode()
+
+
+def _late_edge_letters(bootstrap: str) -> dict[bytes, list[int]]:
+    """Edge key -> counts of the partials the regions' jobs dead-lettered as too late."""
+    out: dict[bytes, list[int]] = {}
+    for region in REGIONS:
+        for value in read_topic(bootstrap, f"deadletter.{region}", idle_timeout_s=3):
+            letter = pb.DeadLetter.FromString(value)
+            if letter.source_topic == f"edges.{region}":
+                e = pb.EdgeRecord.FromString(letter.original)
+                key = edges.edge_key(e.window_start_ms, e.local_workload, e.remote_workload, e.direction,
+                                     e.service_port, e.unattributed_reason).encode()
+                counts = _counts(e)
+                out[key] = edges.add(out[key], counts) if key in out else counts
+    return out
+
+
+def _counts(e: pb.EdgeRecord) -> list[int]:
+    return [e.flows, e.bytes_sent, e.bytes_received, e.retransmits, e.flows_heartbeat, e.flows_ip_change_event,
+            *e.rtt_histogram]
 
 
 def _edges_of_the_outcomes(bootstrap: str) -> dict[bytes, list[int]]:
@@ -128,9 +183,7 @@ def _edges_published(bootstrap: str) -> dict[bytes, list[int]]:
     out: dict[bytes, list[int]] = {}
     for region in REGIONS:
         for key, value in read_latest_by_key(bootstrap, f"edges.{region}", idle_timeout_s=3).items():
-            e = pb.EdgeRecord.FromString(value)
-            counts = [e.flows, e.bytes_sent, e.bytes_received, e.retransmits, e.flows_heartbeat,
-                      e.flows_ip_change_event, *e.rtt_histogram]
+            counts = _counts(pb.EdgeRecord.FromString(value))
             out[key] = edges.add(out[key], counts) if key in out else counts
     return out
 
@@ -167,11 +220,14 @@ def test_edges_are_the_minute_totals_of_the_outcomes(fleet_run):
     """edges.R (the job's event-time windows by flow-start minute, fired again for late
     flows, keyed for compaction) holds, for every edge and minute, exactly the totals of
     the flows on the output topics: none missed, none counted twice, late retries
-    included. The unattributed flows are edges with their reason."""
+    included; a partial for a window closed long ago (a batch delivered a day late) is in
+    the dead-letter topic, not lost. The unattributed flows are edges with their reason."""
     import json
 
-    expected, got = fleet_run[4]
+    expected, got, late, stale_key = fleet_run[4]
     assert len(expected) > 1_000
+    # Late partials: the stale batch's one edge, no more (every other flow was in time).
+    assert list(late) == [stale_key] and late[stale_key][:1] == [3], late
     missing = {k: v[:6] for k, v in expected.items() if got.get(k) != v}
     assert not missing and got.keys() == expected.keys(), (
         len(missing), [(k, v, (got.get(k) or [None] * 6)[:6]) for k, v in list(missing.items())[:5]],
@@ -237,6 +293,36 @@ def test_whois_never_names_another_owner_for_an_attributed_flows_remote_ip(fleet
     with redirect_stdout(out):
         assert cli(["whois", "10.9.9.9", "--at", str(start), "--json", "--bootstrap", kafka_bootstrap]) == 0
     assert json.loads(out.getvalue())["status"] == "unknown"
+
+
+def test_output_batches_are_keyed_by_exporter_and_stamped_with_the_attempts_event_time(fleet_run, kafka_bootstrap):
+    """Kafka conventions on the batch outputs: the key is the source exporter's id (one
+    exporter's batches in one partition, in order), and the record timestamp is the
+    attempt's event time (attributed_at_ms), not the wall clock: retry and inbound records
+    are read back, and a wall-clock stamp would run the pending watermark ahead."""
+    from flowattr.stack.kafka_clients import iter_topic
+    from schemas.columns import decode_attributed_batch
+
+    wall_clock_floor = int(time.time() * 1000) - 86_400_000  # the simulated fleet ran long before
+    seen, on_time = {}, 0
+    for topic in ("attributed.us-east-1", "unattributed.us-east-1", "retry.us-east-1", "inbound.eu-west-1"):
+        records = [r for batch in iter_topic(kafka_bootstrap, topic, idle_timeout_s=3, whole_records=True)
+                   for r in batch]
+        seen[topic] = len(records)
+        for r in records:
+            if r.value in fleet_run[3]["retry"]:
+                continue   # the malformed record the test itself put there (see malformed_records)
+            header, _ = decode_attributed_batch(r.value)
+            assert r.key == header.source_exporter_id.encode() and r.key, (topic, r.key, header.source_exporter_id)
+            assert r.timestamp < wall_clock_floor, (topic, r.timestamp)
+            if not topic.startswith("inbound"):   # a forward is pending: no attempt of its own yet
+                # A timer's attempt is stamped with its time; a batch already due on arrival
+                # (delayed, read back after the watermark moved on) is attempted at once and
+                # keeps its own, earlier, event time: never later than the attempt.
+                assert r.timestamp <= header.attributed_at_ms, (topic, r.timestamp, header.attributed_at_ms)
+                on_time += r.timestamp == header.attributed_at_ms
+    assert all(seen.values()), seen   # the harsh fleet retries and forwards
+    assert on_time > 0.8 * (sum(seen.values()) - seen["inbound.eu-west-1"]), (on_time, seen)
 
 
 def test_cross_region_flows_are_attributed_by_the_other_region(fleet_run, kafka_bootstrap):

@@ -94,3 +94,28 @@ def test_percentiles_are_the_upper_bound_of_their_bucket():
     assert edges.percentile_us(histogram, 0.99) == 31
     assert edges.percentile_us(histogram, 1.0) == 2 ** 20 - 1
     assert edges.percentile_us([0] * edges.RTT_BUCKETS, 0.5) == 0
+
+
+def test_a_late_partial_becomes_a_dead_letter_holding_its_edge_record():
+    """A partial for a closed window is not lost: the dead letter carries the edge's
+    counts as an EdgeRecord an operator can add to the minute, and says why."""
+    (key, _, counts), = edges.partials(_payload([("web", "db", OUT, 40000, 5432, 60_500, 100, 200, 1, 1_000, HB, 0)]))
+    letter = pb.DeadLetter.FromString(edges.late_dead_letter(key, counts, "r1", "edges.r1", 7_000, 99))
+    assert letter.source_topic == "edges.r1" and letter.detected_at_ms == 99
+    assert "1 flow(s) for the minute starting 60000" in letter.reason and "7000 ms" in letter.reason
+    edge = pb.EdgeRecord.FromString(letter.original)
+    assert (edge.window_start_ms, edge.local_workload, edge.remote_workload, edge.service_port) == \
+        (60_000, "web", "db", 5432)
+    assert (edge.flows, edge.bytes_sent, edge.bytes_received, edge.retransmits) == (1, 100, 200, 1)
+
+
+def test_top_edge_labels_name_client_server_and_port_and_cap_the_series():
+    labels = edges.TopEdgeLabels(limit=2)
+    web_db = edges.edge_key(60_000, "web", "db", OUT, 5432, 0)
+    assert labels.labels(web_db) == ("web", "db", "5432")
+    # The server side's record of the same connection: the same edge.
+    assert labels.labels(edges.edge_key(120_000, "db", "web", IN, 5432, 0)) == ("web", "db", "5432")
+    assert labels.labels(edges.edge_key(60_000, "web", "", OUT, 443, NO_EVIDENCE)) == ("web", "?NO_EVIDENCE", "443")
+    # A third edge is past the limit: counted, as "(other)"; known edges keep their labels.
+    assert labels.labels(edges.edge_key(60_000, "api", "db", OUT, 5432, 0)) == edges.TopEdgeLabels.OTHER
+    assert labels.labels(web_db) == ("web", "db", "5432")
