@@ -23,8 +23,9 @@ from exporter.ringbuf import RingReader
 
 BPF_DIR = Path(__file__).resolve().parent.parent / "bpf"
 PIN_DIR = Path("/sys/fs/bpf/flowattr")  # where flowtrace.c pins its maps (a test checks the C side)
-# Ring buffer size: 1024 pages (4 MiB) holds ~27k events, 270k events/s at 10 polls/s.
-RING_PAGES = 1024
+# Ring buffer size: 2048 pages (8 MiB) hold ~54k events: a second of 50k events/s at the
+# exporter's 1 poll/s, and 10x that once it polls every 100 ms (it does after a busy poll).
+RING_PAGES = 2048
 
 
 class EbpfUnavailable(RuntimeError):

@@ -368,25 +368,36 @@ def bench_exporter(cfg: BenchConfig, say) -> dict:
                                          b.bootstrap, "--region", "benchx", "--window-s", "10", "--spool-dir",
                                          str(cfg.state / f"bench-spool-{int(time.time())}"), "--local-cidr",
                                          "10.15.202.0/24"], cfg.state / "bench-exporter.log")
-            wait_for_line(cfg.state / "bench-exporter.log", "capturing", 180, exporter.pid)  # BPF compiled
-            cpu0 = _cpu_seconds(exporter.pid)
-            out = subprocess.run(["ip", "netns", "exec", "fa_bench_a", sys.executable, "-m",
-                                  "flowattr.lab.netns_traffic", "rate", "10.15.202.2", "7000", "1000",
-                                  str(cfg.exporter_s)],
-                                 capture_output=True, text=True, check=True)
-            cpu1 = _cpu_seconds(exporter.pid)
-            gen = json.loads(out.stdout.strip().splitlines()[-1])
+            # BPF compiled (a line of THIS run: the log is appended, and an earlier run's
+            # line once started the CPU count during the compile: 9 % instead of 0.9 %).
+            wait_for_line(cfg.state / "bench-exporter.log", "capturing", 180, exporter.pid, since=exporter.log_offset)
+            results = {}
+            for rate in (1000, 10_000):
+                cpu0 = _cpu_seconds(exporter.pid)
+                out = subprocess.run(["ip", "netns", "exec", "fa_bench_a", sys.executable, "-m",
+                                      "flowattr.lab.netns_traffic", "rate", "10.15.202.2", "7000", str(rate),
+                                      str(cfg.exporter_s)],
+                                     capture_output=True, text=True, check=True)
+                cpu1 = _cpu_seconds(exporter.pid)
+                gen = json.loads(out.stdout.strip().splitlines()[-1])
+                cps = gen["connections"] / gen["seconds"]
+                exporter_pct = 100 * (cpu1 - cpu0) / gen["seconds"]
+                generator_pct = round(100 * gen["cpu_s"] / gen["seconds"], 1)
+                say(f"exporter: {cps:,.0f} connections/s asked {rate:,} ({2 * cps:,.0f} flows/s, both ends) for "
+                    f"{gen['seconds']:.0f} s: exporter {exporter_pct:.2f} % of one core; traffic generator "
+                    f"{generator_pct:.1f} %")
+                if rate == 1000:
+                    results |= {"exporter_cpu_pct_at_1k_cps": round(exporter_pct * 1000 / cps, 3),
+                                "exporter_connections_per_s": round(cps), "generator_cpu_pct": generator_pct}
+                else:   # what the generator reached: one Python process may not make 10k/s
+                    results |= {"exporter_cpu_pct_at_10k_asked": round(exporter_pct, 3),
+                                "exporter_connections_per_s_at_10k_asked": round(cps),
+                                "generator_cpu_pct_at_10k_asked": generator_pct}
             stop_group(exporter.pid, timeout_s=20)
             server.kill()
             server.wait()
             server.stdout.close()
-        cps = gen["connections"] / gen["seconds"]
-        exporter_pct = 100 * (cpu1 - cpu0) / gen["seconds"]
-        say(f"exporter: {cps:,.0f} connections/s ({2 * cps:,.0f} flows/s, both ends) for {gen['seconds']:.0f} s: "
-            f"exporter {exporter_pct:.2f} % of one core; traffic generator {100 * gen['cpu_s'] / gen['seconds']:.1f} %")
-        generator_pct = round(100 * gen["cpu_s"] / gen["seconds"], 1)
-        return {"exporter_cpu_pct_at_1k_cps": round(exporter_pct * 1000 / cps, 3),
-                "exporter_connections_per_s": round(cps), "generator_cpu_pct": generator_pct}
+        return results
     finally:
         broker.stop(cfg.state)
 
@@ -487,5 +498,7 @@ def format_table(r: dict) -> str:
             ("state for 1 M IPs (bytes)", r.get("state_bytes_1m_ips")),
             ("exporter CPU % of a core at 1k conn/s", r.get("exporter_cpu_pct_at_1k_cps")),
             ("traffic generator CPU %", r.get("generator_cpu_pct")),
+            ("exporter CPU % at 10k conn/s asked (reached)", f"{r.get('exporter_cpu_pct_at_10k_asked')} "
+             f"({r.get('exporter_connections_per_s_at_10k_asked')} conn/s)"),
             ("machine", json.dumps(r.get("machine")))]
     return "\n".join(f"{name:<48} {value}" for name, value in rows)

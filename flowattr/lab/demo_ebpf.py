@@ -85,7 +85,8 @@ def run(state: Path, port: int, traffic_s: float, keep_running: bool, say) -> di
         for server in servers:
             server.stdout.readline()
         for name in ("a", "b"):  # each exporter compiles and attaches its BPF program first
-            wait_for_line(state / f"demo-exporter-{name}.log", "capturing", 180, procs[0 if name == "a" else 1].pid)
+            proc = procs[0 if name == "a" else 1]
+            wait_for_line(state / f"demo-exporter-{name}.log", "capturing", 180, proc.pid, since=proc.log_offset)
         say(f"namespace hosts up; two exporters capturing (eBPF), the collector starting; "
             f"frontend calls catalog and inventory for {traffic_s:.0f} s ...")
         deadline = time.monotonic() + traffic_s

@@ -48,7 +48,8 @@ def run(state: Path, bootstrap: str, region: str, say, outage_s: float = 60, tra
                                      f"outage-{run_id}", "--spool-dir", str(state / f"outage-spool-{run_id}"),
                                      "--local-cidr", CIDR], log)
         try:
-            wait_for_line(log, "capturing", 120, exporter.pid)  # the BPF program is compiled and attached
+            # The BPF program is compiled and attached (a line of this run: the log is appended).
+            wait_for_line(log, "capturing", 120, exporter.pid, since=exporter.log_offset)
             say(f"outage: {per_second:.0f} connections/s for {traffic_s:.0f} s; broker unreachable for "
                 f"{outage_s:.0f} s from {(traffic_s - outage_s) / 2:.0f} s")
             traffic = subprocess.Popen(["ip", "netns", "exec", HOST_A, sys.executable, "-m",

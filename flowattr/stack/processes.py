@@ -61,8 +61,9 @@ class BackgroundProcess:
     """A child started in its own session (process group). No Popen object: the process
     is meant to outlive this handle (a broker, a job), so nothing warns when it does."""
 
-    def __init__(self, pid: int):
+    def __init__(self, pid: int, log_offset: int = 0):
         self.pid = pid
+        self.log_offset = log_offset   # the log's size when this process started writing to it
         self.returncode: int | None = None
 
     def poll(self) -> int | None:
@@ -80,6 +81,7 @@ def start_background(cmd: list[str], log_path: Path, env: dict | None = None) ->
     """Start `cmd` in a new session (its own process group), output appended to log_path."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    offset = os.fstat(fd).st_size
     try:
         actions = [(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
                    (os.POSIX_SPAWN_DUP2, fd, 1), (os.POSIX_SPAWN_DUP2, fd, 2)]
@@ -87,16 +89,20 @@ def start_background(cmd: list[str], log_path: Path, env: dict | None = None) ->
                               file_actions=actions, setsid=True)
     finally:
         os.close(fd)
-    return BackgroundProcess(pid)
+    return BackgroundProcess(pid, offset)
 
 
-def wait_for_line(log: Path, needle: str, timeout_s: float, pid: int | None = None) -> None:
-    """Until a line of the log contains `needle`; raises when the deadline passes or the
-    process `pid` exits first (saying where its log is)."""
+def wait_for_line(log: Path, needle: str, timeout_s: float, pid: int | None = None, since: int = 0) -> None:
+    """Until a line of the log written after byte `since` contains `needle` (logs are
+    appended: pass the process's log_offset, or an earlier run's line answers); raises
+    when the deadline passes or the process `pid` exits first (saying where its log is)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if log.exists() and needle in log.read_text(errors="replace"):
-            return
+        if log.exists():
+            with open(log, "rb") as f:
+                f.seek(since)
+                if needle.encode() in f.read():
+                    return
         if pid is not None and not pid_alive(pid):
             raise FlowattrError(f"the process exited before logging {needle!r}; see {log}")
         time.sleep(0.5)
