@@ -23,11 +23,19 @@ def scrape(port: int) -> str:
         return ""
 
 
+def job_label(job_name: str) -> str:
+    """The job_name label the reporter writes: Flink's Prometheus reporter replaces every
+    character outside [A-Za-z0-9_:] with "_" ("flowattr-collector-R" is labelled
+    "flowattr_collector_R"). Matching the raw name found nothing, and the first complete
+    bench run waited out its bound on a job that had finished in minutes."""
+    return f'job_name="{re.sub(r"[^A-Za-z0-9_:]", "_", job_name)}"'
+
+
 def counters(text: str, job_name: str, names: tuple[str, ...]) -> dict[str, int]:
     """Operator counters `names` of job `job_name`, summed over subtasks and operators."""
     out = dict.fromkeys(names, 0)
     wanted = {OPERATOR + n: n for n in names}
-    label = f'job_name="{job_name}"'
+    label = job_label(job_name)
     for line in text.splitlines():
         m = _LINE.match(line)
         if m and m.group(1) in wanted and label in m.group(2):
@@ -38,6 +46,6 @@ def counters(text: str, job_name: str, names: tuple[str, ...]) -> dict[str, int]
 def job_port(job_name: str) -> int | None:
     """The port of the range whose JVM reports this job (None: not yet)."""
     for port in range(FIRST_PORT, LAST_PORT + 1):
-        if f'job_name="{job_name}"' in scrape(port):
+        if job_label(job_name) in scrape(port):
             return port
     return None
