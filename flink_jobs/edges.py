@@ -37,7 +37,12 @@ def edge_key(minute_ms: int, local: str, remote: str, direction: int, port: int,
     """The Kafka key of an edge's minute: a JSON array, so any workload name (a '|', a
     quote) keeps its edge apart. The first version joined with '|': a name holding one
     merged two edges and crashed record() in a loop (found by an adversarial review)."""
-    return json.dumps([minute_ms, local, remote, direction, port, reason], separators=(",", ":"))
+    return _KEY_ENCODER.encode([minute_ms, local, remote, direction, port, reason])
+
+
+# One encoder for every key: json.dumps with separators builds a new one per call (most of
+# partials()'s time on a busy batch, measured).
+_KEY_ENCODER = json.JSONEncoder(separators=(",", ":"))
 
 
 def partials(payload: bytes) -> list[tuple[str, int, list[int]]]:
@@ -55,24 +60,53 @@ def partials(payload: bytes) -> list[tuple[str, int, list[int]]]:
     direction = cols["direction"].astype(np.int64)
     # The service port is the server side's: the remote's when the local side dialled.
     port = np.where(direction == pb.FLOW_DIRECTION_OUTBOUND, cols["remote_port"], cols["local_port"]).astype(np.int64)
-    groups = np.stack([minute, cols["local_workload_ref"].astype(np.int64),
-                       cols["remote_workload_ref"].astype(np.int64), direction, port,
-                       cols["unattributed_reason"].astype(np.int64)], axis=1)
-    keys, group = np.unique(groups, axis=0, return_inverse=True)
-    group = group.ravel()
-    counts = np.zeros((len(keys), COUNTS), dtype=np.int64)
-    np.add.at(counts[:, FLOWS], group, 1)
-    np.add.at(counts[:, SENT], group, cols["bytes_sent"].astype(np.int64))
-    np.add.at(counts[:, RECEIVED], group, cols["bytes_received"].astype(np.int64))
-    np.add.at(counts[:, RETRANSMITS], group, cols["retransmits"].astype(np.int64))
+    group, keys = _groups([minute, cols["local_workload_ref"].astype(np.int64),
+                           cols["remote_workload_ref"].astype(np.int64), direction, port,
+                           cols["unattributed_reason"].astype(np.int64)])
+    k = len(keys)
+    counts = np.zeros((k, COUNTS), dtype=np.int64)
+    counts[:, FLOWS] = np.bincount(group, minlength=k)
+    for column, name in ((SENT, "bytes_sent"), (RECEIVED, "bytes_received"), (RETRANSMITS, "retransmits")):
+        counts[:, column] = _sum_by(group, cols[name], k)
     source = cols["evidence_source"]
-    np.add.at(counts[:, HEARTBEAT], group, (source == pb.EVIDENCE_SOURCE_HEARTBEAT).astype(np.int64))
-    np.add.at(counts[:, EVENT], group, (source == pb.EVIDENCE_SOURCE_IP_CHANGE_EVENT).astype(np.int64))
+    counts[:, HEARTBEAT] = np.bincount(group, weights=source == pb.EVIDENCE_SOURCE_HEARTBEAT, minlength=k)
+    counts[:, EVENT] = np.bincount(group, weights=source == pb.EVIDENCE_SOURCE_IP_CHANGE_EVENT, minlength=k)
     bucket = np.minimum(_bit_length(cols["rtt_us"].astype(np.int64)), RTT_BUCKETS - 1)
-    np.add.at(counts, (group, 6 + bucket), 1)
+    counts[:, 6:] = np.bincount(group * RTT_BUCKETS + bucket, minlength=k * RTT_BUCKETS).reshape(k, RTT_BUCKETS)
     names = cols.workloads
     return [(edge_key(int(k[0]), names[k[1]], names[k[2]], int(k[3]), int(k[4]), int(k[5])), int(k[0]),
              counts[i].tolist()) for i, k in enumerate(keys)]
+
+
+def _sum_by(group: np.ndarray, values: np.ndarray, k: int) -> np.ndarray:
+    """Per-group sums of `values`: np.bincount (float64, ~30x faster than np.add.at) when
+    every sum is exact, i.e. the column's total is below 2^53; else np.add.at in int64."""
+    if float(values.max(initial=0)) * len(values) < 2.0 ** 53:
+        return np.bincount(group, weights=values.astype(np.float64), minlength=k).astype(np.int64)
+    out = np.zeros(k, dtype=np.int64)
+    np.add.at(out, group, values.astype(np.int64))
+    return out
+
+
+def _groups(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(group of each row, the distinct rows of `columns` in sorted order): np.unique over
+    rows, made fast by packing each row into one int64 (mixed radix over each column's
+    range) when the ranges fit in 62 bits, as they do for any real batch."""
+    lows = [int(c.min()) for c in columns]
+    spans = [int(c.max()) - low + 1 for c, low in zip(columns, lows, strict=True)]
+    if np.prod([float(x) for x in spans]) < 2.0 ** 62:
+        packed = np.zeros(len(columns[0]), dtype=np.int64)
+        for c, low, span in zip(columns, lows, spans, strict=True):
+            packed = packed * span + (c - low)
+        distinct, group = np.unique(packed, return_inverse=True)
+        keys = np.zeros((len(distinct), len(columns)), dtype=np.int64)
+        rest = distinct.copy()
+        for j in range(len(columns) - 1, -1, -1):
+            keys[:, j] = rest % spans[j] + lows[j]
+            rest //= spans[j]
+        return group.ravel(), keys
+    keys, group = np.unique(np.stack(columns, axis=1), axis=0, return_inverse=True)
+    return group.ravel(), keys
 
 
 def _bit_length(values: np.ndarray) -> np.ndarray:

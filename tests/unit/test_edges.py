@@ -119,3 +119,42 @@ def test_top_edge_labels_name_client_server_and_port_and_cap_the_series():
     # A third edge is past the limit: counted, as "(other)"; known edges keep their labels.
     assert labels.labels(edges.edge_key(60_000, "api", "db", OUT, 5432, 0)) == edges.TopEdgeLabels.OTHER
     assert labels.labels(web_db) == ("web", "db", "5432")
+
+
+def test_partials_equal_a_plain_loop_over_the_flows_on_random_batches():
+    """The vectorised grouping (packed keys, bincount) against a per-flow loop, on random
+    batches: small ranges (the packed path) and sums past 2^53 (np.add.at in int64; a
+    minute of one edge is assumed to move fewer than 2^63 bytes)."""
+    import numpy as np
+    rng = np.random.default_rng(5)
+    for huge in (False, True):
+        rows = [("web" if rng.random() < 0.5 else "db", ["", "web", "db", "lb-api"][rng.integers(0, 4)],
+                 [OUT, IN][rng.integers(0, 2)], int(rng.integers(1, 65536)), int(rng.choice([443, 5432])),
+                 int(rng.integers(60_000, 180_000)), int(rng.integers(0, 2**50 if huge else 10**6)),
+                 int(rng.integers(0, 10**6)), int(rng.integers(0, 5)), int(rng.integers(0, 10**7)),
+                 [HB, EV][rng.integers(0, 2)], 0) for _ in range(500)]
+        rows = [r if r[1] else (*r[:10], 0, NO_EVIDENCE) for r in rows]
+        expected: dict[str, list[int]] = {}
+        for local, remote, direction, lport, rport, start, sent, received, retrans, rtt, source, reason in rows:
+            port = rport if direction == OUT else lport
+            key = edges.edge_key(min(start, 179_999) // 60_000 * 60_000, local, remote, direction, port, reason)
+            c = expected.setdefault(key, [0] * edges.COUNTS)
+            c[0] += 1
+            c[1] += sent
+            c[2] += received
+            c[3] += retrans
+            c[4] += source == HB and not reason
+            c[5] += source == EV and not reason
+            c[6 + min(rtt.bit_length(), edges.RTT_BUCKETS - 1)] += 1
+        got = {key: counts for key, _, counts in edges.partials(_payload(rows))}
+        assert got == expected
+
+
+def test_grouping_falls_back_to_unique_rows_when_the_packed_key_would_overflow():
+    import numpy as np
+    wide = [np.array([0, 2**40, 0, 5], dtype=np.int64), np.array([7, 2**30, 7, 1], dtype=np.int64)]
+    group, keys = edges._groups(wide)   # 2^40 x 2^30 > 2^62: rows, not a packed key
+    assert keys.tolist() == [[0, 7], [5, 1], [2**40, 2**30]] and group.tolist() == [0, 2, 0, 1]
+    small = [np.array([3, 1, 3], dtype=np.int64), np.array([-2, 9, -2], dtype=np.int64)]
+    group, keys = edges._groups(small)
+    assert keys.tolist() == [[1, 9], [3, -2]] and group.tolist() == [1, 0, 1]
