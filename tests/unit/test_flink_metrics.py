@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from flowattr.stack.flink_metrics import counters
 
-SCRAPED = """\
-# TYPE flink_taskmanager_job_task_operator_attributed gauge
-flink_taskmanager_job_task_operator_attributed{job_name="flowattr_collector_bench1",operator_name="attribute",subtask_index="0",} 2503106.0
-flink_taskmanager_job_task_operator_attributed{job_name="flowattr_collector_bench1",operator_name="attribute",subtask_index="1",} 3070491.0
-flink_taskmanager_job_task_operator_attributed{job_name="flowattr_collector_other",operator_name="attribute",subtask_index="0",} 7.0
-flink_taskmanager_job_task_operator_unattributed{job_name="flowattr_collector_bench1",operator_name="attribute",subtask_index="0",} 1.4668E4
-"""
+LABELS = 'job_name="{job}",operator_name="attribute",subtask_index="{i}",'
+OPERATOR = "flink_taskmanager_job_task_operator_"
+SCRAPED = "\n".join([
+    f"# TYPE {OPERATOR}attributed gauge",
+    f"{OPERATOR}attributed{{{LABELS.format(job='flowattr_collector_bench1', i=0)}}} 2503106.0",
+    f"{OPERATOR}attributed{{{LABELS.format(job='flowattr_collector_bench1', i=1)}}} 3070491.0",
+    f"{OPERATOR}attributed{{{LABELS.format(job='flowattr_collector_other', i=0)}}} 7.0",
+    f"{OPERATOR}unattributed{{{LABELS.format(job='flowattr_collector_bench1', i=0)}}} 1.4668E4"])
 
 
 def test_counters_of_one_job_summed_over_subtasks_by_its_submitted_name():
