@@ -76,6 +76,16 @@ def _metrics_server(cfg: ExporterConfig) -> MetricsServer | None:
     return server
 
 
+def _spool_due(cfg: ExporterConfig, batcher: Batcher, spool: Spool) -> None:
+    """Spool every window that closed (its grace passed), and say the exporter is alive."""
+    due = batcher.flush_due(int(time.time() * 1000), grace_ms=int(min(2000, cfg.window_s * 200)))
+    if due:
+        spool.save_sequence(batcher.sequence)  # before the batches: never reuse a number
+    for ts, value in due:
+        spool.put(ts, value)
+    cfg.alive_file.write_text(str(int(time.time())))
+
+
 def _flush_last(batcher: Batcher, spool: Spool, window_s: float) -> None:
     """At a stop: flush every window closed so far and give the sender a moment."""
     last = batcher.flush_due(int(time.time() * 1000) + int(window_s * 1000), grace_ms=0)
@@ -146,13 +156,7 @@ def run(cfg: ExporterConfig, probe_factory=None, sender_factory=None) -> dict:
             now = time.monotonic()
             if now - last_flush >= 0.5:
                 last_flush = now
-                grace = int(min(2000, cfg.window_s * 200))
-                due = batcher.flush_due(int(time.time() * 1000), grace_ms=grace)
-                if due:
-                    spool.save_sequence(batcher.sequence)  # before the batches: never reuse a number
-                for ts, value in due:
-                    spool.put(ts, value)
-                cfg.alive_file.write_text(str(int(time.time())))
+                _spool_due(cfg, batcher, spool)
             if server and now - last_published >= 1:
                 last_published = now
                 server.publish(metrics())

@@ -84,8 +84,7 @@ def run(state: Path, port: int, traffic_s: float, keep_running: bool, say) -> di
                    for ip in ("10.15.201.2", "10.15.201.3")]
         for server in servers:
             server.stdout.readline()
-        for name in ("a", "b"):  # each exporter compiles and attaches its BPF program first
-            proc = procs[0 if name == "a" else 1]
+        for name, proc in zip("ab", procs, strict=True):  # each compiles and attaches its BPF program first
             wait_for_line(state / f"demo-exporter-{name}.log", "capturing", 180, proc.pid, since=proc.log_offset)
         say(f"namespace hosts up; two exporters capturing (eBPF), the collector starting; "
             f"frontend calls catalog and inventory for {traffic_s:.0f} s ...")
