@@ -25,7 +25,21 @@ log = logging.getLogger("flowattr.exporter")
 
 
 POLL_MS, FAST_POLL_MS = 1000, 100
-BUSY_POLL_EVENTS = 10_000   # ~1/5 of the ring (exporter/probe.py RING_PAGES: ~55k events of 152 bytes)
+# Events per second that switch to fast polls, and below which fast polls end (hysteresis).
+# The ring holds ~52k records (exporter/probe.py), so a quiet second (< 10k/s) never fills
+# it, and fast polls take ~520k/s. A jump from under 10k/s to over 52k/s within one quiet
+# second loses events in that second: counted (events_lost), never silent.
+FAST_RATE, QUIET_RATE = 10_000, 5_000
+
+
+def next_poll_ms(poll_ms: int, delivered: int) -> int:
+    """The wait before the next ring read, from the rate the last read saw. Rates, not
+    counts: comparing counts (10k per read either way) left rates of 10k-100k/s flipping
+    between 1 s and 100 ms reads, and every 1 s read over 52k/s overflowed the ring."""
+    rate = delivered * 1000 / poll_ms
+    if rate >= FAST_RATE or (poll_ms == FAST_POLL_MS and rate >= QUIET_RATE):
+        return FAST_POLL_MS
+    return POLL_MS
 
 
 @dataclass(frozen=True)
@@ -149,10 +163,9 @@ def run(cfg: ExporterConfig, probe_factory=None, sender_factory=None) -> dict:
     poll_ms = POLL_MS
     try:
         while not stop and not (cfg.duration_s and time.monotonic() - started > cfg.duration_s):
-            delivered = probe.poll(poll_ms) or 0
-            # Quiet: one wake-up a second (the exporter's CPU is mostly per wake-up). Busy
-            # (a poll brought in a fifth of the ring): every 100 ms until it calms down.
-            poll_ms = FAST_POLL_MS if delivered >= BUSY_POLL_EVENTS else POLL_MS
+            # Quiet: one wake-up a second (the exporter's CPU is mostly per wake-up). Busy:
+            # every 100 ms until it calms down.
+            poll_ms = next_poll_ms(poll_ms, probe.poll(poll_ms) or 0)
             now = time.monotonic()
             if now - last_flush >= 0.5:
                 last_flush = now

@@ -23,8 +23,9 @@ from exporter.ringbuf import RingReader
 
 BPF_DIR = Path(__file__).resolve().parent.parent / "bpf"
 PIN_DIR = Path("/sys/fs/bpf/flowattr")  # where flowtrace.c pins its maps (a test checks the C side)
-# Ring buffer size: 2048 pages (8 MiB) hold ~54k events: a second of 50k events/s at the
-# exporter's 1 poll/s, and 10x that once it polls every 100 ms (it does after a busy poll).
+# Ring buffer size: 2048 pages (8 MiB) hold ~52k records of 160 bytes: a second at the
+# exporter's 1 poll/s (used under 10k events/s), ~520k/s at its 100 ms polls (used above;
+# exporter/agent.py next_poll_ms).
 RING_PAGES = 2048
 
 

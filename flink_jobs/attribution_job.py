@@ -30,7 +30,7 @@ import time
 
 from pyflink.common import Duration, Row, Types, WatermarkStrategy
 from pyflink.common.watermark_strategy import TimestampAssigner
-from pyflink.datastream import FlatMapFunction, KeyedBroadcastProcessFunction, OutputTag, ProcessFunction
+from pyflink.datastream import KeyedBroadcastProcessFunction, OutputTag, ProcessFunction
 from pyflink.datastream.state import MapStateDescriptor
 from pyflink.datastream.window import TimeWindow, TumblingEventTimeWindows
 
@@ -351,18 +351,23 @@ class FlowStartMinute(TumblingEventTimeWindows):
         return [TimeWindow(element[1], element[1] + edges.MINUTE_MS)]
 
 
-class EdgePartials(FlatMapFunction):
-    """KEYED_RECORD rows of final batches -> EDGE_PARTIAL rows (edges.partials), counting
-    each edge's flows in a metric labelled client, server, port: the dashboard's "top
-    edges" (flink_taskmanager_job_task_operator_edge_client_edge_server_edge_port_flows)."""
+class EdgePartials(ProcessFunction):
+    """KEYED_RECORD rows of final batches -> EDGE_PARTIAL rows (edges.partials_by_lateness),
+    counting each edge's flows in a metric labelled client, server, port: the dashboard's
+    "top edges" (flink_taskmanager_job_task_operator_edge_client_edge_server_edge_port_flows).
+    A partial whose minute closed before its attempt goes to the dead-letter side output."""
+
+    def __init__(self, cfg: JobConfig):
+        self.region, self.topic, self.lateness = cfg.region, cfg.topics.edges, edge_lateness_ms(cfg)
 
     def open(self, runtime_context):
         self.group = runtime_context.get_metrics_group()
         self.labels = edges.TopEdgeLabels()
         self.counters = {}
 
-    def flat_map(self, record):
-        for key, minute, counts in edges.partials(bytes(record[1])):
+    def process_element(self, value, ctx):
+        on_time, late = edges.partials_by_lateness(bytes(value[1]), self.lateness)
+        for key, _, counts in on_time + late:
             labels = self.labels.labels(key)
             counter = self.counters.get(labels)
             if counter is None:
@@ -371,7 +376,11 @@ class EdgePartials(FlatMapFunction):
                                                    .add_group("edge_server", server)
                                                    .add_group("edge_port", port).counter("flows"))
             counter.inc(counts[edges.FLOWS])
+        for key, minute, counts in on_time:
             yield Row(key, minute, counts)
+        for key, _, counts in late:
+            yield DEAD_LETTER, edges.late_dead_letter(key, counts, self.region, self.topic, self.lateness,
+                                                      int(time.time() * 1000))
 
 
 def edge_lateness_ms(cfg: JobConfig) -> int:
@@ -483,7 +492,8 @@ def build_edges(cfg: JobConfig, finals):
     # The tag is pickled with the window function: its type info must be a fresh one that
     # holds no Java object yet (EDGE_PARTIAL's nested types do once used as an output type).
     late_tag = OutputTag("late-edge-partials", Types.ROW([Types.STRING(), Types.LONG(), Types.PICKLED_BYTE_ARRAY()]))
-    windows = (finals.flat_map(EdgePartials(), output_type=EDGE_PARTIAL).name("edge-partials").uid("edge-partials")
+    partials = finals.process(EdgePartials(cfg), output_type=EDGE_PARTIAL).name("edge-partials").uid("edge-partials")
+    windows = (partials
                .key_by(lambda partial: partial[0], key_type=Types.STRING())
                .window(FlowStartMinute()).allowed_lateness(lateness).side_output_late_data(late_tag))
     totals = (windows.reduce(lambda a, b: Row(a[0], a[1], edges.add(a[2], b[2])), output_type=EDGE_PARTIAL)
@@ -494,7 +504,7 @@ def build_edges(cfg: JobConfig, finals):
         lambda partial: edges.late_dead_letter(partial[0], partial[2], region, topic, lateness,
                                                int(time.time() * 1000)),
         output_type=BYTES).name("late-edge-partials").uid("late-edge-partials")
-    return records, late
+    return records, late.union(partials.get_side_output(DEAD_LETTER))
 
 
 def kafka_sources_and_sinks(cfg: JobConfig, env=None) -> tuple[dict, dict]:

@@ -140,9 +140,16 @@ def pending_rows(header: pb.AttributedFlowBatch, cols: FlowColumns, rows: np.nda
     return encode_attributed_batch(header, cols.take(rows))
 
 
+MAX_EXPORTER_ID_BYTES = 255
+
+
 def _check_header(exporter_id: str, start: int, end: int, now_ms: int, max_future_ms: int) -> None:
     if not exporter_id:
         raise InvalidRecord("exporter_id is empty")
+    if len(exporter_id.encode()) > MAX_EXPORTER_ID_BYTES:
+        # It is the outputs' Kafka key (routing.keyed frames it with a u16 length): a 64 KiB
+        # id crashed every attempt of its held batch, after every restart.
+        raise InvalidRecord(f"exporter_id is {len(exporter_id.encode())} bytes, more than {MAX_EXPORTER_ID_BYTES}")
     if not 0 < start < end:
         raise InvalidRecord(f"window [{start}, {end}) is empty or negative")
     if end - start > MAX_WINDOW_MS:

@@ -67,6 +67,13 @@ def _add_evaluate(sub) -> None:
     add_bootstrap(p)
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
+    return value
+
+
 def _add_bench(sub) -> None:
     p = subparser(sub, "bench", "measure throughput, latency, state size and exporter overhead; "
                   "print a table and write bench/results.json", "flowattr bench --e2e-flows 20000000")
@@ -78,7 +85,7 @@ def _add_bench(sub) -> None:
     p.add_argument("--busy-factor", type=float, default=20,
                    help="connection rates x this in the throughput runs: busy hosts, large batches (default 20)")
     p.add_argument("--parallelism", type=int, default=2)
-    p.add_argument("--repeat", type=int, default=3,
+    p.add_argument("--repeat", type=positive_int, default=3,
                    help="runs of the limit and e2e figures, alternating; each reported as median, min, max (default 3)")
     p.add_argument("--latency-s", type=float, default=60, help="seconds of live traffic for the latency run")
     p.add_argument("--latency-hold-s", type=float, default=10, help="hold used in the latency run")

@@ -225,7 +225,9 @@ def _measure_e2e(job_name: str, total: int, cfg: BenchConfig, say, tick=lambda: 
     from the job's own counters on its Prometheus endpoint (flowattr/stack/flink_metrics.py):
     no decoding of the output, so the instrument costs ~nothing. Incomplete within the
     bound: e2e_complete false and no throughput (run() then fails). `tick` moves event time
-    on a minute; it is called once a second while the outcomes have not grown for 3 s."""
+    on a minute; it is called once a second after the first outcome, while neither the
+    accepted flows nor the outcomes have grown for 3 s (the pre-loaded clock brings the
+    first attempts due; ticking during start-up ran event time an hour ahead)."""
     import resource
 
     from flowattr.stack import flink_metrics
@@ -247,8 +249,8 @@ def _measure_e2e(job_name: str, total: int, cfg: BenchConfig, say, tick=lambda: 
             if len(samples) % 10 == 0:
                 say(f"  {outcomes:,} of {total:,} flows have an outcome ({100 * outcomes / total:.1f} %), "
                     f"{samples[-1][0] - started:.0f} s since start")
-        if time.monotonic() - last_growth >= 3:
-            tick()   # the job has caught up: event time goes on
+        if samples and time.monotonic() - max(last_growth, last_accepted[1]) >= 3:
+            tick()   # the input is read and the job has caught up: event time goes on
         # Complete: the input is read (the job's accepted count stable for 15 s) and every
         # flow it accepted has an outcome (rows it rejected are dead-lettered, with a reason).
         if accepted != last_accepted[0]:
@@ -463,7 +465,12 @@ def run(cfg: BenchConfig, say, only: list[str] | None = None) -> dict:
     for i in range(cfg.repeat if runs else 0):
         for name in runs:
             say(f"{name}: run {i + 1} of {cfg.repeat}")
-            runs[name].append(steps[name]())
+            try:
+                runs[name].append(steps[name]())
+            except FlowattrError as exc:   # a run that failed is an incomplete one, with its reason
+                say(f"{name}: run {i + 1} FAILED: {exc}")
+                runs[name].append({"e2e_complete": False, f"{name}_error": str(exc)}
+                                  | dict.fromkeys(REPEATED[name]))
             if runs[name][-1].get("e2e_complete") is False:
                 break   # an incomplete run fails the bench: no use repeating it
         if any(r.get("e2e_complete") is False for rs in runs.values() for r in rs):
