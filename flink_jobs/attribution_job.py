@@ -463,8 +463,10 @@ def build_pipeline(env, cfg: JobConfig, sources: dict, sinks: dict) -> None:
                                                for payload in routing.payloads_for(record, route, region)],
                                output_type=KEYED_RECORD).name(f"route-{name}").uid(f"route-{name}")
 
-    # Every operator has a uid, sources and sinks too: a savepoint's state maps back to
-    # the same operators after an upgrade (`flowattr job stop --savepoint` / `resume`).
+    # Every DataStream operator has a uid, sources and the dead-letter sink too: a
+    # savepoint's state maps back to the same operators after an upgrade (`flowattr job
+    # stop --savepoint` / `resume`). The keyed sinks are Flink SQL tables, whose operator
+    # ids the planner derives from the topology (README: "Upgrades with savepoints").
     finals = {}
     for name in ("attributed", "unattributed", "retry"):
         finals[name] = split_keyed(getattr(routing, name.upper()), name)
