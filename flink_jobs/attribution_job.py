@@ -516,7 +516,8 @@ def kafka_sources_and_sinks(cfg: JobConfig, env=None) -> tuple[dict, dict]:
     sources = {"flows": bytes_source(cfg.bootstrap, [t.flows], group + "-flows", props),
                "retry": bytes_source(cfg.bootstrap, [t.retry], group + "-retry", props),
                "inbound": bytes_source(cfg.bootstrap, [t.inbound], group + "-inbound", props),
-               "events": bytes_source(cfg.bootstrap, [t.ip_changes], group + "-events", props)}
+               "events": bytes_source(cfg.bootstrap, [t.ip_changes], group + "-events", props,
+                                     records_are_batches=False)}
     keyed = KeyedSinks(env, cfg.bootstrap, props)
 
     def log(topic: str):

@@ -28,8 +28,19 @@ _CONSUMER_PROPERTIES = {
     "session.timeout.ms": "6000",
     "heartbeat.interval.ms": "2000",
     "partition.discovery.interval.ms": "10000",
-    "max.partition.fetch.bytes": str(8 * 1024 * 1024),
-    "fetch.max.bytes": str(64 * 1024 * 1024),
+}
+# For topics whose records are flow batches (flows, retry, inbound). The heap a source
+# holds is a few fetches: a heap dump of a 1,280 MB TaskManager (288 MB heap) taking a
+# backlog of 1.6 MB batches found ~100 MB of Kafka records in its two flows subtasks:
+# fetch responses (fetch.max.bytes, plus the one batch a broker may overshoot by, KIP-74)
+# and ConsumerRecords in Flink's hand-over queue (two polls, the one being emitted and the
+# one the fetcher waits to put, each up to max.poll.records). With 64 MiB fetches and 500
+# records a poll it ran out of heap. A record here is a batch of up to 50,000 flows
+# (~5 MB), so two a poll is still up to 100,000 flows.
+_BATCH_CONSUMER_PROPERTIES = {
+    "max.partition.fetch.bytes": str(2 * 1024 * 1024),
+    "fetch.max.bytes": str(4 * 1024 * 1024),
+    "max.poll.records": "2",
 }
 _PRODUCER_PROPERTIES = {
     "acks": "all",
@@ -41,11 +52,12 @@ _PRODUCER_PROPERTIES = {
 
 
 def bytes_source(bootstrap: str, topics: list[str], group_id: str,
-                 properties: dict[str, str] | None = None) -> KafkaSource:
+                 properties: dict[str, str] | None = None, records_are_batches: bool = True) -> KafkaSource:
     """An unbounded KafkaSource of raw value bytes, starting from the committed offsets
     of `group_id` or, for a new group, the earliest offset. (A restore from a checkpoint
     or savepoint uses the offsets in it; offsets are committed to Kafka when a checkpoint
     completes, so a job started anew with the same group goes on where it stopped.)
+    `records_are_batches` bounds the fetches for topics of multi-MB flow batches.
 
     PyFlink's committed_offsets() names the reset strategy by the SHADED class of the
     sql-connector jar; the thin connector jars here carry the unshaded one, so the
@@ -70,7 +82,8 @@ def bytes_source(bootstrap: str, topics: list[str], group_id: str,
     # PyFlink's set_deserializer takes only its own (pickling) schemas: a raw byte[]
     # deserializer has to be set on the wrapped Java builder.
     builder._j_builder.setDeserializer(j_deserializer)
-    for key, value in (_CONSUMER_PROPERTIES | (properties or {})).items():
+    defaults = _CONSUMER_PROPERTIES | (_BATCH_CONSUMER_PROPERTIES if records_are_batches else {})
+    for key, value in (defaults | (properties or {})).items():
         builder.set_property(key, value)
     return builder.build()
 

@@ -188,9 +188,17 @@ def _edges_published(bootstrap: str) -> dict[bytes, list[int]]:
     return out
 
 
+def _completed_checkpoints(chk) -> list:
+    """The completed checkpoints under chk, oldest first. A chk-N directory exists from the
+    moment checkpoint N begins; only a completed one holds `_metadata` (restoring from one
+    still being written when the job was killed fails the restored job)."""
+    return sorted((c for c in chk.glob("*/chk-*") if (c / "_metadata").exists()),
+                  key=lambda c: int(c.name.split("-")[1]))
+
+
 def _latest_checkpoint(chk) -> int:
-    """The highest checkpoint number written under chk (0: none yet)."""
-    return max((int(c.name.split("-")[1]) for c in chk.glob("*/chk-*")), default=0)
+    """The highest completed checkpoint number under chk (0: none yet)."""
+    return max((int(c.name.split("-")[1]) for c in _completed_checkpoints(chk)), default=0)
 
 
 def test_every_flow_has_an_outcome_and_none_is_misattributed(fleet_run):
@@ -392,8 +400,8 @@ def test_restart_from_checkpoint_restores_broadcast_and_keyed_state(kafka_bootst
         _wait(lambda: _latest_checkpoint(chk) >= seen + 2, 120, first)  # one begun after that output
     finally:
         first.kill_hard()
-    checkpoints = sorted(chk.glob("*/chk-*"), key=lambda c: int(c.name.split("-")[1]))
-    assert checkpoints, f"no checkpoint written under {chk}"
+    checkpoints = _completed_checkpoints(chk)
+    assert checkpoints, f"no completed checkpoint under {chk}"
     # Probe: flows toward servers of the early minutes, from an exporter never seen before.
     probe, expected = _probe_batch(fleet, flows, early)
     for d in late:
