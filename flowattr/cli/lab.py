@@ -90,7 +90,8 @@ def _add_bench(sub) -> None:
     p.add_argument("--latency-s", type=float, default=60, help="seconds of live traffic for the latency run")
     p.add_argument("--latency-hold-s", type=float, default=10, help="hold used in the latency run")
     p.add_argument("--exporter-s", type=float, default=20, help="seconds of 1k conn/s for the exporter run")
-    p.add_argument("--only", action="append", choices=["limit", "state", "e2e", "e2e_rocksdb", "latency", "exporter"],
+    p.add_argument("--only", action="append", choices=["limit", "state", "growth", "e2e", "e2e_rocksdb", "latency",
+                                                         "exporter"],
                    help="run only these parts (repeatable); results merge into the JSON")
     p.add_argument("--out", type=Path, default=Path("bench/results.json"))
 

@@ -4,8 +4,9 @@
    batch's heartbeats, attribute its flows), no I/O: the most this code can do per core.
 2. e2e: N flows pre-loaded into the flows topic of the embedded broker, then the job;
    sustained attributed flows/s from the first to the last output (start-up separate).
-3. latency: batches produced live (window end = now), hold shortened to --latency-hold-s;
-   p50/p99 from window end to the consumer receiving the attributed batch.
+3. latency (bench_latency.py): a whole simulated fleet sending live one-second batches,
+   hold shortened to --latency-hold-s; p50/p99 from window end to the consumer receiving
+   the attributed batch, after a warm-up.
 4. state: bytes per ownership range as held in the job's broadcast state (key + value),
    and the total for 1 million IPs.
 5. exporter: CPU of the real exporter at ~1,000 connections/s between namespace hosts,
@@ -26,10 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from flink_jobs.attribution.attributor import Attributor
+from flowattr.lab.bench_latency import bench_latency
 from flowattr.lab.evaluate import default_config
 from flowattr.lab.simulate import (
-    HOME_REGION,
-    REMOTE_REGION,
     FleetScenario,
     batch_flows,
     build_fleet,
@@ -156,11 +156,81 @@ def bench_state(say) -> dict:
             "learn_ranges_per_s": round(n_ips / learn_s)}
 
 
+GROWTH_IPS = (10_000, 1_000_000, 10_000_000)
+
+
+def _rss_mib() -> float:
+    resident_pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return resident_pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def bench_growth(data: ThroughputData, say, sizes=GROWTH_IPS) -> dict:
+    """How the per-flow cost and the attributor's memory grow with the IPs it knows: the
+    limit run (one pass over the same batches) after preloading N other IPs (fd00::/8, one
+    range each in the fleet's hour, none the fleet's: every flow's answer is unchanged).
+    In-process, like the limit. Each size runs in a forked child, so its RSS growth is its
+    own. Not counted: the JVM's broadcast-state copy per subtask (bytes_per_range), and the
+    claimant and subnet indexes the job's learn_batch builds beside the ranges."""
+    import multiprocessing
+
+    base = int(decode_flow_batch(data.values[0])[1]["start_ms"].min())
+    ctx = multiprocessing.get_context("fork")   # the child shares `data`, nothing is pickled
+    points = []
+    for n_ips in sizes:
+        receive, send = ctx.Pipe(duplex=False)
+        child = ctx.Process(target=_growth_point, args=(data, n_ips, base, send))
+        child.start()
+        send.close()
+        try:
+            point = receive.recv()
+        except EOFError:
+            child.join()
+            raise FlowattrError(f"the growth run with {n_ips:,} IPs died (exit {child.exitcode}); "
+                                "is the machine out of memory?") from None
+        child.join()
+        say(f"growth: {n_ips:,} IPs preloaded in {point['preload_s']} s, +{point['rss_mib']:,} MiB RSS "
+            f"({point['rss_bytes_per_ip']:,} B per IP); limit over them {point['limit_flows_per_s']:,} flows/s")
+        points.append(point)
+    return {"growth_by_ips": points}
+
+
+def _growth_point(data: ThroughputData, n_ips: int, base: int, send) -> None:
+    rng = np.random.default_rng(1)
+    starts = base + rng.integers(0, 3_600_000, n_ips)
+    ends = starts + rng.integers(1000, 600_000, n_ips)
+    att = Attributor(default_config())
+    rss0, t0 = _rss_mib(), time.perf_counter()
+    for i in range(n_ips):
+        att.heartbeats.learn(b"\xfd" + bytes(11) + i.to_bytes(4, "big"), f"svc-{i % 300:03d}",
+                             int(starts[i]), int(ends[i]))
+    learn_s, rss = time.perf_counter() - t0, _rss_mib() - rss0
+    t0 = time.perf_counter()
+    for value in data.values:
+        _, cols = decode_flow_batch(value)
+        att.learn_claims(att.claims(cols))
+        att.attribute(cols, attempt=1)
+    send.send({"ips": n_ips, "limit_flows_per_s": round(data.flow_count / (time.perf_counter() - t0)),
+               "rss_mib": round(rss), "rss_bytes_per_ip": round(rss * 2**20 / n_ips), "preload_s": round(learn_s, 1)})
+    send.close()
+
+
 def bench_e2e_rocksdb(cfg: BenchConfig, data: ThroughputData, say) -> dict:
     """The same run with the hold on disk (RocksDB, incremental checkpoints): its cost."""
     result = bench_e2e(cfg, data, say, state_backend="rocksdb")
     return {"e2e_rocksdb_complete": result["e2e_complete"], "e2e_rocksdb_flows_per_s": result["e2e_flows_per_s"],
             "e2e_rocksdb_attributed_pct": result["e2e_attributed_pct"]}
+
+
+def one_region_config(path: Path, region: str) -> Path:
+    """The default job config with every CIDR in `region`: one region holds the whole
+    simulated fleet, so nothing is forwarded."""
+    import yaml
+
+    from flink_jobs.job_config import DEFAULT_CONFIG
+    raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    raw["region_cidrs"] = {cidr: region for cidr in raw["region_cidrs"]}
+    path.write_text(yaml.safe_dump(raw))
+    return path
 
 
 def bench_e2e(cfg: BenchConfig, data: ThroughputData, say, state_backend: str = "hashmap") -> dict:
@@ -192,14 +262,7 @@ def bench_e2e(cfg: BenchConfig, data: ThroughputData, say, state_backend: str = 
         advance_event_time(p, [region], last_window, 45)  # holds and retries come due
         p.close()
         say(f"  pre-loaded in {time.perf_counter() - t0:.0f} s")
-        config = cfg.state / "bench-config.yaml"
-        import yaml
-
-        from flink_jobs.job_config import DEFAULT_CONFIG
-        raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
-        # One region holds the whole simulated fleet here: nothing is forwarded.
-        raw["region_cidrs"] = {cidr: region for cidr in raw["region_cidrs"]}
-        config.write_text(yaml.safe_dump(raw))
+        config = one_region_config(cfg.state / "bench-config.yaml", region)
         job = LocalJob("flink_jobs.attribution_job",
                        ["--config", str(config), "--bootstrap", b.bootstrap, "--region", region,
                         "--parallelism", str(cfg.parallelism), "--group-id", region,
@@ -281,85 +344,6 @@ def _measure_e2e(job_name: str, total: int, cfg: BenchConfig, say, tick=lambda: 
                    "e2e_attributed_pct": round(100 * attributed / outcomes, 2),
                    "e2e_startup_s": round(first - started, 1), "e2e_seconds_to_99pct": round(t99 - first, 1),
                    "e2e_seconds_to_last": round(last - first, 1)}
-
-
-def bench_latency(cfg: BenchConfig, say) -> dict:
-    """Live traffic: every second a batch per simulated host with window end = now."""
-    from flowattr.stack import broker, topics
-    from flowattr.stack.kafka_clients import iter_topic, producer
-    from flowattr.stack.local_job import LocalJob
-    from schemas import flowattr_pb2 as pb
-    from schemas.columns import decode_attributed_batch
-
-    fleet, flows, deliveries = _dataset(minutes=5)
-    b = broker.start(cfg.state, cfg.port, progress=say)
-    region = HOME_REGION
-    try:
-        topics.create_topics(b.bootstrap, [region, REMOTE_REGION], progress=lambda *_: None)
-        hold_ms = int(cfg.latency_hold_s * 1000)
-        job = LocalJob("flink_jobs.attribution_job",
-                       ["--bootstrap", b.bootstrap, "--region", region, "--group-id", f"lat{int(time.time())}",
-                        "--hold-ms", str(hold_ms), "--out-of-orderness-ms", "1000", "--idleness-ms", "2000",
-                        # No IP-change events in this run: their input is judged idle after
-                        # 5 s, not the default 60 s (which held every output back a minute).
-                        "--event-idleness-ms", "5000"],
-                       cfg.state / "bench-latency-job.log")
-        latencies: list[float] = []
-        with job:
-            time.sleep(20)
-            p = producer(b.bootstrap)
-            window_ms = 1000
-            sent = 0
-            t_end = time.time() + cfg.latency_s
-            i = 0
-            import threading
-            done = threading.Event()
-
-            def consume():
-                names = RegionTopics(region)
-                # The first output comes after the job's start-up and the events' idleness.
-                for batch in iter_topic(b.bootstrap, names.attributed, idle_timeout_s=cfg.latency_hold_s + 30,
-                                        max_wait_s=cfg.latency_s + cfg.latency_hold_s + 120, from_beginning=True,
-                                        first_wait_s=cfg.latency_s + 60):
-                    now_ms = time.time() * 1000
-                    for v in batch:
-                        msg = decode_attributed_batch(v)[0]
-                        latencies.append((now_ms - msg.window_end_ms) / 1000)
-                    if done.is_set() and now_ms / 1000 > t_end + cfg.latency_hold_s + 10:
-                        break
-            reader = threading.Thread(target=consume, daemon=True)
-            reader.start()
-            while time.time() < t_end:
-                end = int(time.time() * 1000) // window_ms * window_ms
-                d = deliveries[i % len(deliveries)]
-                i += 1
-                msg = pb.FlowBatch.FromString(encode_delivery(fleet, flows, d))
-                shift = end - msg.window_end_ms
-                cols = decode_flow_batch(msg.SerializeToString())[1]
-                msg.start_ms = (cols["start_ms"] + shift).astype("<i8").tobytes()
-                msg.end_ms = (cols["end_ms"] + shift).astype("<i8").tobytes()
-                msg.window_start_ms, msg.window_end_ms = end - window_ms, end
-                msg.sequence += 10_000_000
-                p.send(RegionTopics(region).flows, msg.SerializeToString(), timestamp_ms=end)
-                for part in range(4):  # every partition moves on, as real exporters' batches do
-                    tick = pb.FlowBatch(exporter_id=f"tick-{part}", window_start_ms=end - window_ms,
-                                        window_end_ms=end, sequence=i)
-                    p.send(RegionTopics(region).flows, tick.SerializeToString(), partition=part, timestamp_ms=end)
-                sent += 1
-                p.flush()
-                time.sleep(max(0.0, (end + window_ms) / 1000 - time.time()))
-            done.set()
-            reader.join(timeout=cfg.latency_hold_s + 90)
-            p.close()
-        if not latencies:
-            raise FlowattrError(f"no attributed output in the latency run; see {cfg.state / 'bench-latency-job.log'}")
-        p50, p99 = np.percentile(latencies, [50, 99])
-        say(f"latency: {len(latencies):,} batches, window end -> attributed output p50 {p50:.2f} s, "
-            f"p99 {p99:.2f} s (hold {cfg.latency_hold_s:.0f} s)")
-        return {"latency_p50_s": round(float(p50), 2), "latency_p99_s": round(float(p99), 2),
-                "latency_hold_s": cfg.latency_hold_s, "latency_batches": len(latencies)}
-    finally:
-        broker.stop(cfg.state)
 
 
 def bench_exporter(cfg: BenchConfig, say) -> dict:
@@ -451,11 +435,11 @@ def repeated(name: str, runs: list[dict], say) -> dict:
 
 def run(cfg: BenchConfig, say, only: list[str] | None = None) -> dict:
     results: dict = {"machine": _machine(), "repeat": cfg.repeat}
-    wanted = [name for name in ("limit", "state", "e2e", "e2e_rocksdb", "latency", "exporter")
-              if not only or name in only]
-    data = throughput_data(cfg.e2e_flows, cfg.busy_factor, say) if {"limit", "e2e", "e2e_rocksdb"} & set(wanted) \
-        else None
+    wanted = [name for name in PARTS if not only or name in only]
+    needs_data = {"limit", "growth", "e2e", "e2e_rocksdb"} & set(wanted)
+    data = throughput_data(cfg.e2e_flows, cfg.busy_factor, say) if needs_data else None
     steps = {"limit": lambda: bench_limit(data, say), "state": lambda: bench_state(say),
+             "growth": lambda: bench_growth(data, say),
              "e2e": lambda: bench_e2e(cfg, data, say), "e2e_rocksdb": lambda: bench_e2e_rocksdb(cfg, data, say),
              "latency": lambda: bench_latency(cfg, say),
              "exporter": lambda: bench_exporter(cfg, say)}
@@ -487,6 +471,9 @@ def run(cfg: BenchConfig, say, only: list[str] | None = None) -> dict:
             results[f"{name}_error"] = str(exc)
             failed.append(name)
     previous = json.loads(cfg.out.read_text()) if cfg.out.exists() and only else {}
+    # A part run now replaces what an earlier run saved for it: a failed latency run must
+    # not leave the last run's latency beside its error.
+    previous = {k: v for k, v in previous.items() if _part_of(k) not in wanted}
     merged = previous | results
     if merged.get("limit_flows_per_s") and merged.get("e2e_flows_per_s"):
         merged["ratio_to_limit"] = round(merged["e2e_flows_per_s"] / merged["limit_flows_per_s"], 3)
@@ -503,6 +490,14 @@ def run(cfg: BenchConfig, say, only: list[str] | None = None) -> dict:
                             f"{cfg.e2e_bound_s:.0f} s, so no throughput is reported ({cfg.out}); see the job log "
                             f"in {cfg.state}")
     return merged
+
+
+PARTS = ("limit", "state", "growth", "e2e", "e2e_rocksdb", "latency", "exporter")
+
+
+def _part_of(key: str) -> str | None:
+    """The bench part a results key belongs to, by its prefix (e2e_rocksdb_x: e2e_rocksdb)."""
+    return max((p for p in PARTS if key.startswith(p + "_")), key=len, default=None)
 
 
 def _spread(r: dict, key: str) -> str:
@@ -528,6 +523,8 @@ def format_table(r: dict) -> str:
              f" (hold {r.get('latency_hold_s')} s)"),
             ("bytes per range (broadcast state)", r.get("bytes_per_range")),
             ("state for 1 M IPs (bytes)", r.get("state_bytes_1m_ips")),
+            *((f"limit, {g['ips']:,} more IPs known (flows/s; B/IP)",
+               f"{g['limit_flows_per_s']:,} ({g['rss_bytes_per_ip']} B)") for g in r.get("growth_by_ips") or []),
             ("exporter CPU % of a core at 1k conn/s", r.get("exporter_cpu_pct_at_1k_cps")),
             ("traffic generator CPU %", r.get("generator_cpu_pct")),
             ("exporter CPU % at 10k conn/s asked (reached)", f"{r.get('exporter_cpu_pct_at_10k_asked')} "

@@ -24,3 +24,37 @@ def test_bench_limit_and_state_write_their_figures(tmp_path):
     assert 0 < results["bytes_per_range"] < 200
     assert results["machine"]["cores"] >= 1
     assert "in-process limit" in run.stdout
+
+
+def test_growth_preloads_other_ips_and_the_same_flows_get_the_same_answers():
+    """The growth figure times the same work as the limit: the preloaded IPs (fd00::/8) are
+    none of the fleet's, so every flow's answer is the one it gets without them."""
+    import numpy as np
+
+    from flink_jobs.attribution.attributor import Attributor
+    from flowattr.lab.bench import bench_growth, throughput_data
+    from flowattr.lab.evaluate import default_config
+    from schemas.columns import decode_flow_batch
+
+    data = throughput_data(20_000, 1, lambda *_: None)
+    points = bench_growth(data, lambda *_: None, sizes=(100, 2_000))["growth_by_ips"]
+    assert [p["ips"] for p in points] == [100, 2_000] and all(p["limit_flows_per_s"] > 0 for p in points)
+    fleet_ips = {bytes(ip) for ip in np.concatenate([decode_flow_batch(v)[1]["remote_ip"] for v in data.values])}
+    assert not any(ip[0] == 0xFD for ip in fleet_ips)
+
+    def answers(preload: int):
+        att = Attributor(default_config())
+        base = int(decode_flow_batch(data.values[0])[1]["start_ms"].min())   # the same hour as the fleet's
+        for i in range(preload):
+            att.heartbeats.learn(b"\xfd" + bytes(11) + i.to_bytes(4, "big"), f"svc-{i % 300:03d}", base + i,
+                                 base + i + 600_000)
+        out = []
+        for value in data.values:
+            _, cols = decode_flow_batch(value)
+            att.learn_claims(att.claims(cols))
+            r = att.attribute(cols, attempt=1)
+            # Owner ids index a name table the preload also fills: compare by name.
+            out.append((r.outcome.tolist(), att.owner_names(r.owner), r.source.tolist(), r.evidence_start.tolist(),
+                        r.evidence_end.tolist(), r.reason.tolist()))
+        return out
+    assert answers(0) == answers(2_000)

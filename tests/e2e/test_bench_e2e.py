@@ -28,3 +28,17 @@ def test_a_run_that_cannot_finish_in_its_bound_fails_and_reports_no_throughput(t
     assert "did not give every flow an outcome" in run.stderr and "Traceback" not in run.stderr
     assert results["e2e_complete"] is False and results["e2e_flows_per_s"] is None
     assert results["e2e_outcomes"] < results["e2e_flows"]
+
+
+def test_the_latency_run_measures_a_live_fleet_after_its_warm_up(tmp_path):
+    out = tmp_path / "results.json"
+    run = subprocess.run([sys.executable, "-m", "flowattr.cli", "--state-dir", str(tmp_path), "bench", "--only",
+                          "latency", "--latency-s", "10", "--latency-hold-s", "3", "--port", str(free_port()),
+                          "--out", str(out)], capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads(out.read_text())
+    # Ten seconds of windows, each with every exporter's batch of a simulated minute.
+    assert 0 < results["latency_flows"] <= results["latency_flows_sent"], results
+    # A window's flows are held until event time is a hold past them, and event time comes
+    # from batches sent later (each at its window's end): none can come out sooner.
+    assert results["latency_hold_s"] <= results["latency_p50_s"] <= results["latency_p99_s"], results
