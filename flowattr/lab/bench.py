@@ -4,12 +4,13 @@
    batch's heartbeats, attribute its flows), no I/O: the most this code can do per core.
 2. e2e: N flows pre-loaded into the flows topic of the embedded broker, then the job;
    sustained attributed flows/s from the first to the last output (start-up separate).
-3. latency (bench_latency.py): a whole simulated fleet sending live one-second batches,
+3. latency (bench_latency.py): a whole simulated fleet sending live 5-second batches,
    hold shortened to --latency-hold-s; p50/p99 from window end to the consumer receiving
    the attributed batch, after a warm-up.
 4. state: bytes per ownership range as held in the job's broadcast state (key + value),
    and the total for 1 million IPs.
-5. exporter: CPU of the real exporter at ~1,000 connections/s between namespace hosts,
+5. growth: the limit again after preloading 10 k, 1 M and 10 M other IPs; RSS per IP.
+6. exporter: CPU of the real exporter at ~1,000 connections/s between namespace hosts,
    beside the traffic generator's own CPU (root and eBPF only; otherwise reported as null).
 """
 
