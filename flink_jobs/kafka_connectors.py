@@ -29,15 +29,17 @@ _CONSUMER_PROPERTIES = {
     "heartbeat.interval.ms": "2000",
     "partition.discovery.interval.ms": "10000",
 }
-# For topics whose records are flow batches (flows, retry, inbound). The heap a source
-# holds is a few fetches: a heap dump of a 1,280 MB TaskManager (288 MB heap) taking a
-# backlog of 1.6 MB batches found ~100 MB of Kafka records in its two flows subtasks:
-# fetch responses and the ConsumerRecords of Flink's hand-over queue (two polls, the one
-# being emitted and the one the fetcher waits to put). A poll returns only what one fetch
-# brought (fetch.max.bytes, plus the one batch a broker may overshoot by, KIP-74), so the
-# fetch size bounds it: with 64 MiB fetches it ran out of heap. (Fewer records a poll
-# does not bound it further for big batches, and two a poll cost ~35 % of the job's
-# throughput on small ones: 56 against 87 batches of ~110 flows a second.)
+# For topics whose records are flow batches (flows, retry, inbound). A heap dump of a
+# 1,280 MB TaskManager (288 MB heap) taking a backlog of 1.6 MB batches found ~100 MB of
+# Kafka records in its two flows subtasks, with 64 MiB fetches: the consumer's buffered
+# fetch responses (one per partition, several partitions and brokers at once) and the
+# ConsumerRecords of up to four polls in Flink's hand-over (its queue of two, the one being
+# emitted, the one the fetcher waits to put). Both are bounded by the bytes a fetch may
+# bring, so those are what is limited here: at 2 MiB a partition and 4 MiB a fetch, a
+# subtask of two partitions holds some 24 MiB of them. A larger batch still comes whole
+# (KIP-74; checked on tansu: a 5.2 MB record under the 2 MiB limit). Limiting the records
+# a poll instead (two) did not bound big batches further and cost ~35 % of the job's
+# throughput on small ones (56 against 87 batches of ~110 flows a second).
 _BATCH_CONSUMER_PROPERTIES = {
     "max.partition.fetch.bytes": str(2 * 1024 * 1024),
     "fetch.max.bytes": str(4 * 1024 * 1024),

@@ -16,9 +16,9 @@ window end; the percentiles are over flows attributed on their first attempt (a 
 comes a minute of event time later by design; the share of flows attributed at once is
 reported beside them). Only windows ending WARMUP_EXTRA_S + the hold after the first
 output count: before that the job is starting and working off what was sent meanwhile.
-Compressing time also compresses an IP's reuse gaps (3-10 s) to near or below the 2 s
-minimum the attribution demands, so some flows come out unattributed that would not at
-real speed.
+Compressing time also compresses an IP's reuse gaps (3-10 s) to 0.25-0.8 s, below the 2 s
+minimum the attribution demands, and the 5-minute cycle jumps back to its first minute
+every 25 s: some flows come out unattributed or retried that would not at real speed.
 """
 
 from __future__ import annotations

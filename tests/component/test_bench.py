@@ -32,7 +32,7 @@ def test_growth_preloads_other_ips_and_the_same_flows_get_the_same_answers():
     import numpy as np
 
     from flink_jobs.attribution.attributor import Attributor
-    from flowattr.lab.bench import bench_growth, throughput_data
+    from flowattr.lab.bench import bench_growth, preload_other_ips, throughput_data
     from flowattr.lab.evaluate import default_config
     from schemas.columns import decode_flow_batch
 
@@ -44,10 +44,7 @@ def test_growth_preloads_other_ips_and_the_same_flows_get_the_same_answers():
 
     def answers(preload: int):
         att = Attributor(default_config())
-        base = int(decode_flow_batch(data.values[0])[1]["start_ms"].min())   # the same hour as the fleet's
-        for i in range(preload):
-            att.heartbeats.learn(b"\xfd" + bytes(11) + i.to_bytes(4, "big"), f"svc-{i % 300:03d}", base + i,
-                                 base + i + 600_000)
+        preload_other_ips(att, preload, base=int(decode_flow_batch(data.values[0])[1]["start_ms"].min()))
         out = []
         for value in data.values:
             _, cols = decode_flow_batch(value)

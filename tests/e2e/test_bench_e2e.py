@@ -39,6 +39,7 @@ def test_the_latency_run_measures_a_live_fleet_after_its_warm_up(tmp_path):
     results = json.loads(out.read_text())
     # Ten seconds of windows, each with every exporter's batch of a simulated minute.
     assert 0 < results["latency_flows"] <= results["latency_flows_sent"], results
-    # A window's flows are held until event time is a hold past them, and event time comes
-    # from batches sent later (each at its window's end): none can come out sooner.
-    assert results["latency_hold_s"] <= results["latency_p50_s"] <= results["latency_p99_s"], results
+    # A window's flows are held until event time (the newest batch's window end - 1 s of
+    # out-of-orderness) is 3 s past them; batches come every 5 s, at their window's end, so
+    # the first that moves it far enough is the next one: none comes out sooner than 5 s.
+    assert results["latency_p50_s"] >= 5, results

@@ -1,4 +1,4 @@
-"""The latency run's live batches: a simulated minute compressed into a one-second window,
+"""The latency run's live batches: a simulated minute compressed into a 5-second window,
 and which outputs count after the warm-up."""
 
 from __future__ import annotations
