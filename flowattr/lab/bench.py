@@ -113,15 +113,20 @@ def throughput_data(flows_wanted: int, busy_factor: float, say) -> ThroughputDat
     return data
 
 
-def bench_limit(data: ThroughputData, say) -> dict:
-    n = data.flow_count
-    att = Attributor(default_config())
+def _limit_pass(att: Attributor, values: list[bytes]) -> float:
+    """The job's per-batch work over every batch (decode, learn heartbeats, attribute);
+    the seconds it took."""
     t0 = time.perf_counter()
-    for value in data.values:  # the job's per-batch work: decode, learn heartbeats, attribute
+    for value in values:
         _, cols = decode_flow_batch(value)
         att.learn_claims(att.claims(cols))
         att.attribute(cols, attempt=1)
-    seconds = time.perf_counter() - t0
+    return time.perf_counter() - t0
+
+
+def bench_limit(data: ThroughputData, say) -> dict:
+    n = data.flow_count
+    seconds = _limit_pass(Attributor(default_config()), data.values)
     say(f"limit: {n:,} flows in {len(data.values):,} batches, {seconds:.2f} s -> {n / seconds:,.0f} flows/s (1 core)")
     return {"limit_flows_per_s": round(n / seconds), "limit_flows": n, "limit_seconds": round(seconds, 2),
             "flows_per_batch": round(n / len(data.values))}
@@ -213,12 +218,8 @@ def _growth_point(data: ThroughputData, n_ips: int, base: int, send) -> None:
     marks = {}
     preload_other_ips(att, n_ips, base, lambda: marks.update(rss0=_rss_mib(), t0=time.perf_counter()))
     learn_s, rss = time.perf_counter() - marks["t0"], _rss_mib() - marks["rss0"]
-    t0 = time.perf_counter()
-    for value in data.values:
-        _, cols = decode_flow_batch(value)
-        att.learn_claims(att.claims(cols))
-        att.attribute(cols, attempt=1)
-    send.send({"ips": n_ips, "limit_flows_per_s": round(data.flow_count / (time.perf_counter() - t0)),
+    seconds = _limit_pass(att, data.values)
+    send.send({"ips": n_ips, "limit_flows_per_s": round(data.flow_count / seconds),
                "rss_mib": round(rss), "rss_bytes_per_ip": round(rss * 2**20 / n_ips), "preload_s": round(learn_s, 1)})
     send.close()
 

@@ -60,8 +60,8 @@ def live_windows(fleet, flows, deliveries, minutes: int) -> list[list[LiveBatch]
     for d in deliveries:
         if fleet.hosts[d.host]["region"] != HOME_REGION or d.window_start_ms >= first + minutes * SIM_WINDOW_MS:
             continue
-        header = pb.FlowBatch.FromString(encode_delivery(fleet, flows, d))
-        cols = decode_flow_batch(header.SerializeToString())[1]
+        value = encode_delivery(fleet, flows, d)
+        header, cols = pb.FlowBatch.FromString(value), decode_flow_batch(value)[1]
         by_window.setdefault(d.window_start_ms, {})[header.exporter_id] = LiveBatch(
             header, cols["start_ms"] - d.window_start_ms, cols["end_ms"] - d.window_start_ms)
     windows = []
