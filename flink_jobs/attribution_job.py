@@ -321,7 +321,7 @@ class Attribute(KeyedBroadcastProcessFunction):
             return
         self.metrics["attempts"].inc()
         out = batches.split_attempt(header, cols.take(plan.local), plan.attribution, self.engine.owner_names(),
-                                    plan.attempt, now_ms, self.cfg.attribution.retry_delay_ms, self.cfg.region)
+                                    plan.attempt, now_ms, plan.next_attempt, plan.next_attempt_ms, self.cfg.region)
         for name, count in out.counts.items():
             if name.startswith("unattributed_"):
                 self.reason_group.counter(name.removeprefix("unattributed_")).inc(count)

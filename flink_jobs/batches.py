@@ -210,10 +210,12 @@ class AttemptOutput:
 
 
 def split_attempt(header: pb.AttributedFlowBatch, cols: FlowColumns, result: Attribution,
-                  names: list[str], attempt: int, now_ms: int, retry_delay_ms: int,
+                  names: list[str], attempt: int, now_ms: int, next_attempt: int, next_attempt_ms: int,
                   region: str) -> AttemptOutput:
     """Turn one attempt's result into output records (each None when empty). `names`
-    maps the result's owner ids to workload names (the attributor's WorkloadNames)."""
+    maps the result's owner ids to workload names (the attributor's WorkloadNames).
+    Final batches carry `attempt` (its slot on the retry schedule); the retry batch
+    carries next_attempt - 1, so its next attempt is slot next_attempt (engine.next_attempt)."""
     workloads = list(cols.workloads)
     refs = {w: i for i, w in enumerate(workloads)}
     # One dictionary entry per DISTINCT owner, then one gather for all flows.
@@ -232,13 +234,13 @@ def split_attempt(header: pb.AttributedFlowBatch, cols: FlowColumns, result: Att
                          "evidence_start_ms": result.evidence_start, "evidence_end_ms": result.evidence_end,
                          "unattributed_reason": result.reason})
 
-    def encode(mask: np.ndarray, next_attempt_ms: int = 0) -> bytes | None:
+    def encode(mask: np.ndarray, attempts: int, due_ms: int = 0) -> bytes | None:
         if not mask.any():
             return None
         out = pb.AttributedFlowBatch()
         out.CopyFrom(header)
-        out.region, out.attempts, out.attributed_at_ms = region, attempt, now_ms
-        out.next_attempt_ms = next_attempt_ms
+        out.region, out.attempts, out.attributed_at_ms = region, attempts, now_ms
+        out.next_attempt_ms = due_ms
         return encode_attributed_batch(out, full.take(mask))
 
     hit = result.outcome == ATTRIBUTED
@@ -248,4 +250,5 @@ def split_attempt(header: pb.AttributedFlowBatch, cols: FlowColumns, result: Att
     for reason in np.unique(result.reason[final]):
         counts["unattributed_" + pb.UnattributedReason.Name(int(reason)).removeprefix("UNATTRIBUTED_REASON_")] = \
             int((result.reason[final] == reason).sum())
-    return AttemptOutput(encode(hit), encode(final), encode(retry, now_ms + retry_delay_ms), counts)
+    return AttemptOutput(encode(hit, attempt), encode(final, attempt), encode(retry, next_attempt - 1, next_attempt_ms),
+                         counts)

@@ -26,8 +26,13 @@ class AttributionConfig:
     hold_ms: int = setting(60_000, "hold after a batch's window end before the first attribution attempt")
     retry_delay_ms: int = setting(60_000, "delay between attempts of flows that found no evidence yet")
     max_attempts: int = setting(
-        40, "attempts (first + retries) before a flow is emitted unattributed; 40 x 1 min covers the "
-        "30-minute event-delay bound for load-balancer flows")
+        40, "slots of retry_delay_ms on the retry schedule (the first attempt is slot 1): a flow still "
+        "undecided at the last slot is emitted unattributed; 40 x 1 min covers the 30-minute event-delay "
+        "bound for load-balancer flows")
+    retry_backoff: float = setting(
+        2.0, "each retry skips ahead on that schedule: after attempt k the next is slot "
+        "max(k + 1, ceil(k x this)), the last slot always attempted: 2 attempts slots 1, 2, 4, 8, 16, 32, 40 "
+        "(7 attempts instead of 40, the same give-up time); 1 attempts every slot")
     event_cidrs: tuple[str, ...] = setting(
         (), "CIDRs whose addresses run no exporter (load balancers): attributed from IP-change events "
         "only; heartbeats are never learned or used for addresses in them")
@@ -82,5 +87,5 @@ class AttributionConfig:
                 f"got tolerance {self.skew_tolerance_ms} ms, G {self.min_reuse_gap_ms} ms")
         if self.event_clock_rank < 1 or self.fleet_clock_rank < 1 or self.event_future_bound_ms < 0:
             raise ValueError("event_clock_rank >= 1, fleet_clock_rank >= 1 and event_future_bound_ms >= 0 are required")
-        if self.max_attempts < 1 or self.retry_delay_ms <= 0 or self.hold_ms < 0:
-            raise ValueError("max_attempts >= 1, retry_delay_ms > 0 and hold_ms >= 0 are required")
+        if self.max_attempts < 1 or self.retry_delay_ms <= 0 or self.hold_ms < 0 or not self.retry_backoff >= 1:
+            raise ValueError("max_attempts >= 1, retry_delay_ms > 0, hold_ms >= 0 and retry_backoff >= 1 are required")

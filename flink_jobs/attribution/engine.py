@@ -14,6 +14,7 @@ the evaluation judges the code that runs in production.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -35,8 +36,18 @@ class AttemptPlan:
     forward: dict[str, np.ndarray]    # region -> row indices to send there, attempts unchanged
     local: np.ndarray                 # row indices attempted here, aligned with `attribution`
     attribution: Attribution | None   # None when no row stayed here
-    attempt: int                      # the attempt number made here (1 = first)
-    next_attempt_ms: int              # when the RETRY rows come due
+    attempt: int                      # the attempt's slot on the retry schedule (1 = first)
+    next_attempt: int                 # the slot the RETRY rows are attempted at next
+    next_attempt_ms: int              # when the RETRY rows come due (that slot's time)
+
+
+def next_attempt(attempt: int, max_attempts: int, backoff: float) -> int:
+    """The slot of the attempt after `attempt` (1 = first) on the schedule of max_attempts
+    slots of retry_delay_ms: at least the next slot, `backoff` times further along, never
+    past the last, so every schedule ends at the same time. Only latency depends on it:
+    evidence that settles a flow stays settled, so a later attempt finds the same answer
+    (settledness, ledger.py), and the last slot is always attempted."""
+    return min(max(attempt + 1, math.ceil(attempt * backoff)), max_attempts)
 
 
 def scoped_config(cfg: AttributionConfig, region: str, region_cidrs: dict[str, str]) -> AttributionConfig:
@@ -111,7 +122,9 @@ class Engine:
             rows = rows[stays]
         attempt = attempts_made + 1
         attribution = self.attributor.attribute(cols.take(rows), attempt) if len(rows) else None
-        return AttemptPlan(forward, rows, attribution, attempt, now_ms + self.cfg.retry_delay_ms)
+        following = next_attempt(attempt, self.cfg.max_attempts, self.cfg.retry_backoff)
+        return AttemptPlan(forward, rows, attribution, attempt, following,
+                           now_ms + (following - attempt) * self.cfg.retry_delay_ms)
 
     def owner_names(self) -> list[str]:
         """Owner id -> workload name, for an attempt's `attribution.owner`."""

@@ -130,5 +130,5 @@ def _attempt(engines: dict[str, Engine], now: int, payload, flows, out: ReplayRe
     final = ~hit & ~retry
     out.reason[local[final]] = result.reason[final]
     if retry.any():
-        push(plan.next_attempt_ms, ATTEMPT, (region, local[retry], plan.attempt))
+        push(plan.next_attempt_ms, ATTEMPT, (region, local[retry], plan.next_attempt - 1))
     return int((~retry).sum())

@@ -165,14 +165,15 @@ def test_split_attempt_names_owners_per_flow_and_routes_each_outcome():
                          evidence_start=np.array([10, 20, 30, 0, 0], np.int64),
                          evidence_end=np.array([11, 21, 31, 0, 0], np.int64),
                          reason=np.array([0, 0, 0, NO_EVIDENCE, CONFLICT], np.uint8))
-    out = split_attempt(pb.AttributedFlowBatch(source_exporter_id="e1"), cols, result, names, 2, 5_000, 60_000,
-                        "r1")
+    out = split_attempt(pb.AttributedFlowBatch(source_exporter_id="e1"), cols, result, names, 2, 5_000,
+                        next_attempt=4, next_attempt_ms=125_000, region="r1")
     header, hit = decode_attributed_batch(out.attributed)
     assert [hit.workloads[r] for r in hit["remote_workload_ref"]] == ["db", "web", "db"]
     assert hit.workloads == ["", "web", "db"] and hit["evidence_start_ms"].tolist() == [10, 20, 30]
     assert header.attempts == 2 and header.region == "r1"
     retry_header, retry = decode_attributed_batch(out.retry)
-    assert len(retry) == 1 and retry_header.next_attempt_ms == 65_000 and retry["remote_workload_ref"][0] == 0
+    assert len(retry) == 1 and retry_header.next_attempt_ms == 125_000 and retry["remote_workload_ref"][0] == 0
+    assert retry_header.attempts == 3   # so its next attempt is slot 4 (engine.next_attempt)
     _, final = decode_attributed_batch(out.unattributed)
     assert final["unattributed_reason"].tolist() == [CONFLICT]
     assert out.counts == {"attributed": 3, "retried": 1, "unattributed": 1, "unattributed_CONFLICT": 1}
