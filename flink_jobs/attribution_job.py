@@ -4,8 +4,10 @@
                   │  └─ claims (heartbeats) ─┐       ├─ key_by ──► Attribute ─┼─ route-unattributed ─► unattributed.R
     retry.R ──► ValidatePending ─────────────┤       │  exporter  (keyed      ├─ route-retry ─► retry.R
     inbound.R ──► ValidatePending ───────────┘       │            broadcast)  └─ route-forward-<R2> ─► inbound.<R2>
-    ipchanges.R ──► ValidateEvents ──────────────────┴──► broadcast
-    every validator (side output), and Attribute (events from the future) ──► deadletter.R
+    ipchanges.R ──► ValidateEvents ──────────────────┴──► broadcast  └─ route-edge-partials ─► key_by edge
+                                                                            ─► EdgeMinutes ─► edges.R
+    every validator (side output), Attribute (events from the future, edge partials too late)
+    and EdgeMinutes (partials for a closed minute) ──► deadletter.R
 
 Event time is the Kafka record timestamp: window end for batches (producers set it), the
 attempt's event time for the job's outputs (retry and forwarded batches included, so a
@@ -26,13 +28,13 @@ Example:
 from __future__ import annotations
 
 import argparse
+import pickle
 import time
 
 from pyflink.common import Duration, Row, Types, WatermarkStrategy
 from pyflink.common.watermark_strategy import TimestampAssigner
-from pyflink.datastream import KeyedBroadcastProcessFunction, OutputTag, ProcessFunction
-from pyflink.datastream.state import MapStateDescriptor
-from pyflink.datastream.window import TimeWindow, TumblingEventTimeWindows
+from pyflink.datastream import KeyedBroadcastProcessFunction, KeyedProcessFunction, OutputTag, ProcessFunction
+from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
 from flink_jobs import batches, edges, ownership_changelog, routing
 from flink_jobs.attribution.engine import Engine
@@ -240,6 +242,8 @@ class Attribute(KeyedBroadcastProcessFunction):
         self.ranges_counted_at = 0.0
         self.ranges_held = SettableCounter(g.counter("broadcast_ranges_held"))
         self.event_time_lag = SettableCounter(g.counter("event_time_lag_ms"))
+        self.top_edges = TopEdgeCounters(g)
+        self.edge_lateness_ms = edge_lateness_ms(self.cfg)
 
     def _count_ranges(self) -> None:
         """Recount the ranges of this instance's table copy (and the event-time lag), at
@@ -331,6 +335,20 @@ class Attribute(KeyedBroadcastProcessFunction):
                                (routing.RETRY, out.retry)):
             if payload:
                 yield routing.frame(route, routing.keyed(key, payload))
+        yield from self._edge_partials(header.window_end_ms, out, now_ms)
+
+    def _edge_partials(self, window_end_ms: int, out: batches.AttemptOutput, now_ms: int):
+        """The final rows' edge partials (flink_jobs/edges.py), from the columns in hand: one
+        record for all of them, which EdgeMinutes sums per edge and minute. A partial whose
+        minute closed before this attempt goes to the dead letter (edges.by_lateness)."""
+        on_time, late = edges.by_lateness(edges.decided_partials(window_end_ms, out.columns, out.decided),
+                                          now_ms, self.edge_lateness_ms)
+        self.top_edges.count(on_time + late)
+        if on_time:
+            yield routing.frame(routing.EDGE_PARTIALS, pickle.dumps(on_time, pickle.HIGHEST_PROTOCOL))
+        for key, _, counts in late:
+            yield routing.frame(routing.DEAD_LETTER, edges.late_dead_letter(
+                key, counts, self.cfg.region, self.cfg.topics.edges, self.edge_lateness_ms, int(time.time() * 1000)))
 
 
 # (edge key, minute of flow start, counts: a pickled list, flink_jobs/edges.py)
@@ -338,36 +356,17 @@ EDGE_PARTIAL = Types.ROW([Types.STRING(), Types.LONG(), Types.PICKLED_BYTE_ARRAY
 KEYED_RECORD = Types.ROW_NAMED(["record_key", "record_value"], [BYTES, BYTES])  # a Kafka key and value
 
 
-class FlowStartMinute(TumblingEventTimeWindows):
-    """One-minute event-time windows by the minute of the flows' START (the partial's
-    second field), not by the record's timestamp (the attempt's event time): the window
-    fires when the attempts' watermark passes its end, and again, within the allowed
-    lateness, for each flow of that minute attributed later."""
+class TopEdgeCounters:
+    """Each edge's flows in a metric labelled client, server, port: the dashboard's "top
+    edges" (flink_taskmanager_job_task_operator_edge_client_edge_server_edge_port_flows)."""
 
-    def __init__(self):
-        super().__init__(edges.MINUTE_MS, 0)
-
-    def assign_windows(self, element, timestamp, context):
-        return [TimeWindow(element[1], element[1] + edges.MINUTE_MS)]
-
-
-class EdgePartials(ProcessFunction):
-    """KEYED_RECORD rows of final batches -> EDGE_PARTIAL rows (edges.partials_by_lateness),
-    counting each edge's flows in a metric labelled client, server, port: the dashboard's
-    "top edges" (flink_taskmanager_job_task_operator_edge_client_edge_server_edge_port_flows).
-    A partial whose minute closed before its attempt goes to the dead-letter side output."""
-
-    def __init__(self, cfg: JobConfig):
-        self.region, self.topic, self.lateness = cfg.region, cfg.topics.edges, edge_lateness_ms(cfg)
-
-    def open(self, runtime_context):
-        self.group = runtime_context.get_metrics_group()
+    def __init__(self, group):
+        self.group = group
         self.labels = edges.TopEdgeLabels()
         self.counters = {}
 
-    def process_element(self, value, ctx):
-        on_time, late = edges.partials_by_lateness(bytes(value[1]), self.lateness)
-        for key, _, counts in on_time + late:
+    def count(self, partials) -> None:
+        for key, _, counts in partials:
             labels = self.labels.labels(key)
             counter = self.counters.get(labels)
             if counter is None:
@@ -376,11 +375,56 @@ class EdgePartials(ProcessFunction):
                                                    .add_group("edge_server", server)
                                                    .add_group("edge_port", port).counter("flows"))
             counter.inc(counts[edges.FLOWS])
-        for key, minute, counts in on_time:
-            yield Row(key, minute, counts)
-        for key, _, counts in late:
+
+
+class EdgeMinutes(KeyedProcessFunction):
+    """Keyed by edge key (an edge and its minute of flow start, edges.edge_key): the sum of
+    its EDGE_PARTIAL rows, as a one-minute event-time window with allowed lateness: the
+    first record when the watermark passes the minute, then one per later partial (the
+    minute's total so far) until the minute's end + the lateness, when the state is
+    cleared; a partial for a minute already cleared goes to the dead letter. One state read
+    and write per partial: PyFlink's window operator runs in Python too, and made about a
+    dozen calls into Flink per element (~21 % of the job's Python on the busy fleet)."""
+
+    def __init__(self, cfg: JobConfig):
+        self.region, self.topic, self.lateness = cfg.region, cfg.topics.edges, edge_lateness_ms(cfg)
+
+    def open(self, runtime_context):
+        # (minute, fired, counts): pickled by Flink as one byte[] value.
+        self.state = runtime_context.get_state(ValueStateDescriptor("edge-minute", Types.PICKLED_BYTE_ARRAY()))
+
+    def process_element(self, value, ctx):
+        key, minute, counts = value[0], value[1], value[2]
+        fire_at = minute + edges.MINUTE_MS - 1  # the window's last millisecond, as Flink's
+        timers = ctx.timer_service()
+        watermark = timers.current_watermark()
+        if fire_at + self.lateness <= watermark:  # Flink's rule for a late element
             yield DEAD_LETTER, edges.late_dead_letter(key, counts, self.region, self.topic, self.lateness,
                                                       int(time.time() * 1000))
+            return
+        held = self.state.value()
+        if held is None:
+            fired, total = watermark >= fire_at, counts
+            if not fired:
+                timers.register_event_time_timer(fire_at)
+            timers.register_event_time_timer(fire_at + self.lateness)
+        else:
+            fired, total = held[1], edges.add(held[2], counts)
+        self.state.update((minute, fired, total))
+        if fired:  # the minute already came out: this is its new total
+            yield Row(*edges.record(key, total, self.region, int(time.time() * 1000)))
+
+    def on_timer(self, timestamp, ctx):
+        held = self.state.value()
+        if held is None:
+            return
+        minute, fired, total = held
+        fire_at = minute + edges.MINUTE_MS - 1
+        if not fired and timestamp >= fire_at:
+            yield Row(*edges.record(ctx.get_current_key(), total, self.region, int(time.time() * 1000)))
+            self.state.update((minute, True, total))
+        if timestamp >= fire_at + self.lateness:
+            self.state.clear()
 
 
 def edge_lateness_ms(cfg: JobConfig) -> int:
@@ -467,13 +511,11 @@ def build_pipeline(env, cfg: JobConfig, sources: dict, sinks: dict) -> None:
     # savepoint's state maps back to the same operators after an upgrade (`flowattr job
     # stop --savepoint` / `resume`). The keyed sinks are Flink SQL tables, whose operator
     # ids the planner derives from the topology (README: "Upgrades with savepoints").
-    finals = {}
     for name in ("attributed", "unattributed", "retry"):
-        finals[name] = split_keyed(getattr(routing, name.upper()), name)
-        sinks[name](finals[name])
+        sinks[name](split_keyed(getattr(routing, name.upper()), name))
     for region in cfg.other_regions:
         sinks[f"forward-{region}"](split_keyed(routing.FORWARD, f"forward-{region}", region))
-    edge_records, late_partials = build_edges(cfg, finals["attributed"].union(finals["unattributed"]))
+    edge_records, late_partials = build_edges(cfg, routed)
     sinks["edges"](edge_records)
     sinks["ownership"](split_keyed(routing.OWNERSHIP, "ownership"))
     (flows.get_side_output(DEAD_LETTER).union(retry.get_side_output(DEAD_LETTER),
@@ -483,30 +525,19 @@ def build_pipeline(env, cfg: JobConfig, sources: dict, sinks: dict) -> None:
      .sink_to(sinks["dead_letter"]).name("dead-letter-sink").uid("sink-dead-letter"))
 
 
-def build_edges(cfg: JobConfig, finals):
-    """The dependency graph's edges from the final outputs' KEYED_RECORD rows
-    (flink_jobs/edges.py): partials per batch, summed per edge in one-minute windows of
-    flow start; every firing (the first, then one per later flow) is the minute's total so
-    far, keyed for a compacted topic. Returns (edge records, dead letters): a partial for
-    a window already past its allowed lateness (a batch delivered hours late) is not
-    dropped: it goes to the dead-letter topic with its counts and why."""
-    region, topic, lateness = cfg.region, cfg.topics.edges, edge_lateness_ms(cfg)
-    # The tag is pickled with the window function: its type info must be a fresh one that
-    # holds no Java object yet (EDGE_PARTIAL's nested types do once used as an output type).
-    late_tag = OutputTag("late-edge-partials", Types.ROW([Types.STRING(), Types.LONG(), Types.PICKLED_BYTE_ARRAY()]))
-    partials = finals.process(EdgePartials(cfg), output_type=EDGE_PARTIAL).name("edge-partials").uid("edge-partials")
-    windows = (partials
-               .key_by(lambda partial: partial[0], key_type=Types.STRING())
-               .window(FlowStartMinute()).allowed_lateness(lateness).side_output_late_data(late_tag))
-    totals = (windows.reduce(lambda a, b: Row(a[0], a[1], edges.add(a[2], b[2])), output_type=EDGE_PARTIAL)
-              .name("edges-by-minute").uid("edges-by-minute"))
-    records = totals.map(lambda total: Row(*edges.record(total[0], total[2], region, int(time.time() * 1000))),
-                         output_type=KEYED_RECORD).name("edge-records").uid("edge-records")
-    late = totals.get_side_output(late_tag).map(
-        lambda partial: edges.late_dead_letter(partial[0], partial[2], region, topic, lateness,
-                                               int(time.time() * 1000)),
-        output_type=BYTES).name("late-edge-partials").uid("late-edge-partials")
-    return records, late.union(partials.get_side_output(DEAD_LETTER))
+def build_edges(cfg: JobConfig, routed):
+    """The dependency graph's edges (flink_jobs/edges.py): Attribute's partials of each
+    attempt's final rows, summed per edge and minute of flow start by EdgeMinutes; every
+    record (the first, then one per later partial) is the minute's total so far, keyed for
+    a compacted topic. Returns (edge records, dead letters): a partial for a minute already
+    past its allowed lateness (a batch delivered hours late) is not dropped: it goes to
+    the dead-letter topic with its counts and why."""
+    partials = routed.flat_map(lambda record: [Row(*partial) for payload in routing.payloads_for(
+        record, routing.EDGE_PARTIALS) for partial in pickle.loads(payload)], output_type=EDGE_PARTIAL) \
+        .name("route-edge-partials").uid("route-edge-partials")
+    records = (partials.key_by(lambda partial: partial[0], key_type=Types.STRING())
+               .process(EdgeMinutes(cfg), output_type=KEYED_RECORD).name("edge-minutes").uid("edge-minutes"))
+    return records, records.get_side_output(DEAD_LETTER)
 
 
 def kafka_sources_and_sinks(cfg: JobConfig, env=None) -> tuple[dict, dict]:

@@ -207,6 +207,8 @@ class AttemptOutput:
     unattributed: bytes | None   # AttributedFlowBatch for the unattributed topic
     retry: bytes | None          # PENDING batch for the retry topic
     counts: dict[str, int]       # attributed / retried / unattributed / unattributed_<REASON>
+    columns: FlowColumns         # the attempt's rows with their attribution, for the edges:
+    decided: np.ndarray          # ... the rows attributed or unattributed (final), a mask
 
 
 def split_attempt(header: pb.AttributedFlowBatch, cols: FlowColumns, result: Attribution,
@@ -251,4 +253,4 @@ def split_attempt(header: pb.AttributedFlowBatch, cols: FlowColumns, result: Att
         counts["unattributed_" + pb.UnattributedReason.Name(int(reason)).removeprefix("UNATTRIBUTED_REASON_")] = \
             int((result.reason[final] == reason).sum())
     return AttemptOutput(encode(hit, attempt), encode(final, attempt), encode(retry, next_attempt - 1, next_attempt_ms),
-                         counts)
+                         counts, full, ~retry)

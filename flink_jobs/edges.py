@@ -49,7 +49,7 @@ def partials(payload: bytes) -> list[tuple[str, int, list[int]]]:
     """(edge key, minute, counts) for each edge and flow-start minute of one final
     AttributedFlowBatch (attributed or unattributed)."""
     header, cols = decode_attributed_batch(payload)
-    return _partials(header, cols)
+    return decided_partials(header.window_end_ms, cols)
 
 
 def partials_by_lateness(payload: bytes, lateness_ms: int) -> tuple[list, list]:
@@ -62,20 +62,31 @@ def partials_by_lateness(payload: bytes, lateness_ms: int) -> tuple[list, list]:
     passes a record's attempt time before the record arrives, so no on-time partial finds
     its window closed."""
     header, cols = decode_attributed_batch(payload)
+    return by_lateness(decided_partials(header.window_end_ms, cols), header.attributed_at_ms, lateness_ms)
+
+
+def by_lateness(partials: list, attempt_ms: int, lateness_ms: int) -> tuple[list, list]:
+    """Partials split in two: (on time, too late): see partials_by_lateness."""
     out: tuple[list, list] = ([], [])
-    for partial in _partials(header, cols):
-        out[partial[1] + MINUTE_MS + lateness_ms <= header.attributed_at_ms].append(partial)
+    for partial in partials:
+        out[partial[1] + MINUTE_MS + lateness_ms <= attempt_ms].append(partial)
     return out
 
 
-def _partials(header, cols) -> list[tuple[str, int, list[int]]]:
+def decided_partials(window_end_ms: int, columns, rows: np.ndarray | None = None) -> list[tuple[str, int, list[int]]]:
+    """partials() of final rows already decoded: FlowColumns with the attribution columns
+    (remote_workload_ref, evidence_source, unattributed_reason) of a batch whose window
+    ends at window_end_ms (0: unknown), the rows selected by `rows` (an index or mask;
+    None: all). Attributed and unattributed rows may be mixed: their edges differ by the
+    reason (0 when attributed)."""
+    cols = _Selected(columns, rows)
     n = len(cols)
     if not n:
         return []
     # A flow cannot start after its batch's window: one that says so has a broken clock
     # (unattributed INVALID_TIME) and counts in the window's last minute, whose edge window
     # fires; its own minute, days ahead, would wait for a watermark that never comes.
-    start = np.minimum(cols["start_ms"], header.window_end_ms - 1) if header.window_end_ms else cols["start_ms"]
+    start = np.minimum(cols["start_ms"], window_end_ms - 1) if window_end_ms else cols["start_ms"]
     minute = start // MINUTE_MS * MINUTE_MS
     direction = cols["direction"].astype(np.int64)
     # The service port is the server side's: the remote's when the local side dialled.
@@ -96,6 +107,21 @@ def _partials(header, cols) -> list[tuple[str, int, list[int]]]:
     names = cols.workloads
     return [(edge_key(int(k[0]), names[k[1]], names[k[2]], int(k[3]), int(k[4]), int(k[5])), int(k[0]),
              counts[i].tolist()) for i, k in enumerate(keys)]
+
+
+class _Selected:
+    """The columns decided_partials reads, each selected by `rows` when first read."""
+
+    def __init__(self, columns, rows):
+        self.columns, self.rows, self.workloads, self.read = columns, rows, columns.workloads, {}
+
+    def __len__(self) -> int:
+        return len(self.columns) if self.rows is None else len(self["start_ms"])
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self.read:
+            self.read[name] = self.columns[name] if self.rows is None else self.columns[name][self.rows]
+        return self.read[name]
 
 
 def _sum_by(group: np.ndarray, values: np.ndarray, k: int) -> np.ndarray:

@@ -19,7 +19,8 @@ TaskManager kill). A main output keeps the attempt's event time.
 from __future__ import annotations
 
 ATTRIBUTED, UNATTRIBUTED, RETRY, FORWARD, DEAD_LETTER, OWNERSHIP = b"A", b"U", b"R", b"F", b"D", b"O"
-ROUTES = (ATTRIBUTED, UNATTRIBUTED, RETRY, FORWARD, DEAD_LETTER, OWNERSHIP)
+EDGE_PARTIALS = b"E"  # an attempt's edge partials, pickled (edges.decided_partials)
+ROUTES = (ATTRIBUTED, UNATTRIBUTED, RETRY, FORWARD, DEAD_LETTER, OWNERSHIP, EDGE_PARTIALS)
 
 
 def frame(route: bytes, payload: bytes) -> bytes:
