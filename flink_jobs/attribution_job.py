@@ -324,7 +324,7 @@ class Attribute(KeyedBroadcastProcessFunction):
         if plan.attribution is None:
             return
         self.metrics["attempts"].inc()
-        out = batches.split_attempt(header, cols.take(plan.local), plan.attribution, self.engine.owner_names(),
+        out = batches.split_attempt(header, plan.local_cols, plan.attribution, self.engine.owner_names(),
                                     plan.attempt, now_ms, plan.next_attempt, plan.next_attempt_ms, self.cfg.region)
         for name, count in out.counts.items():
             if name.startswith("unattributed_"):

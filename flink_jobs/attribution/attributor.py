@@ -295,8 +295,12 @@ def rows_by_key(segment: np.ndarray, candidates: np.ndarray):
         yield k, rows[lo:hi]
 
 
-def _overlaps(spans: list[tuple[int, int]], lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    hit = np.zeros(len(lo), bool)
-    for span_lo, span_hi in spans:
-        hit |= (lo <= span_hi) & (hi >= span_lo)
-    return hit
+def _overlaps(spans: tuple[np.ndarray, np.ndarray], lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Per query i: does [lo[i], hi[i]] meet any span? spans: (starts, ends), disjoint and
+    sorted (ledger.union_spans), so the last span starting at or before hi[i] is the one
+    reaching furthest right among those: one search per query, whatever the span count."""
+    starts, ends = spans
+    if not len(starts):
+        return np.zeros(len(lo), bool)
+    last = np.searchsorted(starts, hi, "right") - 1
+    return (last >= 0) & (ends[np.maximum(last, 0)] >= lo)

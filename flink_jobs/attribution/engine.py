@@ -35,6 +35,7 @@ class AttemptPlan:
 
     forward: dict[str, np.ndarray]    # region -> row indices to send there, attempts unchanged
     local: np.ndarray                 # row indices attempted here, aligned with `attribution`
+    local_cols: FlowColumns           # those rows (the batch itself when none is forwarded)
     attribution: Attribution | None   # None when no row stayed here
     attempt: int                      # the attempt's slot on the retry schedule (1 = first)
     next_attempt: int                 # the slot the RETRY rows are attempted at next
@@ -119,11 +120,13 @@ class Engine:
                 if away.any():
                     forward[region] = rows[away]
                     stays &= ~away
-            rows = rows[stays]
+            if forward:
+                rows = rows[stays]
+        local = cols.take(rows) if len(rows) < len(cols) else cols
         attempt = attempts_made + 1
-        attribution = self.attributor.attribute(cols.take(rows), attempt) if len(rows) else None
+        attribution = self.attributor.attribute(local, attempt) if len(rows) else None
         following = next_attempt(attempt, self.cfg.max_attempts, self.cfg.retry_backoff)
-        return AttemptPlan(forward, rows, attribution, attempt, following,
+        return AttemptPlan(forward, rows, local, attribution, attempt, following,
                            now_ms + (following - attempt) * self.cfg.retry_delay_ms)
 
     def owner_names(self) -> list[str]:

@@ -28,6 +28,8 @@ import struct
 from bisect import bisect_right
 from dataclasses import dataclass
 
+import numpy as np
+
 FOREVER = 2**62
 
 
@@ -164,22 +166,23 @@ class ExporterLedger:
             spans.append((tail.last_end_ms if tail.last_is_final else tail.last_start_ms, FOREVER))
         return spans
 
-    def union_spans(self, exporters, cache_key: object) -> list[tuple[int, int]]:
-        """unsettled_spans of several exporters together (one open-ended span: the
-        earliest), cached under cache_key until the ledger changes."""
+    def union_spans(self, exporters, cache_key: object) -> tuple[np.ndarray, np.ndarray]:
+        """unsettled_spans of several exporters together, merged: (starts, ends), int64,
+        disjoint and sorted, so ends rise too (overlaps() searches them). Cached under
+        cache_key until the ledger changes."""
         cached = self._unions.get(cache_key)
         if cached is not None and cached[0] == self.version:
             return cached[1]
-        gaps, tail = [], FOREVER
-        for exporter in exporters:
-            for lo, hi in self.unsettled_spans(exporter):
-                if hi == FOREVER:
-                    tail = min(tail, lo)
-                else:
-                    gaps.append((lo, hi))
-        spans = gaps + ([(tail, FOREVER)] if tail < FOREVER else [])
-        self._unions[cache_key] = (self.version, spans)
-        return spans
+        merged: list[list[int]] = []
+        for lo, hi in sorted(span for exporter in exporters for span in self.unsettled_spans(exporter)):
+            if merged and lo <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], hi)
+            else:
+                merged.append([lo, hi])
+        spans = np.array(merged, np.int64).reshape(-1, 2)
+        union = (spans[:, 0].copy(), spans[:, 1].copy())
+        self._unions[cache_key] = (self.version, union)
+        return union
 
     def prune(self, horizon_ms: int) -> list[str]:
         """Forget runs before the retention horizon (flows that old are expired); return

@@ -84,3 +84,4 @@ def test_a_flow_settled_between_attempts_gets_the_every_slot_answer():
         result = e.attempt(flow, made, plan.next_attempt_ms).attribution
         answers[backoff] = (int(result.outcome[0]), e.owner_names()[int(result.owner[0])], made + 1)
     assert answers == {1.0: (ATTRIBUTED, "db", 3), 2.0: (ATTRIBUTED, "db", 4)}
+

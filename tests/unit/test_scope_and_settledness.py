@@ -168,3 +168,29 @@ def test_fleet_progress_follows_the_rank_th_latest_exporter_and_forgets_the_sile
     # 16 min later only "a" still sends: the liars, "b" and "c" are forgotten.
     watermark.note("a", 1_200_000, 960_000)
     assert sorted(watermark.latest_of) == ["a"] and watermark.time_ms == 1_200_000
+
+
+def test_the_span_search_equals_a_scan_of_every_span():
+    """attributor._overlaps on ledger.union_spans (merged, searched) against the plain
+    rule: a query [lo, hi] is unsettled when any exporter's span [a, b] has a <= hi and
+    b >= lo. Random, overlapping and touching spans of several exporters."""
+    import numpy as np
+
+    from flink_jobs.attribution.attributor import _overlaps
+    from flink_jobs.attribution.ledger import FOREVER
+
+    rng = np.random.default_rng(7)
+    for trial in range(300):
+        ledger = ExporterLedger(silence_ms=60_000)
+        per_exporter = {f"e{i}": [] for i in range(int(rng.integers(1, 5)))}
+        for spans in per_exporter.values():
+            for _ in range(int(rng.integers(0, 6))):
+                a = int(rng.integers(0, 1_000))
+                spans.append((a, FOREVER if rng.random() < 0.1 else a + int(rng.integers(0, 200))))
+        ledger.unsettled_spans = per_exporter.get          # the spans this trial is about
+        every = [s for spans in per_exporter.values() for s in spans]
+        lo = rng.integers(-100, 1_300, 50)
+        hi = lo + rng.integers(0, 100, 50)
+        expected = np.array([any(a <= h and b >= q for a, b in every) for q, h in zip(lo, hi, strict=True)], bool)
+        got = _overlaps(ledger.union_spans(per_exporter, trial), lo, hi)
+        assert got.tolist() == expected.tolist(), trial
