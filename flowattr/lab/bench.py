@@ -129,7 +129,28 @@ def bench_limit(data: ThroughputData, say) -> dict:
     seconds = _limit_pass(Attributor(default_config()), data.values)
     say(f"limit: {n:,} flows in {len(data.values):,} batches, {seconds:.2f} s -> {n / seconds:,.0f} flows/s (1 core)")
     return {"limit_flows_per_s": round(n / seconds), "limit_flows": n, "limit_seconds": round(seconds, 2),
-            "flows_per_batch": round(n / len(data.values))}
+            "flows_per_batch": round(n / len(data.values))} | bench_decisions(data, say)
+
+
+def bench_decisions(data: ThroughputData, say) -> dict:
+    """The engine alone making every decision the job makes on the same fleet, as
+    `flowattr evaluate` drives it (flowattr/lab/replay.py): each batch learned into the
+    ledger, held, attempted, retried on the schedule, forwarded between the regions'
+    engines. No decode, encode or Flink; 1 core. The limit above skips the ledger, the
+    hold and the retries (every flow attempted once, at once), so this is the job's own
+    work in process, and the e2e run's share of it says what Flink and Kafka cost."""
+    from flink_jobs.job_config import load
+    from flowattr.lab.replay import replay
+
+    cfg = load(None, {})
+    say(f"limit, every decision: replaying {data.flow_count:,} flows through the engine ...")
+    t0 = time.perf_counter()
+    result = replay(data.fleet, data.flows, data.deliveries, cfg.attribution, dict(cfg.region_cidrs), cfg.region)
+    seconds = time.perf_counter() - t0
+    decided = int((result.owner != None).sum() + (result.reason > 0).sum())  # noqa: E711
+    say(f"  {decided:,} flows decided in {seconds:.1f} s -> {data.flow_count / seconds:,.0f} flows/s (1 core)")
+    return {"limit_decisions_flows_per_s": round(data.flow_count / seconds),
+            "limit_decisions_seconds": round(seconds, 1), "limit_decisions_decided": decided}
 
 
 def bench_state(say) -> dict:
@@ -419,7 +440,8 @@ def _cpu_seconds(pid: int) -> float:
 
 # Figures taken `repeat` times: the result keeps the median under the figure's name, and
 # <name>_min, <name>_max and <name>_runs (every run's value).
-REPEATED = {"limit": ("limit_flows_per_s",), "e2e": ("e2e_flows_per_s", "e2e_reader_cpu_pct")}
+REPEATED = {"limit": ("limit_flows_per_s", "limit_decisions_flows_per_s"),
+            "e2e": ("e2e_flows_per_s", "e2e_reader_cpu_pct")}
 
 
 def repeated(name: str, runs: list[dict], say) -> dict:
@@ -485,10 +507,10 @@ def run(cfg: BenchConfig, say, only: list[str] | None = None) -> dict:
     # not leave the last run's latency beside its error.
     previous = {k: v for k, v in previous.items() if _part_of(k) not in wanted}
     merged = previous | results
-    if merged.get("limit_flows_per_s") and merged.get("e2e_flows_per_s"):
-        merged["ratio_to_limit"] = round(merged["e2e_flows_per_s"] / merged["limit_flows_per_s"], 3)
-    else:
-        merged["ratio_to_limit"] = None
+    for ratio, limit in (("ratio_to_limit", "limit_flows_per_s"),
+                         ("ratio_to_decisions", "limit_decisions_flows_per_s")):
+        both = merged.get(limit) and merged.get("e2e_flows_per_s")
+        merged[ratio] = round(merged["e2e_flows_per_s"] / merged[limit], 3) if both else None
     cfg.out.parent.mkdir(parents=True, exist_ok=True)
     cfg.out.write_text(json.dumps(merged, indent=2))
     if failed:
@@ -527,12 +549,14 @@ def _spread(r: dict, key: str) -> str:
 
 def format_table(r: dict) -> str:
     rows = [("in-process limit (flows/s, 1 core)", _spread(r, "limit_flows_per_s")),
+            ("limit, every decision (engine replay, 1 core)", _spread(r, "limit_decisions_flows_per_s")),
             ("flows per batch (busy fleet)", r.get("flows_per_batch")),
             ("end to end (flows/s)", _spread(r, "e2e_flows_per_s")),
             ("end to end: complete / outcomes of accepted", f"{r.get('e2e_complete')} / {r.get('e2e_outcomes')} "
              f"of {r.get('e2e_accepted')} ({r.get('e2e_attributed_pct')} % attributed)"),
             ("end to end: measuring side's CPU (% of a core)", r.get("e2e_reader_cpu_pct")),
             ("ratio to limit (medians)", r.get("ratio_to_limit")),
+            ("ratio to every-decision limit (medians)", r.get("ratio_to_decisions")),
             ("end to end, hold on disk (RocksDB; flows/s)", r.get("e2e_rocksdb_flows_per_s")),
             ("job parallelism", r.get("parallelism")),
             ("e2e start-up (s)", r.get("e2e_startup_s")),

@@ -20,6 +20,7 @@ def test_bench_limit_and_state_write_their_figures(tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     results = json.loads(out.read_text())
     assert results["limit_flows_per_s"] > 0 and results["limit_flows"] > 1_000_000
+    assert results["limit_decisions_flows_per_s"] > 0 and results["limit_decisions_decided"] > 1_000_000
     assert results["flows_per_batch"] > 500  # x5 the evaluation fleet's ~220 flows per host-minute batch
     assert 0 < results["bytes_per_range"] < 200
     assert results["machine"]["cores"] >= 1
@@ -55,3 +56,17 @@ def test_growth_preloads_other_ips_and_the_same_flows_get_the_same_answers():
                         r.evidence_end.tolist(), r.reason.tolist()))
         return out
     assert answers(0) == answers(2_000)
+
+
+def test_the_every_decision_limit_decides_every_valid_delivered_flow():
+    """bench_decisions replays the engine over the busy fleet to the end: every valid row
+    of every delivered batch is attributed or given up with a reason, none left in a retry."""
+    import numpy as np
+
+    from flowattr.lab.bench import bench_decisions, throughput_data
+
+    data = throughput_data(20_000, 1, lambda *_: None)
+    delivered = np.concatenate([d.rows for d in data.deliveries if not d.lost])
+    figures = bench_decisions(data, lambda *_: None)
+    assert figures["limit_decisions_decided"] == int(data.flows.valid[delivered].sum())
+    assert figures["limit_decisions_flows_per_s"] > 0
