@@ -37,7 +37,7 @@ from pyflink.datastream import KeyedBroadcastProcessFunction, KeyedProcessFuncti
 from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
 from flink_jobs import batches, edges, ownership_changelog, routing
-from flink_jobs.attribution.engine import Engine
+from flink_jobs.attribution.engine import Engine, max_retry_wait_ms
 from flink_jobs.attribution.events import DUPLICATE, LATE, NEVER, StreamClock, event_key
 from flink_jobs.attribution.ledger import FleetProgress
 from flink_jobs.attribution.rows import RowRules
@@ -158,7 +158,8 @@ class ValidatePending(Validator):
         topic = self.topic
         try:
             header, cols, check = batches.validate_pending(raw, now, self.cfg.max_future_ms, self.rules,
-                                                           self.cfg.attribution.max_attempts, ctx.timestamp())
+                                                           self.cfg.attribution.max_attempts, ctx.timestamp(),
+                                                           max_retry_wait_ms(self.cfg.attribution))
         except batches.InvalidRecord as exc:
             yield self.reject(topic, raw, str(exc))
             return

@@ -53,12 +53,14 @@ def validate_flow_batch(value: bytes, now_ms: int, max_future_ms: int, rules: Ro
 
 
 def validate_pending(value: bytes, now_ms: int, max_future_ms: int, rules: RowRules = DEFAULT_ROW_RULES,
-                     max_attempts: int = 1_000, kafka_ms: int | None = None,
+                     max_attempts: int = 1_000, kafka_ms: int | None = None, max_retry_wait_ms: int = 0,
                      ) -> tuple[pb.AttributedFlowBatch, FlowColumns, RowCheck]:
     """Like validate_flow_batch, for a PENDING AttributedFlowBatch (retry and inbound
     topics): the rows' attribution columns are checked too, and the retry schedule: more
     attempts than the job ever makes would overflow the attempt counter, and a next
-    attempt beyond the wall clock's future bound would hold its flows forever."""
+    attempt beyond the wall clock's future bound, plus the longest wait the job's own
+    schedule sets (max_retry_wait_ms: a backed-off retry waits up to 16 slots), would
+    hold its flows forever."""
     try:
         header, cols = decode_attributed_batch(value)
     except Exception as exc:  # protobuf DecodeError or a column length mismatch
@@ -66,7 +68,7 @@ def validate_pending(value: bytes, now_ms: int, max_future_ms: int, rules: RowRu
     _check_header(header.source_exporter_id, header.window_start_ms, header.window_end_ms, now_ms, max_future_ms)
     if header.next_attempt_ms <= 0:
         raise InvalidRecord("pending batch without next_attempt_ms")
-    if header.next_attempt_ms > now_ms + max_future_ms:
+    if header.next_attempt_ms > now_ms + max_future_ms + max_retry_wait_ms:
         raise InvalidRecord(f"next attempt {header.next_attempt_ms - now_ms} ms in the future (clock broken?)")
     if header.attempts > max_attempts:
         raise InvalidRecord(f"{header.attempts} attempts made, more than the {max_attempts} the job makes")

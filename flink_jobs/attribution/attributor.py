@@ -296,9 +296,10 @@ def rows_by_key(segment: np.ndarray, candidates: np.ndarray):
 
 
 def _overlaps(spans: tuple[np.ndarray, np.ndarray], lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Per query i: does [lo[i], hi[i]] meet any span? spans: (starts, ends), disjoint and
-    sorted (ledger.union_spans), so the last span starting at or before hi[i] is the one
-    reaching furthest right among those: one search per query, whatever the span count."""
+    """Per query i: does any span [a, b] have a <= hi[i] and b >= lo[i]? spans: (starts
+    sorted, the largest end among the spans up to each: ledger.union_spans), so the
+    spans starting at or before hi[i] are a prefix, and its largest end decides: one
+    search per query, whatever the span count."""
     starts, ends = spans
     if not len(starts):
         return np.zeros(len(lo), bool)

@@ -87,5 +87,7 @@ class AttributionConfig:
                 f"got tolerance {self.skew_tolerance_ms} ms, G {self.min_reuse_gap_ms} ms")
         if self.event_clock_rank < 1 or self.fleet_clock_rank < 1 or self.event_future_bound_ms < 0:
             raise ValueError("event_clock_rank >= 1, fleet_clock_rank >= 1 and event_future_bound_ms >= 0 are required")
-        if self.max_attempts < 1 or self.retry_delay_ms <= 0 or self.hold_ms < 0 or not self.retry_backoff >= 1:
-            raise ValueError("max_attempts >= 1, retry_delay_ms > 0, hold_ms >= 0 and retry_backoff >= 1 are required")
+        if (self.max_attempts < 1 or self.retry_delay_ms <= 0 or self.hold_ms < 0
+                or not 1 <= self.retry_backoff <= self.max_attempts):
+            raise ValueError("max_attempts >= 1, retry_delay_ms > 0, hold_ms >= 0 and 1 <= retry_backoff <= "
+                             "max_attempts are required")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from flink_jobs.attribution.attribute import Attribution
+from flink_jobs.attribution.attribute import RETRY, Attribution
 from flink_jobs.attribution.attributor import Attributor, Pruned
 from flink_jobs.attribution.config import AttributionConfig
 from flink_jobs.attribution.heartbeats import Claim
@@ -45,10 +45,16 @@ class AttemptPlan:
 def next_attempt(attempt: int, max_attempts: int, backoff: float) -> int:
     """The slot of the attempt after `attempt` (1 = first) on the schedule of max_attempts
     slots of retry_delay_ms: at least the next slot, `backoff` times further along, never
-    past the last, so every schedule ends at the same time. Only latency depends on it:
-    evidence that settles a flow stays settled, so a later attempt finds the same answer
-    (settledness, ledger.py), and the last slot is always attempted."""
+    past the last, so every schedule ends at the same time. Only latency should depend on
+    it: evidence that settles a flow stays settled (ledger.py), and the last slot is
+    always attempted. The one answer time changes is EXPIRED: Engine.attempt keeps the
+    very next slot when a jump would carry a flow past the retention horizon."""
     return min(max(attempt + 1, math.ceil(attempt * backoff)), max_attempts)
+
+
+def max_retry_wait_ms(cfg: AttributionConfig) -> int:
+    """The longest a retry waits for its next slot: no jump is longer than the schedule."""
+    return cfg.max_attempts * cfg.retry_delay_ms
 
 
 def scoped_config(cfg: AttributionConfig, region: str, region_cidrs: dict[str, str]) -> AttributionConfig:
@@ -126,8 +132,22 @@ class Engine:
         attempt = attempts_made + 1
         attribution = self.attributor.attribute(local, attempt) if len(rows) else None
         following = next_attempt(attempt, self.cfg.max_attempts, self.cfg.retry_backoff)
+        if following > attempt + 1 and self._expires_before(local, attribution, now_ms, following - attempt):
+            following = attempt + 1
         return AttemptPlan(forward, rows, local, attribution, attempt, following,
                            now_ms + (following - attempt) * self.cfg.retry_delay_ms)
+
+    def _expires_before(self, cols: FlowColumns, attribution: Attribution | None, now_ms: int, slots: int) -> bool:
+        """Would a flow to retry fall behind the retention horizon (EXPIRED) by the slot
+        `slots` ahead? Then the next slot is the one after this, as without backoff: the
+        backoff saves attempts, never a flow's evidence."""
+        if attribution is None:
+            return False
+        retrying = attribution.outcome == RETRY
+        if not retrying.any():
+            return False
+        due_ms = now_ms + slots * self.cfg.retry_delay_ms
+        return int(cols["start_ms"][retrying].min()) < due_ms - self.cfg.retention_ms
 
     def owner_names(self) -> list[str]:
         """Owner id -> workload name, for an attempt's `attribution.owner`."""

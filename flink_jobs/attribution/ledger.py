@@ -167,20 +167,17 @@ class ExporterLedger:
         return spans
 
     def union_spans(self, exporters, cache_key: object) -> tuple[np.ndarray, np.ndarray]:
-        """unsettled_spans of several exporters together, merged: (starts, ends), int64,
-        disjoint and sorted, so ends rise too (overlaps() searches them). Cached under
-        cache_key until the ledger changes."""
+        """unsettled_spans of several exporters together, for attributor._overlaps:
+        (starts sorted, the largest end of the spans up to each), int64. The running
+        maximum, not a merge: a span may end before it starts (an exporter whose clock
+        stepped back across a missing batch), and it must not hide the spans before it
+        (found by an adversarial review). Cached under cache_key until the ledger changes."""
         cached = self._unions.get(cache_key)
         if cached is not None and cached[0] == self.version:
             return cached[1]
-        merged: list[list[int]] = []
-        for lo, hi in sorted(span for exporter in exporters for span in self.unsettled_spans(exporter)):
-            if merged and lo <= merged[-1][1]:
-                merged[-1][1] = max(merged[-1][1], hi)
-            else:
-                merged.append([lo, hi])
-        spans = np.array(merged, np.int64).reshape(-1, 2)
-        union = (spans[:, 0].copy(), spans[:, 1].copy())
+        spans = np.array(sorted(span for exporter in exporters for span in self.unsettled_spans(exporter)),
+                         np.int64).reshape(-1, 2)
+        union = (spans[:, 0].copy(), np.maximum.accumulate(spans[:, 1]) if len(spans) else spans[:, 1].copy())
         self._unions[cache_key] = (self.version, union)
         return union
 

@@ -28,10 +28,12 @@ def test_the_slots_attempted(backoff, slots, expected):
     assert attempts == expected
 
 
-def test_the_config_rejects_a_backoff_below_one():
-    """Below 1 the schedule would go backwards (or stand still) forever."""
+@pytest.mark.parametrize("backoff", [0.5, float("inf"), float("nan"), 41.0])
+def test_the_config_rejects_a_backoff_outside_one_to_the_slots(backoff):
+    """Below 1 the schedule would stand still or go back; inf made ceil() raise on every
+    attempt, in a loop (found by an adversarial review); above the slots it means nothing."""
     with pytest.raises(ValueError, match="retry_backoff"):
-        AttributionConfig(retry_backoff=0.5)
+        AttributionConfig(retry_backoff=backoff)
 
 
 def _unsettled_engine(backoff: float) -> tuple[Engine, object]:
@@ -85,3 +87,56 @@ def test_a_flow_settled_between_attempts_gets_the_every_slot_answer():
         answers[backoff] = (int(result.outcome[0]), e.owner_names()[int(result.owner[0])], made + 1)
     assert answers == {1.0: (ATTRIBUTED, "db", 3), 2.0: (ATTRIBUTED, "db", 4)}
 
+
+
+def test_a_backed_off_retry_due_16_minutes_ahead_of_the_wall_clock_is_read_back():
+    """Slot 16 -> 32 sets a retry 16 min ahead. The first version dead-lettered it when
+    read back (next attempt more than max_future_ms, 10 min, past the wall clock), so
+    every flow still waiting at slot 16 was lost, load-balancer flows above all (found
+    by an adversarial review): the bound now adds the schedule's longest wait."""
+    from flink_jobs import batches
+    from flink_jobs.attribution.engine import max_retry_wait_ms
+    from schemas.columns import ATTRIBUTION_COLUMNS, FLOW_COLUMNS, FlowColumns, encode_attributed_batch
+
+    cfg = AttributionConfig()
+    now = 10 * 3_600_000
+    header = pb.AttributedFlowBatch(source_exporter_id="h1", source_sequence=1, window_start_ms=now - 120_000,
+                                    window_end_ms=now - 60_000, attempts=15, next_attempt_ms=now + 16 * 60_000)
+    retry = encode_attributed_batch(header, FlowColumns.zeros(0, FLOW_COLUMNS | ATTRIBUTION_COLUMNS))
+    assert max_retry_wait_ms(cfg) == 40 * 60_000
+    batches.validate_pending(retry, now, 600_000, max_attempts=40, kafka_ms=now, max_retry_wait_ms=40 * 60_000)
+    with pytest.raises(batches.InvalidRecord, match="in the future"):   # without the schedule's wait: the bug
+        batches.validate_pending(retry, now, 600_000, max_attempts=40, kafka_ms=now)
+    header.next_attempt_ms = now + 600_000 + 40 * 60_000 + 1            # past both: a broken clock
+    with pytest.raises(batches.InvalidRecord, match="in the future"):
+        batches.validate_pending(encode_attributed_batch(header, FlowColumns.zeros(0, FLOW_COLUMNS | ATTRIBUTION_COLUMNS)),
+                                 now, 600_000, max_attempts=40, kafka_ms=now, max_retry_wait_ms=40 * 60_000)
+
+
+def test_the_backoff_never_lets_a_flows_evidence_expire_before_its_next_attempt():
+    """A connection started 2 h 54.5 min before its batch (retention 3 h); the batch of
+    its other side arrives after slot 2. Every slot attributes it at slot 3; the first
+    backoff version waited until slot 4, when its start had fallen behind the retention
+    horizon: EVIDENCE_EXPIRED instead of `db` (found by an adversarial review). Slot 3
+    is now kept whenever the jump would cross the horizon."""
+    w = 4 * 3_600_000
+    start = w - 10_470_000
+    for backoff in (1.0, 2.0):
+        e = Engine(AttributionConfig(retry_backoff=backoff), "us-east-1", REGIONS)
+        learn(e, "h1", 1, w, batch([("10.0.0.7", 8080, "db", IP_MAP, "10.0.0.9", 40000, start - 1_000, w + 59_000)]))
+        for seq in range(3, 60):
+            learn(e, "h1", seq, w + (seq - 1) * 60_000, batch([]))
+        flow = batch([("10.0.0.1", 40002, "web", IP_MAP, "10.0.0.7", 8080, start, w + 70_500)])
+        now, made = w + 180_000, 0
+        while True:
+            e.advance(now)
+            e.prune()
+            plan = e.attempt(flow, made, now)
+            if plan.attempt == 2:
+                learn(e, "h1", 2, w + 60_000, batch([("10.0.0.7", 8080, "db", IP_MAP, "10.0.0.1", 40002, start,
+                                                      w + 70_500)]))
+            if int(plan.attribution.outcome[0]) != RETRY:
+                break
+            now, made = plan.next_attempt_ms, plan.next_attempt - 1
+        assert (plan.attempt, int(plan.attribution.outcome[0]), e.owner_names()[int(plan.attribution.owner[0])]) \
+            == (3, ATTRIBUTED, "db"), backoff
