@@ -102,15 +102,16 @@ def test_a_backed_off_retry_due_16_minutes_ahead_of_the_wall_clock_is_read_back(
     now = 10 * 3_600_000
     header = pb.AttributedFlowBatch(source_exporter_id="h1", source_sequence=1, window_start_ms=now - 120_000,
                                     window_end_ms=now - 60_000, attempts=15, next_attempt_ms=now + 16 * 60_000)
-    retry = encode_attributed_batch(header, FlowColumns.zeros(0, FLOW_COLUMNS | ATTRIBUTION_COLUMNS))
+    no_rows = FlowColumns.zeros(0, FLOW_COLUMNS | ATTRIBUTION_COLUMNS)
+    retry = encode_attributed_batch(header, no_rows)
     assert max_retry_wait_ms(cfg) == 40 * 60_000
     batches.validate_pending(retry, now, 600_000, max_attempts=40, kafka_ms=now, max_retry_wait_ms=40 * 60_000)
     with pytest.raises(batches.InvalidRecord, match="in the future"):   # without the schedule's wait: the bug
         batches.validate_pending(retry, now, 600_000, max_attempts=40, kafka_ms=now)
     header.next_attempt_ms = now + 600_000 + 40 * 60_000 + 1            # past both: a broken clock
     with pytest.raises(batches.InvalidRecord, match="in the future"):
-        batches.validate_pending(encode_attributed_batch(header, FlowColumns.zeros(0, FLOW_COLUMNS | ATTRIBUTION_COLUMNS)),
-                                 now, 600_000, max_attempts=40, kafka_ms=now, max_retry_wait_ms=40 * 60_000)
+        batches.validate_pending(encode_attributed_batch(header, no_rows), now, 600_000, max_attempts=40,
+                                 kafka_ms=now, max_retry_wait_ms=40 * 60_000)
 
 
 def test_the_backoff_never_lets_a_flows_evidence_expire_before_its_next_attempt():
