@@ -132,8 +132,13 @@ class Attributor:
             return Attribution(empty.astype(np.uint8), empty, empty.astype(np.uint8), empty, empty,
                                empty.astype(np.uint8))
         remote, starts, ends = cols["remote_ip"], np.asarray(cols["start_ms"], np.int64), cols["end_ms"]
-        by_event = self.event_cidrs.contains(remote)
-        segment, keys = self._segments(remote, cols["remote_port"], starts)
+        # Address classes per DISTINCT remote IP, then gathered per row: a batch has far
+        # fewer IPs than flows.
+        ips, inverse = distinct_ips(remote)
+        ip_rows = np.frombuffer(b"".join(ips), np.uint8).reshape(-1, 16)
+        ip_event = self.event_cidrs.contains(ip_rows)
+        by_event = ip_event[inverse]
+        segment, keys = self._segments(ips, inverse, ip_event, cols["remote_port"], starts)
         parts, sizes = [], []
         for key, evented in keys:
             ranges = self.events.ranges(key) if evented else self.heartbeats.by_ip.get(key)
@@ -161,8 +166,8 @@ class Attributor:
                 (by_event & ~after_horizon & (owner < 0) & (reason == NO_EVIDENCE), NO_EVIDENCE, True),
                 (starts < np.where(by_event, self.events.prune_horizon_ms, self.heartbeats.horizon_ms),
                  EXPIRED, True),
-                (self._outside(remote), OUTSIDE, True),
-                (self.host_local.contains(remote), HOST_LOCAL, True),
+                (self._outside(ip_rows)[inverse], OUTSIDE, True),
+                (self.host_local.contains(ip_rows)[inverse], HOST_LOCAL, True),
                 (ends < starts, INVALID_TIME, True)):
             owner[mask], reason[mask], final[mask] = -1, why, is_final
         attributed = owner >= 0
@@ -178,13 +183,12 @@ class Attributor:
     def _outside(self, remote: np.ndarray) -> np.ndarray:
         return ~self.known.contains(remote) if self.known is not None else np.zeros(len(remote), bool)
 
-    def _segments(self, remote: np.ndarray, ports: np.ndarray, starts: np.ndarray):
+    def _segments(self, ips: list[bytes], inverse: np.ndarray, ip_event: np.ndarray, ports: np.ndarray,
+                  starts: np.ndarray):
         """Per row, the index of its lookup key; keys: [(key, is_event_ip)]. A row's key is
-        its remote IP, or (IP, port) when the IP is port-shared at the row's time."""
-        ips, inverse = distinct_ips(remote)
-        by_event = self.event_cidrs.contains(np.frombuffer(b"".join(ips), np.uint8).reshape(-1, 16)) \
-            if ips else np.zeros(0, bool)
-        keys = [(ip, bool(e)) for ip, e in zip(ips, by_event.tolist(), strict=True)]
+        its remote IP (ips[inverse[row]]; ip_event: each IP in the event CIDRs), or (IP,
+        port) when the IP is port-shared at the row's time."""
+        keys = [(ip, bool(e)) for ip, e in zip(ips, ip_event.tolist(), strict=True)]
         shared = self.heartbeats.port_shared
         if not shared:
             return inverse, keys
