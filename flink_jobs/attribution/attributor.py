@@ -216,17 +216,21 @@ class Attributor:
         than newcomer_ms before the flow), every other exporter that has claimed there (a
         stale entry on another host, on an IP its true host has not claimed yet, must not
         win because the true host's batch is late)."""
-        out = np.zeros(len(starts), bool)
         tol = self.cfg.skew_tolerance_ms + self.cfg.close_slack_ms
         subnets = self.heartbeats.subnets
         first_joined: dict[bytes, int] = {}  # per subnet: its first member's first claim
-        for k, rows in rows_by_key(segment, candidates):
+        # Span sets to test (a key's claimants; a newcomer key's subnet), each searched by
+        # all its rows at once (SpanSearch): per key only dict lookups, no numpy call.
+        search = SpanSearch()
+        claimant_set = np.full(len(keys), -1, np.int64)   # per key: its claimants' span set
+        subnet_set = np.full(len(keys), -1, np.int64)     # per key: its subnet's, if a newcomer claims it
+        newcomer_until = np.full(len(keys), NEVER, np.int64)  # ... for rows starting before this
+        for k in np.unique(segment[candidates]).tolist():
             key, evented = keys[k]
             claimants = self.heartbeats.claimants.get(key)
             if evented or not claimants:
                 continue
-            lo, hi = ends[rows] - tol, ends[rows] + tol
-            out[rows] |= _overlaps(self.ledger.union_spans(claimants, (key, len(claimants))), lo, hi)
+            claimant_set[k] = search.add(self.ledger.union_spans(claimants, (key, len(claimants))))
             subnet = subnet_key(key[:16])
             members = subnets.get(subnet, {})
             if subnet not in first_joined:
@@ -235,11 +239,19 @@ class Attributor:
             # start every exporter is new; a stale entry on another host joins later).
             late_from = first_joined[subnet] + self.cfg.newcomer_join_ms
             joined = [members[c] for c in claimants if members.get(c, NEVER) > late_from]
-            if not joined:
-                continue
-            newcomer = starts[rows] < max(joined) + self.cfg.newcomer_ms
-            if newcomer.any():  # the subnet's exporters, claimants included (a superset)
-                out[rows] |= newcomer & _overlaps(self.ledger.union_spans(members, (subnet, len(members))), lo, hi)
+            if joined:  # the subnet's exporters, claimants included (a superset)
+                subnet_set[k] = search.add(self.ledger.union_spans(members, (subnet, len(members))))
+                newcomer_until[k] = max(joined) + self.cfg.newcomer_ms
+        rows = np.flatnonzero(candidates)
+        key_of = segment[rows]
+        newcomer = (subnet_set[key_of] >= 0) & (starts[rows] < newcomer_until[key_of])
+        query_rows = np.concatenate((rows, rows[newcomer]))
+        query_set = np.concatenate((claimant_set[key_of], subnet_set[key_of][newcomer]))
+        asked = query_set >= 0
+        query_rows, query_set = query_rows[asked], query_set[asked]
+        out = np.zeros(len(starts), bool)
+        hit = search.overlaps(query_set, ends[query_rows] - tol, ends[query_rows] + tol)
+        out[query_rows[hit]] = True
         return out
 
     def _rejected(self, keys, segment: np.ndarray, cols: FlowColumns, ends: np.ndarray,
@@ -299,13 +311,37 @@ def rows_by_key(segment: np.ndarray, candidates: np.ndarray):
         yield k, rows[lo:hi]
 
 
-def _overlaps(spans: tuple[np.ndarray, np.ndarray], lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Per query i: does any span [a, b] have a <= hi[i] and b >= lo[i]? spans: (starts
-    sorted, the largest end among the spans up to each: ledger.union_spans), so the
-    spans starting at or before hi[i] are a prefix, and its largest end decides: one
-    search per query, whatever the span count."""
-    starts, ends = spans
-    if not len(starts):
-        return np.zeros(len(lo), bool)
-    last = np.searchsorted(starts, hi, "right") - 1
-    return (last >= 0) & (ends[np.maximum(last, 0)] >= lo)
+class SpanSearch:
+    """Several span sets (ledger.union_spans: starts sorted, running maximum of the ends),
+    searched together: query i asks whether set[i] has a span [a, b] with a <= hi[i] and
+    b >= lo[i]. One lexsort of every span and query by (set, position, spans first), so
+    the spans of a query's set starting at or before its hi are the ones counted just
+    before it, and the last of them holds the largest end among them."""
+
+    def __init__(self):
+        self.starts: list[np.ndarray] = []
+        self.ends: list[np.ndarray] = []
+
+    def add(self, spans: tuple[np.ndarray, np.ndarray]) -> int:
+        """The index of a new set; -1 (never asked) when it has no span."""
+        if not len(spans[0]):
+            return -1
+        self.starts.append(spans[0])
+        self.ends.append(spans[1])
+        return len(self.starts) - 1
+
+    def overlaps(self, sets: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        if not len(sets):
+            return np.zeros(0, bool)
+        sizes = np.array([len(x) for x in self.starts], np.int64)
+        first = np.concatenate(([0], np.cumsum(sizes)[:-1]))      # each set's first span
+        starts, ends = np.concatenate(self.starts), np.concatenate(self.ends)
+        span_set = np.repeat(np.arange(len(sizes)), sizes)
+        kind = np.concatenate((np.zeros(len(starts), np.int8), np.ones(len(sets), np.int8)))
+        order = np.lexsort((kind, np.concatenate((starts, hi)), np.concatenate((span_set, sets))))
+        spans_before = np.cumsum(kind[order] == 0)
+        position = np.empty(len(order), np.int64)
+        position[order] = np.arange(len(order))
+        last = spans_before[position[len(starts):]] - 1          # per query: its last span counted
+        found = last >= first[sets]
+        return found & (ends[np.maximum(last, 0)] >= lo)

@@ -167,7 +167,7 @@ class ExporterLedger:
         return spans
 
     def union_spans(self, exporters, cache_key: object) -> tuple[np.ndarray, np.ndarray]:
-        """unsettled_spans of several exporters together, for attributor._overlaps:
+        """unsettled_spans of several exporters together, for attributor.SpanSearch:
         (starts sorted, the largest end of the spans up to each), int64. The running
         maximum, not a merge: a span may end before it starts (an exporter whose clock
         stepped back across a missing batch), and it must not hide the spans before it

@@ -171,28 +171,38 @@ def test_fleet_progress_follows_the_rank_th_latest_exporter_and_forgets_the_sile
 
 
 def test_the_span_search_equals_a_scan_of_every_span():
-    """attributor._overlaps on ledger.union_spans (merged, searched) against the plain
-    rule: a query [lo, hi] is unsettled when any exporter's span [a, b] has a <= hi and
-    b >= lo. Random, overlapping, touching and inverted (b < a) spans of several exporters."""
+    """attributor.SpanSearch over ledger.union_spans (several sets searched together)
+    against the plain rule: query i is unsettled when any exporter of its set has a span
+    [a, b] with a <= hi and b >= lo. Random, overlapping, touching and inverted (b < a)
+    spans, sets without spans, queries of every set interleaved."""
     import numpy as np
 
-    from flink_jobs.attribution.attributor import _overlaps
+    from flink_jobs.attribution.attributor import SpanSearch
     from flink_jobs.attribution.ledger import FOREVER
 
     rng = np.random.default_rng(7)
     for trial in range(300):
         ledger = ExporterLedger(silence_ms=60_000)
-        per_exporter = {f"e{i}": [] for i in range(int(rng.integers(1, 5)))}
-        for spans in per_exporter.values():
+        spans_of = {}
+        for i in range(int(rng.integers(1, 7))):
+            spans = spans_of[f"e{i}"] = []
             for _ in range(int(rng.integers(0, 6))):
                 a = int(rng.integers(0, 1_000))
                 # Some end before they start: an exporter whose clock stepped back across
                 # a missing batch (the first merged version missed the spans before them).
                 spans.append((a, FOREVER if rng.random() < 0.1 else a + int(rng.integers(-150, 200))))
-        ledger.unsettled_spans = per_exporter.get          # the spans this trial is about
-        every = [s for spans in per_exporter.values() for s in spans]
-        lo = rng.integers(-100, 1_300, 50)
-        hi = lo + rng.integers(0, 100, 50)
-        expected = np.array([any(a <= h and b >= q for a, b in every) for q, h in zip(lo, hi, strict=True)], bool)
-        got = _overlaps(ledger.union_spans(per_exporter, trial), lo, hi)
-        assert got.tolist() == expected.tolist(), trial
+        ledger.unsettled_spans = spans_of.get          # the spans this trial is about
+        exporters = list(spans_of)
+        groups = [exporters[int(rng.integers(0, len(exporters))):][:int(rng.integers(1, 4))] for _ in range(4)]
+        search = SpanSearch()
+        set_of_group = [search.add(ledger.union_spans(g, (trial, k))) for k, g in enumerate(groups)]
+        group = rng.integers(0, len(groups), 80)
+        lo = rng.integers(-100, 1_300, 80)
+        hi = lo + rng.integers(0, 100, 80)
+        expected = [any(a <= h and b >= q for e in groups[g] for a, b in spans_of[e])
+                    for g, q, h in zip(group.tolist(), lo.tolist(), hi.tolist(), strict=True)]
+        sets = np.array([set_of_group[g] for g in group.tolist()], np.int64)
+        asked = sets >= 0            # a set without spans is never asked: nothing unsettled there
+        got = np.zeros(len(group), bool)
+        got[asked] = search.overlaps(sets[asked], lo[asked], hi[asked])
+        assert got.tolist() == expected, trial
