@@ -26,6 +26,7 @@ from schemas.columns import (
     decode_attributed_batch,
     decode_flow_batch,
     encode_attributed_batch,
+    header_of,
 )
 
 MAX_WINDOW_MS = 10 * 60_000  # a batch window longer than this is not an exporter's batch
@@ -222,27 +223,29 @@ def split_attempt(header: pb.AttributedFlowBatch, cols: FlowColumns, result: Att
     carries next_attempt - 1, so its next attempt is slot next_attempt (engine.next_attempt)."""
     workloads = list(cols.workloads)
     refs = {w: i for i, w in enumerate(workloads)}
-    # One dictionary entry per DISTINCT owner, then one gather for all flows.
-    owners, inverse = np.unique(result.owner, return_inverse=True)
-    ref_of_owner = np.zeros(len(owners), np.uint32)
-    for k, owner in enumerate(owners.tolist()):
-        if owner >= 0:
-            name = names[owner]
-            if name not in refs:
-                refs[name] = len(workloads)
-                workloads.append(name)
-            ref_of_owner[k] = refs[name]
-    remote_ref = ref_of_owner[inverse.ravel()] if len(cols) else np.zeros(0, np.uint32)
+    # One dictionary entry per DISTINCT owner (ascending id), then one gather for all
+    # flows; owner ids are small (they index `names`): counted, not sorted.
+    owner = np.asarray(result.owner, np.int64)
+    ref_of_owner = np.zeros(len(names) + 1, np.uint32)   # at owner + 1: no owner (-1) -> ref 0
+    for o in np.flatnonzero(np.bincount(owner + 1, minlength=len(names) + 1)[1:]).tolist():
+        name = names[o]
+        if name not in refs:
+            refs[name] = len(workloads)
+            workloads.append(name)
+        ref_of_owner[o + 1] = refs[name]
+    remote_ref = ref_of_owner[owner + 1]
     full = FlowColumns(dict(cols.columns), workloads)
     full.columns.update({"remote_workload_ref": remote_ref, "evidence_source": result.source,
                          "evidence_start_ms": result.evidence_start, "evidence_end_ms": result.evidence_end,
                          "unattributed_reason": result.reason})
 
+    base = header_of(header)
+
     def encode(mask: np.ndarray, attempts: int, due_ms: int = 0) -> bytes | None:
         if not mask.any():
             return None
         out = pb.AttributedFlowBatch()
-        out.CopyFrom(header)
+        out.CopyFrom(base)
         out.region, out.attempts, out.attributed_at_ms = region, attempts, now_ms
         out.next_attempt_ms = due_ms
         return encode_attributed_batch(out, full.take(mask))

@@ -177,3 +177,26 @@ def test_split_attempt_names_owners_per_flow_and_routes_each_outcome():
     _, final = decode_attributed_batch(out.unattributed)
     assert final["unattributed_reason"].tolist() == [CONFLICT]
     assert out.counts == {"attributed": 3, "retried": 1, "unattributed": 1, "unattributed_CONFLICT": 1}
+
+
+def test_header_of_keeps_every_header_field_and_no_column():
+    """split_attempt's outputs start from header_of(the pending batch): its scalar fields,
+    none of its columns or dictionary (the outputs set their own)."""
+    from schemas.columns import (
+        ATTRIBUTION_COLUMNS,
+        FLOW_COLUMNS,
+        decode_attributed_batch,
+        encode_attributed_batch,
+        header_of,
+    )
+    header = pb.AttributedFlowBatch(source_exporter_id="e1", source_sequence=7, host="h", region="r",
+                                    window_start_ms=1, window_end_ms=2, attributed_at_ms=3, attempts=4,
+                                    next_attempt_ms=5)
+    cols = FlowColumns.zeros(2, FLOW_COLUMNS | ATTRIBUTION_COLUMNS)
+    cols.workloads = ["", "web"]
+    full, _ = decode_attributed_batch(encode_attributed_batch(header, cols))
+    assert full.flow_count == 2 and len(full.local_ip) == 32 and list(full.workloads) == ["", "web"]
+    expected = pb.AttributedFlowBatch()
+    expected.CopyFrom(header)
+    expected.flow_count = 2          # a header field too: the next encode sets it again
+    assert header_of(full) == expected
