@@ -95,3 +95,40 @@ def test_a_partial_for_a_closed_minute_is_dead_lettered_with_its_counts():
     dead = pb.DeadLetter.FromString(letter)
     assert pb.EdgeRecord.FromString(dead.original).flows == 6 and "window closed" in dead.reason
     assert json.loads(KEY)[0] == MINUTE
+
+
+
+class FakeCounter:
+    def __init__(self):
+        self.total = 0
+
+    def inc(self, n: int) -> None:
+        self.total += n
+
+
+class FakeGroup:
+    """A metric group: add_group(name, value) chains labels; counter() is one per label set."""
+
+    def __init__(self, labels=(), registry=None):
+        self.labels, self.registry = labels, {} if registry is None else registry
+
+    def add_group(self, name, value):
+        return FakeGroup(self.labels + ((name, value),), self.registry)
+
+    def counter(self, name):
+        return self.registry.setdefault(self.labels + (("counter", name),), FakeCounter())
+
+
+def test_top_edge_counters_sum_each_edge_under_its_labels_whatever_its_minute():
+    from flink_jobs.attribution_job import TopEdgeCounters
+
+    group = FakeGroup()
+    top = TopEdgeCounters(group)
+
+    def partial(minute, remote, flows, reason=0):
+        return (edges.edge_key(minute, "web", remote, pb.FLOW_DIRECTION_OUTBOUND, 5432, reason), minute,
+                _counts(flows))
+    top.count([partial(60_000, "db", 3), partial(120_000, "db", 4), partial(60_000, "cache", 1)])
+    top.count([partial(60_000, "", 2, pb.UNATTRIBUTED_REASON_NO_EVIDENCE), partial(180_000, "db", 5)])
+    totals = {tuple(v for _, v in labels[:3]): c.total for labels, c in group.registry.items()}
+    assert totals == {("web", "db", "5432"): 12, ("web", "cache", "5432"): 1, ("web", "?NO_EVIDENCE", "5432"): 2}
