@@ -200,3 +200,6 @@ def test_header_of_keeps_every_header_field_and_no_column():
     expected.CopyFrom(header)
     expected.flow_count = 2          # a header field too: the next encode sets it again
     assert header_of(full) == expected
+    # A field this build does not know (a newer collector's, read back from Kafka) is kept.
+    newer = pb.AttributedFlowBatch.FromString(full.SerializeToString() + b"\x98\x06\x05")   # field 99 = 5
+    assert header_of(newer).SerializeToString().endswith(b"\x98\x06\x05")
