@@ -239,15 +239,13 @@ def split_attempt(header: pb.AttributedFlowBatch, cols: FlowColumns, result: Att
                          "evidence_start_ms": result.evidence_start, "evidence_end_ms": result.evidence_end,
                          "unattributed_reason": result.reason})
 
-    base = header_of(header)
+    out = header_of(header)   # each output's header; encode_attributed_batch copies it
+    out.region, out.attributed_at_ms = region, now_ms
 
     def encode(mask: np.ndarray, attempts: int, due_ms: int = 0) -> bytes | None:
         if not mask.any():
             return None
-        out = pb.AttributedFlowBatch()
-        out.CopyFrom(base)
-        out.region, out.attempts, out.attributed_at_ms = region, attempts, now_ms
-        out.next_attempt_ms = due_ms
+        out.attempts, out.next_attempt_ms = attempts, due_ms
         return encode_attributed_batch(out, full.take(mask))
 
     hit = result.outcome == ATTRIBUTED

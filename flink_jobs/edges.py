@@ -52,21 +52,15 @@ def partials(payload: bytes) -> list[tuple[str, int, list[int]]]:
     return decided_partials(header.window_end_ms, cols)
 
 
-def partials_by_lateness(payload: bytes, lateness_ms: int) -> tuple[list, list]:
-    """partials() split in two: (on time, too late). Too late: the minute ended more than
-    `lateness_ms` before the batch's attempt (attributed_at_ms), so its window may have
-    closed. Decided here and not by Flink's window, which sends an element to its late
-    side output only when the element's own timestamp is late too: a connection open for
-    hours, closed now, has a recent timestamp and a closed minute, and the window dropped
-    it without a trace (found by an adversarial review). The window's watermark never
-    passes a record's attempt time before the record arrives, so no on-time partial finds
-    its window closed."""
-    header, cols = decode_attributed_batch(payload)
-    return by_lateness(decided_partials(header.window_end_ms, cols), header.attributed_at_ms, lateness_ms)
-
-
 def by_lateness(partials: list, attempt_ms: int, lateness_ms: int) -> tuple[list, list]:
-    """Partials split in two: (on time, too late): see partials_by_lateness."""
+    """Partials split in two: (on time, too late). Too late: the minute ended more than
+    `lateness_ms` before the attempt (attempt_ms, the batch's attributed_at_ms), so its
+    window may have closed. Decided here and not by the minute's state alone: Flink's
+    window sent an element to its late side output only when the element's own timestamp
+    was late too: a connection open for hours, closed now, has a recent timestamp and a
+    closed minute, and the window dropped it without a trace (found by an adversarial
+    review). The edge operator's watermark never passes a record's attempt time before the
+    record arrives, so no on-time partial finds its minute closed."""
     out: tuple[list, list] = ([], [])
     for partial in partials:
         out[partial[1] + MINUTE_MS + lateness_ms <= attempt_ms].append(partial)

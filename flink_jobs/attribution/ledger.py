@@ -177,7 +177,7 @@ class ExporterLedger:
             return cached[1]
         spans = np.array(sorted(span for exporter in exporters for span in self.unsettled_spans(exporter)),
                          np.int64).reshape(-1, 2)
-        union = (spans[:, 0].copy(), np.maximum.accumulate(spans[:, 1]) if len(spans) else spans[:, 1].copy())
+        union = (spans[:, 0].copy(), np.maximum.accumulate(spans[:, 1]))
         self._unions[cache_key] = (self.version, union)
         return union
 

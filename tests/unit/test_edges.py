@@ -163,11 +163,11 @@ def test_grouping_falls_back_to_unique_rows_when_the_packed_key_would_overflow()
 def test_a_partial_is_too_late_when_its_minute_closed_the_lateness_before_the_attempt():
     """A connection open for hours closes now: its outcome is recent (attributed_at_ms),
     its start minute long closed. Flink's window would drop it silently (its timestamp is
-    not late); partials_by_lateness sends it to the dead letters instead."""
+    not late); by_lateness sends it to the dead letters instead."""
     msg = pb.AttributedFlowBatch.FromString(_payload([
         ("web", "db", OUT, 40000, 5432, 60_500, 1, 1, 0, 1, HB, 0),       # minute [60 s, 120 s)
         ("web", "db", OUT, 40001, 5432, 121_000, 1, 1, 0, 1, HB, 0)]))    # minute [120 s, 180 s)
     for attempt_ms, late_minutes in ((120_000 + 999, []), (120_000 + 1_000, [60_000]), (181_000, [60_000, 120_000])):
         msg.attributed_at_ms = attempt_ms
-        on_time, late = edges.partials_by_lateness(msg.SerializeToString(), lateness_ms=1_000)
+        on_time, late = edges.by_lateness(edges.partials(msg.SerializeToString()), attempt_ms, lateness_ms=1_000)
         assert [p[1] for p in late] == late_minutes and len(on_time) + len(late) == 2, attempt_ms
