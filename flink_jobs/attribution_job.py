@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import pickle
 import time
+from contextlib import contextmanager
 
 from pyflink.common import Duration, Row, Types, WatermarkStrategy
 from pyflink.common.watermark_strategy import TimestampAssigner
@@ -476,33 +477,7 @@ def build_pipeline(env, cfg: JobConfig, sources: dict, sinks: dict) -> None:
     sink of bytes), and functions that attach a sink to a stream of KEYED_RECORD rows:
     attributed, unattributed, retry, forward-<region>, edges, ownership (the Kafka ones:
     kafka_sources_and_sinks)."""
-    watermarks = (WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(cfg.out_of_orderness_ms))
-                  .with_idleness(Duration.of_millis(cfg.idleness_ms)).with_timestamp_assigner(RowEventTime()))
-    raw_flows = env.from_source(sources["flows"], WatermarkStrategy.no_watermarks(), "flows").uid("source-flows")
-    flows = raw_flows.process(ValidateFlows(cfg), output_type=KEYED_ROW).name("validate-flows").uid("validate-flows")
-    # One source per pending topic, so a dead letter names the topic its record came from.
-    retry, inbound = (env.from_source(sources[name], WatermarkStrategy.no_watermarks(), name).uid(f"source-{name}")
-                      .process(ValidatePending(cfg, topic), output_type=KEYED_ROW)
-                      .name(f"validate-{name}").uid(f"validate-{name}")
-                      for name, topic in (("retry", cfg.topics.retry), ("inbound", cfg.topics.inbound)))
-    pending = retry.union(inbound)
-    raw_events = env.from_source(sources["events"], WatermarkStrategy.no_watermarks(), "ip-change-events") \
-        .uid("source-events")
-    events = raw_events.process(ValidateEvents(cfg), output_type=BYTES).name("validate-events").uid("validate-events")
-
-    claims = flows.filter(lambda row: row[0] == CLAIMS_KEY).assign_timestamps_and_watermarks(watermarks) \
-        .map(lambda row: row[1], output_type=BYTES)
-    # Each input gets its own watermark, so the union's is the MIN of the two: the event
-    # clock (engine.advance on timers) may then assume every IP-change event emitted before
-    # the watermark has been read. One generator over the merged stream would let the
-    # claims' timestamps carry the watermark past events a lagging consumer has not read.
-    event_watermarks = (WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(cfg.out_of_orderness_ms))
-                        .with_idleness(Duration.of_millis(cfg.event_idleness_ms))
-                        .with_timestamp_assigner(EventTime()))
-    ownership = claims.union(events.assign_timestamps_and_watermarks(event_watermarks)).broadcast(OWNERSHIP)
-    keyed = (flows.filter(lambda row: row[0] != CLAIMS_KEY).assign_timestamps_and_watermarks(watermarks)
-             .union(pending.assign_timestamps_and_watermarks(watermarks))
-             .key_by(lambda row: row[0], key_type=Types.STRING()))
+    flows, retry, inbound, events, keyed, ownership = _inputs(env, cfg, sources)
     routed = keyed.connect(ownership).process(Attribute(cfg), output_type=BYTES).name("attribute") \
         .uid("attribute")
 
@@ -533,6 +508,64 @@ def build_pipeline(env, cfg: JobConfig, sources: dict, sinks: dict) -> None:
                                                events.get_side_output(DEAD_LETTER),
                                                split(routing.DEAD_LETTER, "dead-letter"), late_partials)
      .sink_to(sinks["dead_letter"]).name("dead-letter-sink").uid("sink-dead-letter"))
+
+
+@contextmanager
+def _parallelism(env, parallelism: int):
+    """Operators created inside run at this parallelism (PyFlink sets an operator's
+    parallelism when it creates it, and assign_timestamps_and_watermarks creates three)."""
+    default = env.get_parallelism()
+    env.set_parallelism(parallelism)
+    try:
+        yield
+    finally:
+        env.set_parallelism(default)
+
+
+def _inputs(env, cfg: JobConfig, sources: dict):
+    """The validated inputs, with their event time: (flows, retry, inbound, events: each
+    with its dead letters on a side output; the keyed stream of pending batches; the
+    ownership broadcast stream of claims and IP-change events)."""
+    watermarks = (WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(cfg.out_of_orderness_ms))
+                  .with_idleness(Duration.of_millis(cfg.idleness_ms)).with_timestamp_assigner(RowEventTime()))
+    # One instance per partition of the flows topic (flows_parallelism): each instance's
+    # event time (FleetProgress) is then one partition's, and the watermark the slowest
+    # partition's. With two partitions an instance, a catch-up read one ahead of the other,
+    # the watermark followed the one ahead, and first attempts came before their peers'
+    # batches were read: every flow of a 9 M-flow backlog was retried (`flowattr bench`).
+    with _parallelism(env, cfg.flows_parallelism):
+        flows = env.from_source(sources["flows"], WatermarkStrategy.no_watermarks(), "flows").uid("source-flows") \
+            .process(ValidateFlows(cfg), output_type=KEYED_ROW).name("validate-flows").uid("validate-flows")
+        claims = flows.filter(lambda row: row[0] == CLAIMS_KEY).assign_timestamps_and_watermarks(watermarks) \
+            .map(lambda row: row[1], output_type=BYTES)
+        flow_batches = flows.filter(lambda row: row[0] != CLAIMS_KEY).assign_timestamps_and_watermarks(watermarks)
+        # One source per pending topic, so a dead letter names the topic its record came
+        # from; at the same parallelism, as a union's inputs join the key_by's operator
+        # (instances without a partition are idle). A rebalance into the union was lost.
+        retry, inbound = (env.from_source(sources[name], WatermarkStrategy.no_watermarks(), name)
+                          .uid(f"source-{name}").process(ValidatePending(cfg, topic), output_type=KEYED_ROW)
+                          .name(f"validate-{name}").uid(f"validate-{name}")
+                          for name, topic in (("retry", cfg.topics.retry), ("inbound", cfg.topics.inbound)))
+        keyed = flow_batches.union(retry.union(inbound).assign_timestamps_and_watermarks(watermarks)) \
+            .key_by(lambda row: row[0], key_type=Types.STRING())
+    # Each input gets its own watermark, so the union's is the MIN of the two: the event
+    # clock (engine.advance on timers) may then assume every IP-change event emitted before
+    # the watermark has been read. One generator over the merged stream would let the
+    # claims' timestamps carry the watermark past events a lagging consumer has not read.
+    event_watermarks = (WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(cfg.out_of_orderness_ms))
+                        .with_idleness(Duration.of_millis(cfg.event_idleness_ms))
+                        .with_timestamp_assigner(EventTime()))
+    # Parallelism 1: the ip-changes topic has one partition (one instance sees the whole
+    # stream, as StreamClock assumes), and a second instance, with no partition, held the
+    # broadcast watermark at Long.MIN until its idleness (a minute) passed: no timer fired
+    # in the first minute of any job start (`flowattr bench`: a whole backlog read first).
+    with _parallelism(env, 1):
+        events = env.from_source(sources["events"], WatermarkStrategy.no_watermarks(), "ip-change-events") \
+            .uid("source-events").process(ValidateEvents(cfg), output_type=BYTES).name("validate-events") \
+            .uid("validate-events")
+        timed_events = events.assign_timestamps_and_watermarks(event_watermarks)
+    ownership = claims.union(timed_events).broadcast(OWNERSHIP)
+    return flows, retry, inbound, events, keyed, ownership
 
 
 def build_edges(cfg: JobConfig, routed):
@@ -578,15 +611,21 @@ def kafka_sources_and_sinks(cfg: JobConfig, env=None) -> tuple[dict, dict]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_flags(parser)
+    parser.add_argument("--plan", action="store_true",
+                        help="print the job's operator graph as JSON (Flink's execution plan) and exit: paste it "
+                        "into https://flink.apache.org/visualizer/ to see it")
     args = parser.parse_args(argv)
     try:
-        cfg = load(args.config, {k: v for k, v in vars(args).items() if k != "config"})
+        cfg = load(args.config, {k: v for k, v in vars(args).items() if k not in ("config", "plan")})
     except FlowattrError as exc:  # a bad config: one line naming the key, no traceback
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
     env = make_environment(cfg.parallelism, cfg.checkpoint_interval_ms, cfg.checkpoint_dir, cfg.restore_path,
                            cfg.web_ui_port, cfg.state_backend)
     sources, sinks = kafka_sources_and_sinks(cfg, env)
     build_pipeline(env, cfg, sources, sinks)
+    if args.plan:
+        print(env.get_execution_plan())
+        return
     env.execute(f"flowattr-collector-{cfg.region}")
 
 
