@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import pickle
 import time
-from contextlib import contextmanager
 
 from pyflink.common import Duration, Row, Types, WatermarkStrategy
 from pyflink.common.watermark_strategy import TimestampAssigner
@@ -300,7 +299,7 @@ class Attribute(KeyedBroadcastProcessFunction):
             # Already due (a retry back from Kafka after the watermark moved on): attempt
             # now, as a timer would at this watermark; a timer set in the past would wait
             # for the next watermark advance, which may never come.
-            self.engine.advance(watermark)
+            self.engine.advance_within_fleet(watermark)
             yield from self._attempt(payload, watermark)
             return
         ctx.timer_service().register_event_time_timer(self.hold.hold(payload, pending))
@@ -309,7 +308,7 @@ class Attribute(KeyedBroadcastProcessFunction):
         if not self.store.synced:
             self.store.sync(ctx.get_broadcast_state(OWNERSHIP))
         # A timer fires when the operator's watermark (min of both inputs) passed it.
-        self.engine.advance(timestamp)
+        self.engine.advance_within_fleet(timestamp)
         for payload in self.hold.take_due(timestamp):
             yield from self._attempt(payload, timestamp)
         self._count_ranges()
@@ -510,17 +509,6 @@ def build_pipeline(env, cfg: JobConfig, sources: dict, sinks: dict) -> None:
      .sink_to(sinks["dead_letter"]).name("dead-letter-sink").uid("sink-dead-letter"))
 
 
-@contextmanager
-def _parallelism(env, parallelism: int):
-    """Operators created inside run at this parallelism (PyFlink sets an operator's
-    parallelism when it creates it, and assign_timestamps_and_watermarks creates three)."""
-    default = env.get_parallelism()
-    env.set_parallelism(parallelism)
-    try:
-        yield
-    finally:
-        env.set_parallelism(default)
-
 
 def _inputs(env, cfg: JobConfig, sources: dict):
     """The validated inputs, with their event time: (flows, retry, inbound, events: each
@@ -528,26 +516,18 @@ def _inputs(env, cfg: JobConfig, sources: dict):
     ownership broadcast stream of claims and IP-change events)."""
     watermarks = (WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(cfg.out_of_orderness_ms))
                   .with_idleness(Duration.of_millis(cfg.idleness_ms)).with_timestamp_assigner(RowEventTime()))
-    # One instance per partition of the flows topic (flows_parallelism): each instance's
-    # event time (FleetProgress) is then one partition's, and the watermark the slowest
-    # partition's. With two partitions an instance, a catch-up read one ahead of the other,
-    # the watermark followed the one ahead, and first attempts came before their peers'
-    # batches were read: every flow of a 9 M-flow backlog was retried (`flowattr bench`).
-    with _parallelism(env, cfg.flows_parallelism):
-        flows = env.from_source(sources["flows"], WatermarkStrategy.no_watermarks(), "flows").uid("source-flows") \
-            .process(ValidateFlows(cfg), output_type=KEYED_ROW).name("validate-flows").uid("validate-flows")
-        claims = flows.filter(lambda row: row[0] == CLAIMS_KEY).assign_timestamps_and_watermarks(watermarks) \
-            .map(lambda row: row[1], output_type=BYTES)
-        flow_batches = flows.filter(lambda row: row[0] != CLAIMS_KEY).assign_timestamps_and_watermarks(watermarks)
-        # One source per pending topic, so a dead letter names the topic its record came
-        # from; at the same parallelism, as a union's inputs join the key_by's operator
-        # (instances without a partition are idle). A rebalance into the union was lost.
-        retry, inbound = (env.from_source(sources[name], WatermarkStrategy.no_watermarks(), name)
-                          .uid(f"source-{name}").process(ValidatePending(cfg, topic), output_type=KEYED_ROW)
-                          .name(f"validate-{name}").uid(f"validate-{name}")
-                          for name, topic in (("retry", cfg.topics.retry), ("inbound", cfg.topics.inbound)))
-        keyed = flow_batches.union(retry.union(inbound).assign_timestamps_and_watermarks(watermarks)) \
-            .key_by(lambda row: row[0], key_type=Types.STRING())
+    flows = env.from_source(sources["flows"], WatermarkStrategy.no_watermarks(), "flows").uid("source-flows") \
+        .process(ValidateFlows(cfg), output_type=KEYED_ROW).name("validate-flows").uid("validate-flows")
+    claims = flows.filter(lambda row: row[0] == CLAIMS_KEY).assign_timestamps_and_watermarks(watermarks) \
+        .map(lambda row: row[1], output_type=BYTES)
+    # One source per pending topic, so a dead letter names the topic its record came from.
+    retry, inbound = (env.from_source(sources[name], WatermarkStrategy.no_watermarks(), name).uid(f"source-{name}")
+                      .process(ValidatePending(cfg, topic), output_type=KEYED_ROW)
+                      .name(f"validate-{name}").uid(f"validate-{name}")
+                      for name, topic in (("retry", cfg.topics.retry), ("inbound", cfg.topics.inbound)))
+    keyed = (flows.filter(lambda row: row[0] != CLAIMS_KEY).assign_timestamps_and_watermarks(watermarks)
+             .union(retry.union(inbound).assign_timestamps_and_watermarks(watermarks))
+             .key_by(lambda row: row[0], key_type=Types.STRING()))
     # Each input gets its own watermark, so the union's is the MIN of the two: the event
     # clock (engine.advance on timers) may then assume every IP-change event emitted before
     # the watermark has been read. One generator over the merged stream would let the
@@ -555,18 +535,11 @@ def _inputs(env, cfg: JobConfig, sources: dict):
     event_watermarks = (WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(cfg.out_of_orderness_ms))
                         .with_idleness(Duration.of_millis(cfg.event_idleness_ms))
                         .with_timestamp_assigner(EventTime()))
-    # Parallelism 1: the ip-changes topic has one partition (one instance sees the whole
-    # stream, as StreamClock assumes), and a second instance, with no partition, held the
-    # broadcast watermark at Long.MIN until its idleness (a minute) passed: no timer fired
-    # in the first minute of any job start (`flowattr bench`: a whole backlog read first).
-    with _parallelism(env, 1):
-        events = env.from_source(sources["events"], WatermarkStrategy.no_watermarks(), "ip-change-events") \
-            .uid("source-events").process(ValidateEvents(cfg), output_type=BYTES).name("validate-events") \
-            .uid("validate-events")
-        timed_events = events.assign_timestamps_and_watermarks(event_watermarks)
-    ownership = claims.union(timed_events).broadcast(OWNERSHIP)
+    events = env.from_source(sources["events"], WatermarkStrategy.no_watermarks(), "ip-change-events") \
+        .uid("source-events").process(ValidateEvents(cfg), output_type=BYTES).name("validate-events") \
+        .uid("validate-events")
+    ownership = claims.union(events.assign_timestamps_and_watermarks(event_watermarks)).broadcast(OWNERSHIP)
     return flows, retry, inbound, events, keyed, ownership
-
 
 def build_edges(cfg: JobConfig, routed):
     """The dependency graph's edges (flink_jobs/edges.py): Attribute's partials of each

@@ -18,7 +18,7 @@ from flink_jobs.attribution.config import AttributionConfig, setting
 from flink_jobs.config_model import ConfigError, from_mapping
 from flink_jobs.config_model import add_flags as add_dataclass_flags
 from schemas import kafka_properties
-from schemas.topics import KINDS, RegionTopics
+from schemas.topics import RegionTopics
 
 # Package data: the wheel ships it (pyproject.toml), so an installed collector finds it too.
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "config" / "flowattr.yaml"
@@ -36,11 +36,7 @@ class JobConfig:
         "there", "flag": False})
     attribution: AttributionConfig = field(default_factory=AttributionConfig, metadata={
         "help": "the attribution rules", "yaml": False})
-    parallelism: int = setting(2, "parallelism of every operator but the flows input's and the events'")
-    flows_parallelism: int = setting(
-        KINDS["flows"][1], "parallelism of the flows input (source, validation, watermarks): the flows "
-        "topic's partition count, so each instance reads one partition and event time is the slowest "
-        "partition's; fewer let one partition read ahead run event time past the others in a catch-up")
+    parallelism: int = setting(2, "parallelism of every operator")
     checkpoint_interval_ms: int = setting(10_000, "checkpoint interval; 0 disables checkpointing")
     checkpoint_dir: str | None = setting(None, "checkpoint URI, e.g. file:///var/lib/flowattr/checkpoints "
                                          "(default file:///tmp/flowattr-checkpoints)")
@@ -153,9 +149,8 @@ def _check(cfg: JobConfig) -> None:
                           "settledness` only (it misattributes); remove it from the collector's config")
     if cfg.state_backend not in (None, *STATE_BACKENDS):
         raise ConfigError(f"job.state_backend: {cfg.state_backend!r}; use one of {', '.join(STATE_BACKENDS)}")
-    for name in ("parallelism", "flows_parallelism"):
-        if getattr(cfg, name) < 1:
-            raise ConfigError(f"job.{name}: {getattr(cfg, name)}; at least 1")
+    if cfg.parallelism < 1:
+        raise ConfigError(f"job.parallelism: {cfg.parallelism}; at least 1")
     for name in ("checkpoint_interval_ms", "out_of_orderness_ms", "idleness_ms", "event_idleness_ms", "max_future_ms"):
         if getattr(cfg, name) < 0:
             raise ConfigError(f"job.{name}: {getattr(cfg, name)}; a duration is never negative")

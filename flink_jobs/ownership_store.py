@@ -45,6 +45,7 @@ class OwnershipStore:
         # Ownership keys (IP, or IP + port) whose ranges may have changed since the last
         # take_changed(): the ownership changelog (ownership_changelog.py) republishes them.
         self.changed: set[bytes] = set()
+        self.horizon_published_ms = self.engine.watermark_ms  # the event clock of the last republish
 
     def sync(self, state) -> None:
         """Rebuild the engine's evidence from the state (once, on the first call)."""
@@ -117,11 +118,17 @@ class OwnershipStore:
         """After every broadcast element: save what the watermark judged, prune the engine
         when due and write what changed."""
         self._save_events(state)
+        if self.engine.watermark_ms != self.horizon_published_ms:
+            # Event ranges end at the horizon, which moved: every event IP's ranges changed.
+            # At every move, not only when a prune is due (every minute of event time): an
+            # attempt attributes up to the horizon it sees, and a changelog a minute behind
+            # it answered "unknown" for the last minute's load-balancer flows (475 in the
+            # e2e fleet once event time stopped running ahead of the slowest partition).
+            self.horizon_published_ms = self.engine.watermark_ms
+            self.changed.update(self.engine.attributor.events.logs)
         changed = self.engine.prune()
         if changed is None:
             return
-        # Event ranges end at the horizon, which moved: every event IP's ranges changed.
-        self.changed.update(self.engine.attributor.events.logs)
         for subnet in changed.subnets:
             self._save_subnet(state, subnet)
         for key in changed.heartbeat_keys:

@@ -35,9 +35,8 @@ def _add_cluster(sub) -> None:
     csub = action_parsers(sub, "cluster", "run a standalone Flink cluster with the web UI on :8081",
                           "flowattr cluster start --slots 4")
     pc = subparser(csub, "start", "start JobManager + TaskManager(s)",
-                   "flowattr cluster start --taskmanagers 2 --slots 2")
-    pc.add_argument("--slots", type=int, default=4, help="task slots per TaskManager (default 4); the collector "
-                    "needs max(parallelism, flows_parallelism) in all, 4 by default")
+                   "flowattr cluster start --taskmanagers 2 --slots 1")
+    pc.add_argument("--slots", type=int, default=4, help="task slots per TaskManager (default 4)")
     pc.add_argument("--taskmanagers", type=int, default=1,
                     help="TaskManager JVMs (default 1); Python (thread mode) scales with these, one GIL each")
     subparser(csub, "stop", "stop the cluster", "flowattr cluster stop")

@@ -566,7 +566,7 @@ def format_table(r: dict) -> str:
             ("ratio to every-decision limit (medians)", r.get("ratio_to_decisions")),
             ("end to end, hold on disk (RocksDB; flows/s)", r.get("e2e_rocksdb_flows_per_s")),
             ("job parallelism", r.get("parallelism")),
-            ("e2e start-up (s)", r.get("e2e_startup_s")),
+            ("e2e start-up to the first flow read (s)", r.get("e2e_startup_s")),
             ("latency p50 / p99 (s)", f"{r.get('latency_p50_s')} / {r.get('latency_p99_s')}"
              f" (hold {r.get('latency_hold_s')} s)"),
             ("bytes per range (broadcast state)", r.get("bytes_per_range")),

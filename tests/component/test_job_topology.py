@@ -1,5 +1,5 @@
-"""The collector's operator graph as Flink plans it (the real PyFlink planner, no job run):
-which inputs run at which parallelism, because event time depends on it."""
+"""The collector's operator graph as Flink plans it (`--plan`: the real PyFlink planner, no
+job run): what Attribute reads, and at which parallelism."""
 
 from __future__ import annotations
 
@@ -15,36 +15,52 @@ pytestmark = [pytest.mark.flink]
 @pytest.fixture(scope="module")
 def plan() -> dict:
     run = subprocess.run([sys.executable, "-m", "flink_jobs.attribution_job", "--region", "us-east-1",
-                          "--parallelism", "2", "--flows-parallelism", "3", "--plan"],
+                          "--parallelism", "3", "--plan"],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     return json.loads(run.stdout[run.stdout.index("{"):])
 
 
-def _parallelism(plan: dict, name: str) -> set[int]:
-    found = {node["parallelism"] for node in plan["nodes"] if name in node["contents"]}
-    assert found, f"no operator named {name!r} in the plan"
-    return found
+def _node(plan: dict, name: str) -> dict:
+    found = [node for node in plan["nodes"] if node["contents"].startswith(name)]
+    assert len(found) == 1, f"{len(found)} operators named {name!r} in the plan"
+    return found[0]
 
 
-def test_each_flows_partition_has_its_own_validator_and_watermark(plan):
-    # One instance per partition: each instance's event time is one partition's, so the
-    # keyed input's watermark is the slowest partition's (a catch-up reading one partition
-    # ahead must not run event time past the others').
-    assert _parallelism(plan, "validate-flows") == {3}
-    assert _parallelism(plan, "Source: flows") == {3}
-    # The timestamp and watermark operators between validation and the keyed input as well:
-    # at another parallelism they would see several partitions' batches interleaved.
-    assert _parallelism(plan, "Timestamps/Watermarks") >= {3}
+def _upstream(plan: dict, node: dict) -> list[dict]:
+    """Every operator the node reads from, directly or not."""
+    by_id = {n["id"]: n for n in plan["nodes"]}
+    seen, todo = {}, [p["id"] for p in node.get("predecessors", [])]
+    while todo:
+        n = by_id[todo.pop()]
+        if n["id"] not in seen:
+            seen[n["id"]] = n
+            todo += [p["id"] for p in n.get("predecessors", [])]
+    return list(seen.values())
 
 
-def test_the_event_input_runs_as_one_instance(plan):
-    # A second instance would own no partition of the one-partition topic and hold the
-    # broadcast watermark at Long.MIN until its idleness (a minute) passed.
-    assert _parallelism(plan, "validate-events") == {1}
-    assert _parallelism(plan, "Source: ip-change-events") == {1}
+def _inputs_of_attribute(plan: dict) -> dict[str, list[dict]]:
+    """attribute's inputs by how they ship: the keyed (HASH) one, the BROADCAST ones."""
+    attribute = _node(plan, "attribute")
+    by_id = {n["id"]: n for n in plan["nodes"]}
+    out: dict[str, list[dict]] = {}
+    for p in attribute["predecessors"]:
+        out.setdefault(p["ship_strategy"], []).append(by_id[p["id"]])
+    return out
 
 
-def test_attribute_and_the_outputs_run_at_the_job_parallelism(plan):
-    assert _parallelism(plan, "attribute") == {2}
-    assert _parallelism(plan, "edge-minutes") == {2}
+def test_attribute_reads_the_keyed_batches_and_broadcasts_the_claims_and_events(plan):
+    inputs = _inputs_of_attribute(plan)
+    (keyed,) = inputs["HASH"]
+    names = " ".join(n["contents"] for n in [keyed, *_upstream(plan, keyed)])
+    for name in ("Source: flows", "validate-flows", "validate-retry", "validate-inbound", "Timestamps/Watermarks"):
+        assert name in names
+    broadcast = inputs["BROADCAST"]
+    chains = [" ".join(n["contents"] for n in [b, *_upstream(plan, b)]) for b in broadcast]
+    assert len(broadcast) == 2 and sum("validate-events" in c for c in chains) == 1
+    assert sum("validate-flows" in c for c in chains) == 1
+
+
+def test_every_operator_runs_at_the_job_parallelism(plan):
+    assert {n["parallelism"] for n in plan["nodes"]} == {3}
+    assert _node(plan, "attribute")["parallelism"] == 3

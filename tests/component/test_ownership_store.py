@@ -66,3 +66,31 @@ def test_pruning_removes_what_the_engine_forgot():
     store.prune(state)
     assert not any(k.startswith(("hb:", "seq:")) for k in state)
     assert store.engine.attributor.heartbeats.subnets == {}   # nor the subnet memberships
+
+
+def test_every_move_of_the_event_clock_republishes_the_event_ips_ranges():
+    """The changelog's event ranges end at the horizon, which moves with the event clock;
+    an attempt attributes up to the horizon it sees. Republished only when a prune was due
+    (every minute of event time), the changelog lagged the attempts by up to a minute and
+    `flowattr whois` answered "unknown" for flows just attributed."""
+    store, state = OwnershipStore(Engine(CFG, "us-east-1", REGIONS)), FakeMapState()
+    store.sync(state)
+    store.apply_event(state, event("10.250.0.5", "cart", 1, 10_000, 10_500, "e1"))
+    store.engine.advance(900_000)
+    store.prune(state)
+    before = _event_range(store, store.take_changed())
+    store.prune(state)                          # the clock did not move: nothing to republish
+    assert store.take_changed() == set()
+    store.engine.advance(905_000)               # 5 s: no prune due, the horizon moved
+    store.prune(state)
+    after = _event_range(store, store.take_changed())
+    assert after == (before[0], before[1], before[2] + 5_000) and before[0] == "cart"
+
+
+def _event_range(store: OwnershipStore, keys) -> tuple[str, int, int]:
+    """The one range of the one key republished."""
+    from flink_jobs import ownership_changelog
+
+    (_, value), = ownership_changelog.changes(store.engine.attributor, keys, "us-east-1", 0)
+    (r,) = pb.IpOwnership.FromString(value).ranges
+    return r.workload, r.start_ms, r.end_ms

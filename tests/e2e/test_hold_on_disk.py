@@ -75,9 +75,7 @@ def test_one_small_taskmanager_holds_several_heaps_of_flows_on_disk(tmp_path):
     try:
         topics.create_topics(b.bootstrap, [REGION, REMOTE_REGION], progress=lambda *_: None)
         job_id = flink_cluster.submit(tmp_path, JOB_FILE, [
-            # Two slots: the flows input at parallelism 2 too (its default is one per partition, 4).
             "--bootstrap", b.bootstrap, "--region", REGION, "--group-id", "hold", "--hold-ms", "3600000",
-            "--flows-parallelism", "2",
             "--checkpoint-interval-ms", "10000", "--checkpoint-dir", f"file://{tmp_path / 'chk'}"],
             progress=lambda *_: None)
         until(lambda: flink_cluster.rest_get(f"/jobs/{job_id}")["state"] == "RUNNING", 120, "the job to run")

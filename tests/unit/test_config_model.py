@@ -51,7 +51,6 @@ def test_the_default_file_loads_and_every_key_in_it_is_a_field():
     ("region: r\nregions: {}\n", "unknown key 'regions'"),
     ("job:\n  parallelism: 2\n", "region: not set"),
     ("region: r\njob:\n  state_backend: disk\n", "job.state_backend: 'disk'"),
-    ("region: r\njob:\n  flows_parallelism: 0\n", "job.flows_parallelism: 0; at least 1"),
     ("region: [\n", "is not valid YAML"),
     ("region: r\nkafka: [a]\n", "kafka: expected a mapping"),
     ("region: r\nattribution:\n  event_max_delay_ms: -600000\n", "event_max_delay_ms is -600000: a duration is never"),
