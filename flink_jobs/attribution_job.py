@@ -509,7 +509,6 @@ def build_pipeline(env, cfg: JobConfig, sources: dict, sinks: dict) -> None:
      .sink_to(sinks["dead_letter"]).name("dead-letter-sink").uid("sink-dead-letter"))
 
 
-
 def _inputs(env, cfg: JobConfig, sources: dict):
     """The validated inputs, with their event time: (flows, retry, inbound, events: each
     with its dead letters on a side output; the keyed stream of pending batches; the
@@ -540,6 +539,7 @@ def _inputs(env, cfg: JobConfig, sources: dict):
         .uid("validate-events")
     ownership = claims.union(events.assign_timestamps_and_watermarks(event_watermarks)).broadcast(OWNERSHIP)
     return flows, retry, inbound, events, keyed, ownership
+
 
 def build_edges(cfg: JobConfig, routed):
     """The dependency graph's edges (flink_jobs/edges.py): Attribute's partials of each

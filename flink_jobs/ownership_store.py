@@ -123,7 +123,7 @@ class OwnershipStore:
             # At every move, not only when a prune is due (every minute of event time): an
             # attempt attributes up to the horizon it sees, and a changelog a minute behind
             # it answered "unknown" for the last minute's load-balancer flows (475 in the
-            # e2e fleet once event time stopped running ahead of the slowest partition).
+            # e2e fleet under a topology tried in 33f5ffd).
             self.horizon_published_ms = self.engine.watermark_ms
             self.changed.update(self.engine.attributor.events.logs)
         changed = self.engine.prune()

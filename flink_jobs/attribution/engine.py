@@ -103,10 +103,10 @@ class Engine:
     def advance_within_fleet(self, watermark_ms: int) -> None:
         """advance() to the job's watermark, but never past the fleet's progress as this
         engine's ledger saw it (every exporter's batches, rank-guarded: FleetProgress).
-        The watermark is the slowest flows partition's, and a partition's event time is its
-        own exporters': one exporter alone in its partition, with a clock minutes ahead,
-        leads the watermark whenever the other partitions idle between batches; the event
-        clock must not follow it (an event still in flight would look settled)."""
+        Each validator's event time is that of the exporters in the partitions it reads:
+        one exporter alone there, with a clock minutes ahead, leads the watermark whenever
+        the other validators idle between batches; the event clock must not follow it (an
+        event still in flight would look settled)."""
         self.advance(min(watermark_ms, self.attributor.ledger.latest_end_ms))
 
     def prune(self) -> Pruned | None:
