@@ -369,7 +369,7 @@ def _measure_e2e(job_name: str, total: int, cfg: BenchConfig, say, tick=lambda: 
     # From the first flow validated, not the first output: the time spent reading the backlog
     # before the first attempts came due is the job's work too. (Counted from the first
     # output, a minute's wait for the event input's idleness hid the whole read of a 9 M-flow
-    # backlog: 362 k flows/s reported for ~105 k.)
+    # backlog: 362 k flows/s reported for ~100 k, in one working-copy run.)
     first, last = first_input, samples[-1][0]
     t99 = next(t for t, n, _ in samples if n >= 0.99 * outcomes)
     rate = 0.99 * outcomes / max(t99 - first, 1e-9)
