@@ -299,7 +299,7 @@ class Attribute(KeyedBroadcastProcessFunction):
             # Already due (a retry back from Kafka after the watermark moved on): attempt
             # now, as a timer would at this watermark; a timer set in the past would wait
             # for the next watermark advance, which may never come.
-            self.engine.advance_within_fleet(watermark)
+            self.engine.advance(watermark)
             yield from self._attempt(payload, watermark)
             return
         ctx.timer_service().register_event_time_timer(self.hold.hold(payload, pending))
@@ -308,7 +308,7 @@ class Attribute(KeyedBroadcastProcessFunction):
         if not self.store.synced:
             self.store.sync(ctx.get_broadcast_state(OWNERSHIP))
         # A timer fires when the operator's watermark (min of both inputs) passed it.
-        self.engine.advance_within_fleet(timestamp)
+        self.engine.advance(timestamp)
         for payload in self.hold.take_due(timestamp):
             yield from self._attempt(payload, timestamp)
         self._count_ranges()

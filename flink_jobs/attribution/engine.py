@@ -100,15 +100,6 @@ class Engine:
             self.watermark_ms = watermark_ms
             self.attributor.advance(watermark_ms)
 
-    def advance_within_fleet(self, watermark_ms: int) -> None:
-        """advance() to the job's watermark, but never past the fleet's progress as this
-        engine's ledger saw it (every exporter's batches, rank-guarded: FleetProgress).
-        Each validator's event time is that of the exporters in the partitions it reads:
-        one exporter alone there, with a clock minutes ahead, leads the watermark whenever
-        the other validators idle between batches; the event clock must not follow it (an
-        event still in flight would look settled)."""
-        self.advance(min(watermark_ms, self.attributor.ledger.latest_end_ms))
-
     def prune(self) -> Pruned | None:
         """Drop expired evidence at most every PRUNE_EVERY_MS of event time, by the
         watermark (never by one element's timestamp: one bad time must not expire the

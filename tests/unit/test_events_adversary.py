@@ -218,35 +218,3 @@ def test_one_lie_delivered_many_times_counts_once_in_the_stream_clock():
         att.apply_event(ip_to_bytes("10.9.0.1"), "x", ASSIGNED, 600_000, 600_000, "dup")
     assert len(att.events.clock.top) == 1
 
-
-def test_one_exporter_clock_ahead_alone_in_its_partition_does_not_settle_events_in_flight():
-    """The job's watermark is the slowest flows partition's, each partition's event time its
-    own exporters' (the flows input runs one instance per partition). An exporter alone in
-    its partition with a clock 9.5 min ahead leads the watermark whenever the others idle
-    between batches. The event clock follows the fleet's progress instead (rank 3 over
-    every exporter the engine has seen): the A -> B reassignment still in flight at the
-    honest fleet's 1,100 s is not closed early, and the flow at 650 s is not given to A."""
-    from flink_jobs.attribution.engine import Engine
-
-    e = Engine(CFG, "r", {})
-    e.apply_event(LB, "a", ASSIGNED, 100_000, emit_ms=101_000, event_id="1")
-    e.apply_event(LB, "c", ASSIGNED, 1_000_000, emit_ms=1_001_000, event_id="3")
-    for exporter in ("h1", "h2", "h3"):
-        e.learn_batch(exporter, 18, 1_080_000, 1_140_000, [])
-    e.learn_batch("liar", 27, 1_620_000, 1_680_000, [])   # 9 min ahead of the fleet
-    e.advance_within_fleet(1_670_000)   # the watermark, led by the liar's partition
-    assert e.watermark_ms == 1_140_000  # the 3rd latest exporter: an honest one
-    # Horizon 1,140 s - D = 540 s: A's tenure is known up to 540 s only; 650 s waits.
-    assert owners_at(e.attributor, [300_000, 650_000]) == ["a", None]
-    e.apply_event(LB, "b", ASSIGNED, 600_000, emit_ms=1_150_000, event_id="2")   # delayed, within D
-    e.learn_batch("h1", 27, 1_620_000, 1_680_000, [])
-    e.learn_batch("h2", 27, 1_620_000, 1_680_000, [])
-    e.advance_within_fleet(1_670_000)
-    assert e.watermark_ms == 1_670_000
-    assert owners_at(e.attributor, [300_000, 650_000]) == ["a", "b"]
-    # Without the cap the event clock trusted the liar-led watermark, and 650 s went to A.
-    blind = Engine(CFG, "r", {})
-    blind.apply_event(LB, "a", ASSIGNED, 100_000, emit_ms=101_000, event_id="1")
-    blind.apply_event(LB, "c", ASSIGNED, 1_000_000, emit_ms=1_001_000, event_id="3")
-    blind.advance(1_670_000)
-    assert owners_at(blind.attributor, [650_000]) == ["a"]
