@@ -131,7 +131,7 @@ class ValidateFlows(Validator):
         self.accepted.inc()
         self.flows_in.inc(len(good))
         lost = self.engine.rejected_records(cols, rows) if rows is not None else []
-        self.fleet.note(header.exporter_id, header.window_end_ms, now)
+        self.fleet.note(header.exporter_id, header.window_end_ms, _monotonic_ms())
         event_ms = min(header.window_end_ms, self.fleet.time_ms)
         yield Row(CLAIMS_KEY, CLAIM_TAG + batches.ownership_update(header, self.engine.claims(good), lost), event_ms)
         # Even an empty batch goes on (Attribute drops it): its timestamp, the window end, is
@@ -259,12 +259,13 @@ class Attribute(KeyedBroadcastProcessFunction):
     # -- broadcast side: learn ---------------------------------------------------------
     def process_broadcast_element(self, value, ctx):
         state = ctx.get_broadcast_state(OWNERSHIP)
+        now, heard = int(time.time() * 1000), _monotonic_ms()
         if not self.store.synced:
-            self.store.sync(state)
+            self.store.sync(state, heard)
         raw = bytes(value)
         tag, raw = raw[:1], raw[1:]
         if tag == CLAIM_TAG:
-            conflicts = self.store.learn(state, raw)
+            conflicts = self.store.learn(state, raw, heard)
             if conflicts:
                 self.metrics["conflicts"].inc(conflicts)
         elif tag == EVENT_TAG:
@@ -281,7 +282,6 @@ class Attribute(KeyedBroadcastProcessFunction):
         self.store.prune(state)
         changed = self.store.take_changed()
         if changed and self.publishes_ownership:
-            now = int(time.time() * 1000)
             for key, value in ownership_changelog.changes(self.engine.attributor, changed, self.cfg.region, now):
                 yield routing.frame(routing.OWNERSHIP, routing.keyed(key, value))
         self._count_ranges()
@@ -289,7 +289,7 @@ class Attribute(KeyedBroadcastProcessFunction):
     # -- keyed side: hold, then attribute ---------------------------------------------
     def process_element(self, value, ctx):
         if not self.store.synced:
-            self.store.sync(ctx.get_broadcast_state(OWNERSHIP))
+            self.store.sync(ctx.get_broadcast_state(OWNERSHIP), _monotonic_ms())
         payload = bytes(value[1])
         pending = PendingHold.read(payload)
         if not pending.flow_count:
@@ -306,7 +306,7 @@ class Attribute(KeyedBroadcastProcessFunction):
 
     def on_timer(self, timestamp, ctx):
         if not self.store.synced:
-            self.store.sync(ctx.get_broadcast_state(OWNERSHIP))
+            self.store.sync(ctx.get_broadcast_state(OWNERSHIP), _monotonic_ms())
         # A timer fires when the operator's watermark (min of both inputs) passed it.
         self.engine.advance(timestamp)
         for payload in self.hold.take_due(timestamp):
@@ -443,6 +443,12 @@ def edge_lateness_ms(cfg: JobConfig) -> int:
     hold and every retry), so no flow is late for its window."""
     a = cfg.attribution
     return a.retention_ms + a.hold_ms + a.max_attempts * a.retry_delay_ms + 10 * 60_000
+
+
+def _monotonic_ms() -> int:
+    """When an exporter was heard from, for silence: a monotonic clock, as a step of the
+    wall clock would make an exporter look silent (or alive) for as long as the step."""
+    return int(time.monotonic() * 1000)
 
 
 def _subtask_index(runtime_context) -> int:

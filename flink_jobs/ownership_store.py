@@ -45,10 +45,11 @@ class OwnershipStore:
         # Ownership keys (IP, or IP + port) whose ranges may have changed since the last
         # take_changed(): the ownership changelog (ownership_changelog.py) republishes them.
         self.changed: set[bytes] = set()
-        self.horizon_published_ms = self.engine.watermark_ms  # the event clock of the last republish
+        self.horizon_published_ms = self.engine.attributor.events.horizon_ms  # at the last republish
 
-    def sync(self, state) -> None:
-        """Rebuild the engine's evidence from the state (once, on the first call)."""
+    def sync(self, state, now_ms: int | None = None) -> None:
+        """Rebuild the engine's evidence from the state (once, on the first call); now_ms:
+        the wall clock, when the restored exporters count as last heard from."""
         att = self.engine.attributor
         logs = []
         for key, value in state.items():
@@ -69,15 +70,16 @@ class OwnershipStore:
         for ip, raw in logs:  # after the clock: the restore re-judges future events
             dropped_until, events = _decode_event_log(raw)
             att.events.restore(ip, events, dropped_until)
+        att.restore_fleet(now_ms)
         self.synced = True
 
-    def learn(self, state, raw_update: bytes) -> int:
-        """An OwnershipUpdate (one batch's sequence, claims and rejected rows' connections);
-        returns new conflicts."""
+    def learn(self, state, raw_update: bytes, now_ms: int | None = None) -> int:
+        """An OwnershipUpdate (one batch's sequence, claims and rejected rows' connections),
+        arrived at now_ms by the wall clock; returns new conflicts."""
         update, claims, rejected = batches.claims_of_update(raw_update)
         conflicts = self.engine.learn_batch(update.source_exporter_id, update.source_sequence,
                                             update.window_start_ms, update.window_end_ms, claims,
-                                            update.part, update.part_count, rejected)
+                                            update.part, update.part_count, rejected, now_ms)
         self._save_ledger(state, update.source_exporter_id)
         for ip in {record[:16] for record in rejected}:
             self._save_rejected(state, ip)
@@ -118,14 +120,16 @@ class OwnershipStore:
         """After every broadcast element: save what the watermark judged, prune the engine
         when due and write what changed."""
         self._save_events(state)
-        if self.engine.watermark_ms != self.horizon_published_ms:
-            # Event ranges end at the horizon, which moved: every event IP's ranges changed.
-            # At every move, not only when a prune is due (every minute of event time): an
-            # attempt attributes up to the horizon it sees, and a changelog a minute behind
-            # it answered "unknown" for the last minute's load-balancer flows (475 in the
-            # e2e fleet under a topology tried in 33f5ffd).
-            self.horizon_published_ms = self.engine.watermark_ms
-            self.changed.update(self.engine.attributor.events.logs)
+        events = self.engine.attributor.events
+        if events.horizon_ms != self.horizon_published_ms:
+            # Event ranges end at the horizon, which moved (with the event clock or the
+            # fleet's progress that caps it): every event IP's ranges changed. At every
+            # move, not only when a prune is due (every minute of event time): an attempt
+            # attributes up to the horizon it sees, and a changelog a minute behind it
+            # answered "unknown" for the last minute's load-balancer flows (475 in the e2e
+            # fleet under a topology tried in 33f5ffd).
+            self.horizon_published_ms = events.horizon_ms
+            self.changed.update(events.logs)
         changed = self.engine.prune()
         if changed is None:
             return

@@ -18,7 +18,7 @@ from schemas.addresses import mapped_network
 _MISSING = object()
 
 
-_V4_PREFIX = np.array([0] * 10 + [0xFF, 0xFF], np.uint8)
+_V4_MAPPED_WORD = 0x0000FFFF  # bytes 8-11 of an IPv4-mapped IPv6 address: 00 00 FF FF
 _V4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 
 
@@ -31,6 +31,7 @@ class RegionMap:
         # IP -> region cache for IPv6: the trie wants text keys, and formatting an IPv6
         # address costs ~5 us; the same IPs recur batch after batch. Bounded: cleared when big.
         self._cache: dict[bytes, str | None] = {}
+        self._codes: dict[bytes, int] = {}  # the same, as codes_of's codes; cleared with it
         bounds = {0}
         for cidr, region in cidrs.items():
             net = mapped_network(cidr)  # IPv4 stored IPv4-mapped, like every IP here
@@ -55,6 +56,7 @@ class RegionMap:
         if found is _MISSING:
             if len(self._cache) > 2_000_000:
                 self._cache.clear()
+                self._codes.clear()
             found = self._cache[ip] = self.trie.get(str(ipaddress.IPv6Address(ip)))
         return found
 
@@ -62,16 +64,25 @@ class RegionMap:
         """(n, 16) uint8 IPs -> int16 index into self.regions per IP, -1 where unknown.
         IPv4-mapped IPs: one searchsorted; others: one trie lookup per DISTINCT IP."""
         ips = np.ascontiguousarray(ips, np.uint8).reshape(-1, 16)
-        v4 = (ips[:, :12] == _V4_PREFIX).all(axis=1)
+        # Four big-endian 32-bit words per IP: IPv4-mapped is 0, 0, 0x0000FFFF, address
+        # (three word compares, ~5x faster than comparing 12 bytes per row).
+        words = ips.view(">u4")
+        v4 = (words[:, 0] == 0) & (words[:, 1] == 0) & (words[:, 2] == _V4_MAPPED_WORD)
         codes = np.full(len(ips), -1, np.int16)
         if v4.any():
-            addresses = ips[v4, 12:16].copy().view(">u4").ravel().astype(np.int64)
+            addresses = words[v4, 3].astype(np.int64)
             codes[v4] = self._v4_codes[np.searchsorted(self._v4_bounds, addresses, "right") - 1]
         if not v4.all():
+            # One dict lookup per row (sorting 16-byte keys for np.unique cost more).
             other = np.flatnonzero(~v4)
-            uniq, inverse = np.unique(ips[other].view("V16").ravel(), return_inverse=True)
-            looked_up = np.array([self._code_of(self.region_of(u.tobytes())) for u in uniq], np.int16)
-            codes[other] = looked_up[inverse.ravel()]
+            raw = ips[other].tobytes()
+            cached = self._codes.get
+            looked_up = [cached(raw[i:i + 16]) for i in range(0, len(raw), 16)]
+            for k, code in enumerate(looked_up):
+                if code is None:
+                    ip = raw[16 * k:16 * k + 16]
+                    looked_up[k] = self._codes[ip] = self._code_of(self.region_of(ip))
+            codes[other] = looked_up
         return codes
 
     def regions_of(self, ips: np.ndarray) -> np.ndarray:

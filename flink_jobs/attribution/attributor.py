@@ -38,7 +38,7 @@ from flink_jobs.attribution.attribute import (
 from flink_jobs.attribution.config import AttributionConfig
 from flink_jobs.attribution.events import EventTable, LoggedEvent
 from flink_jobs.attribution.heartbeats import Claim, claims_from_batch
-from flink_jobs.attribution.ledger import ExporterLedger
+from flink_jobs.attribution.ledger import ExporterLedger, FleetProgress
 from flink_jobs.attribution.ranges import OwnershipTable, WorkloadNames, port_key, subnet_key
 from flink_jobs.attribution.rejected import RejectedEvidence, records_of
 from schemas import flowattr_pb2 as pb
@@ -69,6 +69,13 @@ class Attributor:
                                  cfg.event_max_delay_ms,
                                  cfg.event_future_bound_ms, cfg.event_clock_rank, cfg.retention_ms)
         self.ledger = ExporterLedger(cfg.exporter_silence_ms, cfg.fleet_clock_rank)
+        # The fleet's progress over EVERY exporter this collector learned from (the job's
+        # validators each see only their partitions' exporters): it caps the event horizon
+        # (events.py), so one exporter with a clock ahead, alone among a validator's
+        # partitions, cannot settle IP-change events still in flight. Silent exporters are
+        # forgotten by the wall clock (heard_at_ms), so a shrinking fleet does not freeze it.
+        self.fleet = FleetProgress(cfg.fleet_clock_rank, silence_ms=cfg.exporter_silence_ms)
+        self.events.fleet = self.fleet
         self.rejected = RejectedEvidence()
         self.event_cidrs = CidrSet(cfg.event_cidrs)
         self.host_local = CidrSet(cfg.host_local_cidrs)
@@ -101,12 +108,14 @@ class Attributor:
 
     def learn_batch(self, exporter: str, sequence: int, window_start_ms: int, window_end_ms: int,
                     claims: list[Claim], part: int = 0, part_count: int = 1,
-                    rejected_records: list[bytes] = ()) -> int:
+                    rejected_records: list[bytes] = (), heard_at_ms: int | None = None) -> int:
         """A batch arrived (possibly empty): record it in the ledger, learn its claims and
         the connections of its rejected rows (those records, closed in the window +- the
         close slack, are lost). A duplicate delivery (same exporter and sequence) only re-learns
-        idempotent claims and losses."""
+        idempotent claims and losses. heard_at_ms: when it arrived, by the wall clock (the
+        fleet's silence expiry; None: never expires, as in tests without a clock)."""
         self.ledger.record(exporter, sequence, window_start_ms, window_end_ms, part, part_count)
+        self.fleet.note(exporter, window_end_ms, heard_at_ms)
         self.rejected.add_batch(rejected_records, window_start_ms, window_end_ms, self.cfg.close_slack_ms)
         return self.learn_claims(claims, exporter, learned_at_ms=window_start_ms)
 
@@ -122,6 +131,13 @@ class Attributor:
     def advance(self, watermark_ms: int) -> None:
         """Event time has passed watermark_ms for every input (driver's watermark)."""
         self.events.advance(watermark_ms)
+
+    def restore_fleet(self, heard_at_ms: int) -> None:
+        """After a restore: the fleet's progress from the ledger (each exporter's latest
+        window end), every exporter heard at heard_at_ms (forgotten if silent from then on)."""
+        for exporter, runs in self.ledger.runs.items():
+            if runs:
+                self.fleet.note(exporter, max(r.last_end_ms for r in runs), heard_at_ms)
 
     # -- attribution ---------------------------------------------------------------------
     def attribute(self, cols: FlowColumns, attempt: int) -> Attribution:

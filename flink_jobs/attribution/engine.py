@@ -84,11 +84,11 @@ class Engine:
 
     def learn_batch(self, exporter: str, sequence: int, window_start_ms: int, window_end_ms: int,
                     claims: list[Claim], part: int = 0, part_count: int = 1,
-                    rejected_records: list[bytes] = ()) -> int:
-        """Every accepted batch, empty or not, with the connections of its rejected rows;
-        returns new conflicts."""
+                    rejected_records: list[bytes] = (), heard_at_ms: int | None = None) -> int:
+        """Every accepted batch, empty or not, with the connections of its rejected rows
+        and when it arrived by the wall clock (heard_at_ms); returns new conflicts."""
         return self.attributor.learn_batch(exporter, sequence, window_start_ms, window_end_ms, claims,
-                                           part, part_count, rejected_records)
+                                           part, part_count, rejected_records, heard_at_ms)
 
     def apply_event(self, ip: bytes, workload: str, action: int, event_ms: int, emit_ms: int,
                     event_id: str) -> str:

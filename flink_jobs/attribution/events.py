@@ -154,8 +154,16 @@ class StreamClock:
 
     @property
     def time_ms(self) -> int:
-        robust = self.top[0][0] if len(self.top) >= self.rank else NEVER
-        return max(robust, self.watermark_ms)
+        return max(self._robust_ms, self.watermark_ms)
+
+    def time_with_watermark_cap(self, cap_ms: int) -> int:
+        """time_ms with the driver's watermark counted no further than cap_ms."""
+        return max(self._robust_ms, min(self.watermark_ms, cap_ms))
+
+    @property
+    def _robust_ms(self) -> int:
+        """The rank-th largest emit time seen (NEVER before `rank` events)."""
+        return self.top[0][0] if len(self.top) >= self.rank else NEVER
 
     def event_time(self, emit_ms: int) -> int:
         """An event's time for the job's watermark: its emit time, but never past the
@@ -184,10 +192,21 @@ class EventTable:
         self.counts = {APPLIED: 0, DUPLICATE: 0, LATE: 0, FUTURE: 0}
         self.rejected: list[tuple[bytes | None, LoggedEvent]] = []  # FUTURE events judged after warm-up
         self.prune_horizon_ms = NEVER
+        # Anything with `latest_of` and `time_ms` (ledger.FleetProgress; the attributor sets
+        # it): the horizon is never past the fleet's progress (see horizon_ms). None: no cap.
+        self.fleet = None
 
     @property
     def horizon_ms(self) -> int:
-        t = self.clock.time_ms
+        """The stream's time minus the delay bound, the time capped at the fleet's progress
+        when an exporter is known: the driver's watermark may follow one exporter whose
+        clock is ahead (a validator that reads only its partitions), and a horizon run
+        ahead of the real time by that much settles events still within their delay bound.
+        Only the watermark's part is capped, not the events' own emit times (a region whose
+        exporters all stopped goes on settling by its events), and only the horizon: the
+        clock, its future bound and pruning are not."""
+        cap = self.fleet.time_ms if self.fleet is not None and self.fleet.latest_of else None
+        t = self.clock.time_ms if cap is None else self.clock.time_with_watermark_cap(cap)
         return NEVER if t == NEVER else t - self.max_delay_ms
 
     def is_future(self, event: LoggedEvent) -> bool:

@@ -56,8 +56,12 @@ class FleetProgress:
     move it. While fewer than `rank` exporters are known: the earliest of them (the
     ledger then calls no exporter gone; a liar in a small fleet, or the first batch
     read after a restart, does not lead the watermark). `silence_ms`: an exporter not
-    heard from for this long (by the `now_ms` given to note, the wall clock) no longer
-    counts, so a fleet shrinking below `rank` hosts does not stop event time for good.
+    heard from for this long (by the `now_ms` given to note, a clock of the caller's) no
+    longer counts, so a fleet shrinking below `rank` hosts does not stop event time for
+    good; but only once `rank` batches of others came after its last: after a pause of
+    the caller (or a jump of its clock) the first batch read must not make every other
+    exporter look gone, leaving its own clock, maybe far ahead, the fleet's (found by an
+    adversarial review). A note without a time counts as heard at the last time given.
     Not covered: with exactly `rank` exporters, one whose clock is far behind holds the
     time back for as long as it keeps sending."""
 
@@ -68,33 +72,53 @@ class FleetProgress:
         self.silence_ms = silence_ms
         self.latest_of: dict[str, int] = {}  # exporter -> latest window end, least recently heard first
         self.heard_ms: dict[str, int] = {}   # exporter -> when last heard from (silence_ms only)
-        self._time: int | None = -FOREVER    # None: recompute
+        self.notes = 0                       # batches noted so far ...
+        self.noted_at: dict[str, int] = {}   # ... and at each exporter's latest: `notes` then
+        self.last_now_ms: int | None = None
+        # The exporters holding the `rank` latest ends (all of them while fewer are known),
+        # kept as ends grow, so a note costs O(rank), not a pass over the fleet (every
+        # collector instance notes every exporter's batches). None: recompute.
+        self._top: dict[str, int] | None = {}
 
     def note(self, exporter: str, window_end_ms: int, now_ms: int | None = None) -> None:
         latest = self.latest_of.pop(exporter, -FOREVER)  # re-inserted last: dicts keep insertion order
-        self.latest_of[exporter] = max(latest, window_end_ms)
+        latest = self.latest_of[exporter] = max(latest, window_end_ms)
+        self.notes += 1
+        self.noted_at[exporter] = self.notes
+        now_ms = self.last_now_ms if now_ms is None else now_ms
         if now_ms is not None:
+            self.last_now_ms = now_ms
             self.heard_ms[exporter] = now_ms
             while self.silence_ms is not None and \
-                    self.heard_ms.get(first := next(iter(self.latest_of)), now_ms) < now_ms - self.silence_ms:
+                    self.heard_ms.get(first := next(iter(self.latest_of)), now_ms) < now_ms - self.silence_ms and \
+                    self.notes - self.noted_at[first] >= self.rank:
                 self.forget(first)
         if len(self.latest_of) > self.MAX_EXPORTERS:
             self.forget(next(iter(self.latest_of)))
-        # Latest ends only grow: the rank-th largest changes only when one passes it.
-        if self._time is not None and (window_end_ms > self._time or len(self.latest_of) <= self.rank):
-            self._time = None
+        top = self._top
+        if top is None or exporter not in self.latest_of:
+            return
+        # Latest ends only grow: a member stays in the top; another enters it when its end
+        # passes the top's smallest (which leaves).
+        if exporter in top or len(top) < self.rank:
+            top[exporter] = latest
+        else:
+            smallest = min(top, key=top.__getitem__)
+            if latest > top[smallest]:
+                del top[smallest]
+                top[exporter] = latest
 
     def forget(self, exporter: str) -> None:
         self.heard_ms.pop(exporter, None)
-        if self.latest_of.pop(exporter, None) is not None:
-            self._time = None
+        self.noted_at.pop(exporter, None)
+        if self.latest_of.pop(exporter, None) is not None and self._top is not None and exporter in self._top:
+            self._top = None
 
     @property
     def time_ms(self) -> int:
-        if self._time is None:
-            top = heapq.nlargest(self.rank, self.latest_of.values())
-            self._time = top[-1] if top else -FOREVER
-        return self._time
+        if self._top is None:
+            self._top = dict(heapq.nlargest(self.rank, self.latest_of.items(), key=lambda item: item[1]))
+        return min(self._top.values()) if self._top else -FOREVER
 
 
 class ExporterLedger:

@@ -27,9 +27,10 @@ from flink_jobs.attribution.config import AttributionConfig
 from flink_jobs.attribution.engine import Engine
 from flink_jobs.attribution.events import FUTURE
 from flink_jobs.attribution.rows import RowRules, check_rows
+from flowattr.lab.simulate import T0_MS
 from schemas import flowattr_pb2 as pb
 
-EVENT, BATCH, ATTEMPT = 0, 1, 2  # step kinds, in this order at equal times
+EVENT, BATCH, ATTEMPT, GO_ON = 0, 1, 2, 3  # step kinds, in this order at equal times
 
 
 @dataclass
@@ -64,6 +65,19 @@ def replay(fleet, flows, deliveries, cfg: AttributionConfig, region_cidrs: dict[
             push(d.arrival_ms, BATCH, d)
     for ev in fleet.events:
         push(fleet.arrival_ms(ev), EVENT, ev)
+    # After the simulated minutes every exporter still running at the run's end (a window
+    # in its last minute or after: pooled connections close later; a terminated host stays
+    # silent) goes on sending a batch a minute, empty, as real ones do, while attempts
+    # remain: the engines' fleet progress (which caps the event horizon) moves on, as it
+    # does in the job (the e2e runs' clock exporters).
+    last_sequence: dict[str, int] = {}
+    if deliveries:
+        last_run_window = T0_MS + (fleet.scenario.minutes - 1) * 60_000
+        for d in deliveries:
+            if d.window_start_ms >= last_run_window:
+                last_sequence[d.host] = max(last_sequence.get(d.host, -1), d.sequence)
+        last_start = max(d.window_start_ms for d in deliveries)
+        push(last_start + 120_000, GO_ON, None)
     decided = 0
     next_progress = 0
     while queue:
@@ -75,6 +89,13 @@ def replay(fleet, flows, deliveries, cfg: AttributionConfig, region_cidrs: dict[
             out.events_rejected += _apply_event(engines, payload, home) == FUTURE
         elif kind == BATCH:
             _arrive(engines[fleet.hosts[payload.host]["region"]], payload, fleet, flows, rules, out, push, home)
+        elif kind == GO_ON:
+            for host, sequence in last_sequence.items():
+                last_sequence[host] = sequence + 1
+                engines[fleet.hosts[host]["region"]].learn_batch(fleet.hosts[host]["name"], sequence + 1,
+                                                                 now - 60_000, now, [], heard_at_ms=now)
+            if any(step[1] != GO_ON for step in queue):
+                push(now + 60_000, GO_ON, None)
         else:
             decided += _attempt(engines, now, payload, flows, out, push)
         if progress and decided >= next_progress:
@@ -107,7 +128,7 @@ def _arrive(engine: Engine, d, fleet, flows, rules: RowRules, out: ReplayResult,
         rows, cols = rows[check.valid], cols.take(check.valid)
     exporter = fleet.hosts[d.host]["name"]
     engine.learn_batch(exporter, d.sequence, d.window_start_ms, window_end, engine.claims(cols),
-                       rejected_records=lost)
+                       rejected_records=lost, heard_at_ms=d.arrival_ms)
     if len(rows):
         push(max(d.arrival_ms, engine.first_attempt_ms(window_end)), ATTEMPT, (engine.region, rows, 0))
 

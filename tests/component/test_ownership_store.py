@@ -42,6 +42,7 @@ def test_a_restored_store_attributes_exactly_as_the_live_one():
         live.learn(state, update("h5", seq, start, [
             ("10.0.0.5", 8080, "host-agent", IP_MAP, "10.0.0.1", 40000, start + 1_000, start + 50_000),
             ("10.0.0.5", 9090, "api", PORT_MAP, "10.0.0.1", 40001, start + 1_000, start + 50_000)]))
+    live.learn(state, update("h5", 4, 840_000, []))  # the fleet's progress: 900 s (it caps the horizon)
     for i, (who, action, at) in enumerate([("cart", 1, 10_000), ("cart", 2, 100_000), ("search", 1, 110_000)]):
         live.apply_event(state, event("10.250.0.5", who, action, at, at + 500, f"e{i}"))
     live.engine.advance(900_000)   # the watermark ends the events' warm-up (on a timer) ...
@@ -56,6 +57,11 @@ def test_a_restored_store_attributes_exactly_as_the_live_one():
     lb = flows_to_lb([50_000, 105_000, 200_000])
     assert outcomes(live, lb) == outcomes(restored, lb)
     assert [w for _, w in outcomes(restored, lb)] == ["cart", "", "search"]
+    # The restored store rebuilt the fleet's progress from the ledger: a watermark past it
+    # (one exporter's clock ahead) moves neither store's event horizon past 900 - 600 s.
+    for store in (live, restored):
+        store.engine.advance(1_200_000)
+        assert store.engine.attributor.events.horizon_ms == 300_000
 
 
 def test_pruning_removes_what_the_engine_forgot():

@@ -138,6 +138,11 @@ def test_region_map_edges_ipv6_and_nesting_agree_with_the_trie_per_ip():
     got = regions.regions_of(ips_to_array(texts)).tolist()
     want = [regions.trie.get(str(ipaddress.IPv6Address(ip_to_bytes(t)))) for t in texts]
     assert got == want
+    # Not IPv4-mapped, though their last words look it (one word off the mapped prefix):
+    # the trie's answer, not 10.0.0.1's; asked twice (the second from the code cache).
+    near = ["::fffe:a00:1", "1::ffff:a00:1", "::1:ffff:a00:1", "2001:db8::1", "10.0.0.1"]
+    for _ in range(2):
+        assert regions.regions_of(ips_to_array(near)).tolist() == [None, None, None, "f", "a"]
     assert got[:3] == ["d", "d", None] and got[6:11] == ["b", "b", "c", "c", "b"] and got[-3:] == ["f", None, None]
 
 

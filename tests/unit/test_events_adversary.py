@@ -218,3 +218,86 @@ def test_one_lie_delivered_many_times_counts_once_in_the_stream_clock():
         att.apply_event(ip_to_bytes("10.9.0.1"), "x", ASSIGNED, 600_000, 600_000, "dup")
     assert len(att.events.clock.top) == 1
 
+
+
+def test_one_exporter_clock_ahead_does_not_settle_events_still_in_flight():
+    """The job's watermark can follow one exporter: a validator reads only some
+    partitions, and one whose only exporter has a clock 5 min ahead leads it while the
+    others idle between batches. Fleet of e1-e3 at 3,000 s, the liar at 3,300 s; the
+    watermark (the liar's) is 3,300 s, so without a cap the horizon is 3,300 - 600 =
+    2,700 s. A held the IP from 100 s; B took it at 2,550 s, an event 450 s in flight
+    (inside the 600 s bound). A flow at 2,600 s went to A. The fleet's progress, over every
+    exporter the collector learned from (rank 3: 3,000 s), caps the horizon at 2,400 s:
+    the flow waits, then goes to B once B's event arrived."""
+    att = Attributor(CFG)
+    for k, exporter in enumerate(("e1", "e2", "e3", "liar")):
+        end = 3_300_000 if exporter == "liar" else 3_000_000
+        att.learn_batch(exporter, 1, end - 60_000, end, [], heard_at_ms=3_000_000 + k)
+    att.apply_event(LB, "a", ASSIGNED, 100_000, emit_ms=101_000, event_id="1")
+    att.advance(3_300_000)
+    assert att.events.horizon_ms == 2_400_000
+    result = att.attribute(flows_to_lb([2_600_000]), attempt=1)
+    assert result.outcome.tolist() == [RETRY]
+    att.apply_event(LB, "a", UNASSIGNED, 2_549_000, emit_ms=3_000_000, event_id="2")
+    att.apply_event(LB, "b", ASSIGNED, 2_550_000, emit_ms=3_000_000, event_id="3")
+    for k, exporter in enumerate(("e1", "e2", "e3")):  # the fleet moves on: so does the horizon
+        att.learn_batch(exporter, 2, 3_240_000, 3_300_000, [], heard_at_ms=3_300_000 + k)
+    assert att.events.horizon_ms == 2_700_000
+    assert owners_at(att, [2_600_000]) == ["b"]
+
+
+def test_the_fleet_cap_follows_a_fleet_that_shrank_below_the_rank():
+    """Exporters silent for exporter_silence_ms (wall clock) no longer hold the cap back:
+    e1 and e2 stop at 1,000 s; e3 goes on alone. While fewer than the rank are known the
+    cap is the earliest of them, so once e1 and e2 are forgotten it follows e3, and event
+    time is not frozen (an earlier cap froze it for good, found by an adversarial review).
+    The watermark (5,000 s) is capped at the fleet: 1,000 s - D; then at e3's 5,060 s, so
+    it is the watermark's own 5,000 s - D."""
+    cfg = AttributionConfig(event_cidrs=("10.250.0.0/24",), event_max_delay_ms=D, event_time_error_ms=ERR,
+                            skew_tolerance_ms=TOL, exporter_silence_ms=900_000)
+    att = Attributor(cfg)
+    for exporter in ("e1", "e2", "e3"):
+        att.learn_batch(exporter, 1, 940_000, 1_000_000, [], heard_at_ms=1_000_000)
+    att.advance(5_000_000)
+    assert att.events.horizon_ms == 1_000_000 - D
+    for k in range(3):   # 4,000 s of silence, and `rank` (3) batches of e3 after theirs
+        att.learn_batch("e3", 2 + k, 4_880_000 + 60_000 * k, 4_940_000 + 60_000 * k, [],
+                        heard_at_ms=4_940_000 + 60_000 * k)
+    assert att.events.horizon_ms == 5_000_000 - D
+
+
+def test_a_pause_does_not_leave_the_first_batch_after_it_the_whole_fleet():
+    """The collector pauses longer than exporter_silence_ms (backpressure, a VM pause, a
+    clock jump); the first batch it reads after is the liar's. Judged by the clock alone,
+    e1-e3 looked gone at once, the fleet was the liar, and the flow at 2,600 s went to A
+    (found by an adversarial review). They are forgotten only once `rank` batches of
+    others came after theirs: the cap holds."""
+    cfg = AttributionConfig(event_cidrs=("10.250.0.0/24",), event_max_delay_ms=D, event_time_error_ms=ERR,
+                            skew_tolerance_ms=TOL, event_future_bound_ms=600_000, exporter_silence_ms=900_000)
+    att = Attributor(cfg)
+    for k, exporter in enumerate(("e1", "e2", "e3", "liar")):
+        end = 3_300_000 if exporter == "liar" else 3_000_000
+        att.learn_batch(exporter, 1, end - 60_000, end, [], heard_at_ms=3_000_000 + k)
+    att.apply_event(LB, "a", ASSIGNED, 100_000, emit_ms=101_000, event_id="1")
+    att.learn_batch("liar", 2, 3_300_000, 3_360_000, [], heard_at_ms=3_000_000 + 901_000)
+    att.advance(3_360_000)
+    assert att.events.horizon_ms == 2_400_000
+    assert att.attribute(flows_to_lb([2_600_000]), attempt=1).outcome.tolist() == [RETRY]
+
+
+def test_a_region_whose_exporters_all_stopped_settles_by_its_events_alone():
+    """Every exporter of the region stops at 1,000 s; flows forwarded from other regions
+    to its load balancer still come, and Sonar goes on emitting. The fleet's cap holds the
+    WATERMARK's part of the event clock at 1,000 s, not the events' own: events emitted
+    every 60 s up to 4,980 s put the 8th latest emit time (event_clock_rank) at 4,560 s,
+    and the horizon at 4,560 - 600 s."""
+    att = Attributor(CFG)
+    for exporter in ("e1", "e2", "e3"):
+        att.learn_batch(exporter, 1, 940_000, 1_000_000, [], heard_at_ms=1_000_000)
+    att.apply_event(LB, "a", ASSIGNED, 1_500_000, emit_ms=1_500_500, event_id="a")
+    for i in range(58):   # other IPs' events (outside the event CIDRs: they only move the clock)
+        emit = 1_560_000 + 60_000 * i
+        att.apply_event(ip_to_bytes("10.9.0.1"), "x", ASSIGNED, emit - 1_000, emit_ms=emit, event_id=f"x{i}")
+    att.advance(10_000_000)
+    assert att.events.horizon_ms == 4_560_000 - D
+    assert owners_at(att, [3_000_000]) == ["a"]

@@ -147,8 +147,10 @@ def test_fleet_progress_follows_the_rank_th_latest_exporter_and_forgets_the_sile
     """The job's event time for batches (ValidateFlows) and the ledger's fleet progress:
     one or two exporters far ahead do not move it; in a fleet smaller than the rank it is
     the earliest exporter's (a liar in a small fleet does not lead, nobody looks gone);
-    an exporter silent for `silence_ms` of wall clock stops counting, so a fleet that
-    shrinks does not stop event time for good."""
+    an exporter silent for `silence_ms` of wall clock stops counting once `rank` batches
+    of others came after its last, so a fleet that shrinks does not stop event time for
+    good (and a pause of the reader does not make all but the next batch's exporter
+    look gone)."""
     from flink_jobs.attribution.ledger import FleetProgress
 
     watermark, ledger = FleetProgress(3, silence_ms=900_000), FleetProgress(3)
@@ -165,9 +167,13 @@ def test_fleet_progress_follows_the_rank_th_latest_exporter_and_forgets_the_sile
         p.note("a", 240_000, 0)
         p.note("b", 240_000, 0)
     assert watermark.time_ms == 240_000
-    # 16 min later only "a" still sends: the liars, "b" and "c" are forgotten.
+    # 16 min later only "a" still sends: the liars and "c" are forgotten at once (3 batches
+    # came after theirs), "b" once "a" sent 3 batches after b's last.
     watermark.note("a", 1_200_000, 960_000)
-    assert sorted(watermark.latest_of) == ["a"] and watermark.time_ms == 1_200_000
+    assert sorted(watermark.latest_of) == ["a", "b"] and watermark.time_ms == 240_000
+    watermark.note("a", 1_260_000, 1_020_000)
+    watermark.note("a", 1_320_000, 1_080_000)
+    assert sorted(watermark.latest_of) == ["a"] and watermark.time_ms == 1_320_000
 
 
 def test_the_span_search_equals_a_scan_of_every_span():
