@@ -286,7 +286,12 @@ def bench_e2e(cfg: BenchConfig, data: ThroughputData, say, state_backend: str = 
         for ev in data.fleet.events:
             p.send(RegionTopics(region).ip_changes, encode_event(ev), timestamp_ms=ev.emit_ms)
         for k, (d, value) in enumerate(zip(data.deliveries, data.values, strict=True)):
-            p.send(RegionTopics(region).flows, value, timestamp_ms=d.window_start_ms + 60_000)
+            # Keyed by the exporter, as exporters send (exporter/publisher.py): one exporter's
+            # batches in one partition, in order. Unkeyed, they were spread over every
+            # partition, read out of order, and most first attempts found a claimant's
+            # batch missing (retried flows outnumbered the attributed ones).
+            p.send(RegionTopics(region).flows, value, key=data.fleet.hosts[d.host]["name"].encode(),
+                   timestamp_ms=d.window_start_ms + 60_000)
             if k % 1000 == 999:
                 say(f"  {k + 1:,}/{len(data.values):,} batches produced ({time.perf_counter() - t0:.0f} s)")
         last_window = max(d.window_start_ms for d in data.deliveries) + 60_000
