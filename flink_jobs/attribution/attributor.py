@@ -115,7 +115,12 @@ class Attributor:
         idempotent claims and losses. heard_at_ms: when it arrived, by the wall clock (the
         fleet's silence expiry; None: never expires, as in tests without a clock)."""
         self.ledger.record(exporter, sequence, window_start_ms, window_end_ms, part, part_count)
+        known = len(self.fleet.latest_of)
         self.fleet.note(exporter, window_end_ms, heard_at_ms)
+        if heard_at_ms is not None:
+            self.ledger.alive = self.fleet.latest_of   # gone: silent for silence_ms of listening
+        if len(self.fleet.latest_of) <= known:
+            self.ledger.version += 1   # someone may be gone now: the ledger's cached spans change
         self.rejected.add_batch(rejected_records, window_start_ms, window_end_ms, self.cfg.close_slack_ms)
         return self.learn_claims(claims, exporter, learned_at_ms=window_start_ms)
 
@@ -138,6 +143,8 @@ class Attributor:
         for exporter, runs in self.ledger.runs.items():
             if runs:
                 self.fleet.note(exporter, max(r.last_end_ms for r in runs), heard_at_ms)
+        if heard_at_ms is not None:
+            self.ledger.alive = self.fleet.latest_of
 
     # -- attribution ---------------------------------------------------------------------
     def attribute(self, cols: FlowColumns, attempt: int) -> Attribution:

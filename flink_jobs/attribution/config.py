@@ -60,7 +60,8 @@ class AttributionConfig:
         "(terminated): its later batches are no longer waited for (ledger.py)")
     fleet_clock_rank: int = setting(
         3, "the fleet's progress is the N-th latest exporter's latest window end, so fewer than N "
-        "exporters with clocks far ahead cannot make the others look gone, nor run the watermark ahead")
+        "exporters with clocks far ahead cannot make the others look gone, nor run the watermark or the "
+        "load-balancer event horizon ahead (1: no protection from one clock ahead)")
     newcomer_join_ms: int = setting(
         2 * 60 * 1000, "a claimant whose first claim in an IP's subnet (/24, IPv6 /64) came this long after "
         "the subnet's first claim joined it late (a stale IP-map entry on another host looks like this): "

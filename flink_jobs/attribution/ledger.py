@@ -11,10 +11,12 @@ Assumptions, stated where they are enforced:
 * every exporter sends one batch per window, empty when it saw no flows, numbered
   1, 2, 3 ... per exporter (`FlowBatch.sequence`; a large window is split into parts
   with consecutive numbers), so a missing number is a missing batch;
-* an exporter whose latest batch ends more than `silence_ms` before the fleet's progress
-  is gone (host terminated): nothing more is waited for from it. The fleet's progress is
-  the `rank`-th latest exporter's latest window end, so fewer than `rank` exporters with
-  clocks (or headers) far ahead cannot make the others look gone;
+* an exporter not heard from for `silence_ms` of the collector's listening time is gone
+  (host terminated): nothing more is waited for from it (`alive`, kept by the
+  attributor's FleetProgress). Without times (unit tests), by event time: its latest
+  batch ends more than `silence_ms` before the fleet's progress, the `rank`-th latest
+  exporter's latest window end, so fewer than `rank` exporters with clocks (or headers)
+  far ahead cannot make the others look gone;
 * the collector's state begins with the earliest window it has seen from any exporter:
   an exporter first seen at a sequence above 1 may still send the lower numbers for
   windows after that, so those are waited for (a new host whose batch #1 is late).
@@ -56,24 +58,25 @@ class FleetProgress:
     move it. While fewer than `rank` exporters are known: the earliest of them (the
     ledger then calls no exporter gone; a liar in a small fleet, or the first batch
     read after a restart, does not lead the watermark). `silence_ms`: an exporter not
-    heard from for this long (by the `now_ms` given to note, a clock of the caller's) no
-    longer counts, so a fleet shrinking below `rank` hosts does not stop event time for
-    good; but only once `rank` batches of others came after its last: after a pause of
-    the caller (or a jump of its clock) the first batch read must not make every other
-    exporter look gone, leaving its own clock, maybe far ahead, the fleet's (found by an
-    adversarial review). A note without a time counts as heard at the last time given.
+    heard from while the caller listened this long no longer counts, so a fleet shrinking
+    below `rank` hosts does not stop event time for good. Listening time is the caller's
+    clock (`now_ms`) between two batches, each gap counted at most LISTEN_GAP_MS (a batch
+    a minute per exporter): after a pause of the caller, or a jump of its clock, the
+    first batches read (a liar's backlog, say) must not make every other exporter look
+    gone, leaving the liar's clock the fleet's (found by two adversarial reviews: counted
+    by the clock alone, then by the batches after an exporter's last).
     Not covered: with exactly `rank` exporters, one whose clock is far behind holds the
     time back for as long as it keeps sending."""
 
     MAX_EXPORTERS = 1_000_000  # beyond it the exporter heard from longest ago is forgotten
+    LISTEN_GAP_MS = 60_000
 
     def __init__(self, rank: int, silence_ms: int | None = None):
         self.rank = rank
         self.silence_ms = silence_ms
         self.latest_of: dict[str, int] = {}  # exporter -> latest window end, least recently heard first
-        self.heard_ms: dict[str, int] = {}   # exporter -> when last heard from (silence_ms only)
-        self.notes = 0                       # batches noted so far ...
-        self.noted_at: dict[str, int] = {}   # ... and at each exporter's latest: `notes` then
+        self.heard_ms: dict[str, int] = {}   # exporter -> listening time when last heard from
+        self.listened_ms = 0
         self.last_now_ms: int | None = None
         # The exporters holding the `rank` latest ends (all of them while fewer are known),
         # kept as ends grow, so a note costs O(rank), not a pass over the fleet (every
@@ -83,16 +86,14 @@ class FleetProgress:
     def note(self, exporter: str, window_end_ms: int, now_ms: int | None = None) -> None:
         latest = self.latest_of.pop(exporter, -FOREVER)  # re-inserted last: dicts keep insertion order
         latest = self.latest_of[exporter] = max(latest, window_end_ms)
-        self.notes += 1
-        self.noted_at[exporter] = self.notes
-        now_ms = self.last_now_ms if now_ms is None else now_ms
-        if now_ms is not None:
+        if now_ms is not None:   # a note without a time: heard at the listening time so far
+            if self.last_now_ms is not None:
+                self.listened_ms += min(max(now_ms - self.last_now_ms, 0), self.LISTEN_GAP_MS)
             self.last_now_ms = now_ms
-            self.heard_ms[exporter] = now_ms
-            while self.silence_ms is not None and \
-                    self.heard_ms.get(first := next(iter(self.latest_of)), now_ms) < now_ms - self.silence_ms and \
-                    self.notes - self.noted_at[first] >= self.rank:
-                self.forget(first)
+        self.heard_ms[exporter] = self.listened_ms
+        while self.silence_ms is not None and \
+                self.heard_ms[first := next(iter(self.latest_of))] < self.listened_ms - self.silence_ms:
+            self.forget(first)
         if len(self.latest_of) > self.MAX_EXPORTERS:
             self.forget(next(iter(self.latest_of)))
         top = self._top
@@ -110,7 +111,6 @@ class FleetProgress:
 
     def forget(self, exporter: str) -> None:
         self.heard_ms.pop(exporter, None)
-        self.noted_at.pop(exporter, None)
         if self.latest_of.pop(exporter, None) is not None and self._top is not None and exporter in self._top:
             self._top = None
 
@@ -126,6 +126,9 @@ class ExporterLedger:
         self.silence_ms = silence_ms
         self.runs: dict[str, list[Run]] = {}
         self.progress = FleetProgress(rank)
+        # The exporters still heard from, by listening time (the attributor's FleetProgress
+        # with a silence, when its caller gives times): None: gone is judged by event time.
+        self.alive = None
         self.earliest_start_ms = FOREVER  # of any exporter: where this collector's knowledge begins
         self.version = 0               # bumped by every change, for the caches of union_spans
         self._unions: dict[object, tuple[int, list[tuple[int, int]]]] = {}
@@ -185,8 +188,15 @@ class ExporterLedger:
             hi = (b.first_start_ms if b.first_is_part0 else b.first_end_ms) - 1
             spans.append((lo, hi))
         # Batches after the latest: still to come, unless the exporter is gone (its gaps stay:
-        # a batch lost before the host went away is still a batch we never saw).
-        if tail.last_end_ms >= self.latest_end_ms - self.silence_ms:
+        # a batch lost before the host went away is still a batch we never saw). Gone: not
+        # heard from for silence_ms of listening, when the caller gives times. By event time
+        # (its latest batch silence_ms behind the fleet's), an exporter whose partition is
+        # read behind the others' while the job catches up on a backlog looked gone, its
+        # batches still unread were not waited for, and a flow went to a stale claimant
+        # (the harsh fleet's e2e run, once its batches were keyed by exporter).
+        gone = (exporter not in self.alive if self.alive is not None
+                else tail.last_end_ms < self.latest_end_ms - self.silence_ms)
+        if not gone:
             spans.append((tail.last_end_ms if tail.last_is_final else tail.last_start_ms, FOREVER))
         return spans
 

@@ -57,10 +57,14 @@ class EventClock:
         self._thread.start()
         return self
 
-    def close(self) -> None:
+    def stop(self) -> None:
+        """Stop ticking (event time stays where it got)."""
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=10)
+
+    def close(self) -> None:
+        self.stop()
         self.producer.close()
 
 

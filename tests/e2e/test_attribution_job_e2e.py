@@ -90,6 +90,10 @@ def fleet_run(kafka_bootstrap, tmp_path_factory):
     try:
         scores = wait_for_outcomes(kafka_bootstrap, truth, REGIONS, clock, 600, lambda *_: None,
                                    alive=lambda: all(j.running() for j in jobs))
+        # Every flow has its outcome: event time stops here. Ticking a minute a second on
+        # through the waits below (up to 4 min) would carry it toward the 3 h retention,
+        # whose pruning empties the ranges ownership.R answers `whois` from.
+        clock.stop()
         # A batch delivered a day late, once event time has moved on: its flows get an
         # outcome, but their edge window closed long ago (allowed lateness: hours).
         stale_key = _send_stale_batch(kafka_bootstrap, min(d.window_start_ms for d in deliveries) - 86_400_000)

@@ -251,8 +251,7 @@ def test_the_fleet_cap_follows_a_fleet_that_shrank_below_the_rank():
     e1 and e2 stop at 1,000 s; e3 goes on alone. While fewer than the rank are known the
     cap is the earliest of them, so once e1 and e2 are forgotten it follows e3, and event
     time is not frozen (an earlier cap froze it for good, found by an adversarial review).
-    The watermark (5,000 s) is capped at the fleet: 1,000 s - D; then at e3's 5,060 s, so
-    it is the watermark's own 5,000 s - D."""
+    The watermark (5,000 s) is capped at the fleet: 1,000 s - D, then at e3's 1,960 s."""
     cfg = AttributionConfig(event_cidrs=("10.250.0.0/24",), event_max_delay_ms=D, event_time_error_ms=ERR,
                             skew_tolerance_ms=TOL, exporter_silence_ms=900_000)
     att = Attributor(cfg)
@@ -260,18 +259,21 @@ def test_the_fleet_cap_follows_a_fleet_that_shrank_below_the_rank():
         att.learn_batch(exporter, 1, 940_000, 1_000_000, [], heard_at_ms=1_000_000)
     att.advance(5_000_000)
     assert att.events.horizon_ms == 1_000_000 - D
-    for k in range(3):   # 4,000 s of silence, and `rank` (3) batches of e3 after theirs
-        att.learn_batch("e3", 2 + k, 4_880_000 + 60_000 * k, 4_940_000 + 60_000 * k, [],
-                        heard_at_ms=4_940_000 + 60_000 * k)
-    assert att.events.horizon_ms == 5_000_000 - D
+    for k in range(1, 17):   # e3 alone, a batch a minute: 16 minutes of listening
+        att.learn_batch("e3", 1 + k, 940_000 + 60_000 * k, 1_000_000 + 60_000 * k, [],
+                        heard_at_ms=1_000_000 + 60_000 * k)
+        if k == 15:   # e1 and e2 silent for 15 minutes, not more: they still count
+            assert att.events.horizon_ms == 1_000_000 - D
+    assert att.events.horizon_ms == 1_960_000 - D
 
 
 def test_a_pause_does_not_leave_the_first_batch_after_it_the_whole_fleet():
     """The collector pauses longer than exporter_silence_ms (backpressure, a VM pause, a
     clock jump); the first batch it reads after is the liar's. Judged by the clock alone,
     e1-e3 looked gone at once, the fleet was the liar, and the flow at 2,600 s went to A
-    (found by an adversarial review). They are forgotten only once `rank` batches of
-    others came after theirs: the cap holds."""
+    (found by an adversarial review), and counted by batches, the liar's backlog of 15
+    batches read at once did the same (a second review). Silence is listening time: the
+    pause counts one minute, the backlog nothing; the cap holds."""
     cfg = AttributionConfig(event_cidrs=("10.250.0.0/24",), event_max_delay_ms=D, event_time_error_ms=ERR,
                             skew_tolerance_ms=TOL, event_future_bound_ms=600_000, exporter_silence_ms=900_000)
     att = Attributor(cfg)
@@ -279,8 +281,10 @@ def test_a_pause_does_not_leave_the_first_batch_after_it_the_whole_fleet():
         end = 3_300_000 if exporter == "liar" else 3_000_000
         att.learn_batch(exporter, 1, end - 60_000, end, [], heard_at_ms=3_000_000 + k)
     att.apply_event(LB, "a", ASSIGNED, 100_000, emit_ms=101_000, event_id="1")
-    att.learn_batch("liar", 2, 3_300_000, 3_360_000, [], heard_at_ms=3_000_000 + 901_000)
-    att.advance(3_360_000)
+    for k in range(15):   # its backlog, read within 15 ms after a pause of 901 s
+        att.learn_batch("liar", 2 + k, 3_300_000 + 60_000 * k, 3_360_000 + 60_000 * k, [],
+                        heard_at_ms=3_901_000 + k)
+    att.advance(4_200_000)
     assert att.events.horizon_ms == 2_400_000
     assert att.attribute(flows_to_lb([2_600_000]), attempt=1).outcome.tolist() == [RETRY]
 
