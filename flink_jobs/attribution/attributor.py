@@ -115,12 +115,13 @@ class Attributor:
         idempotent claims and losses. heard_at_ms: when it arrived, by the wall clock (the
         fleet's silence expiry; None: never expires, as in tests without a clock)."""
         self.ledger.record(exporter, sequence, window_start_ms, window_end_ms, part, part_count)
-        known = len(self.fleet.latest_of)
         self.fleet.note(exporter, window_end_ms, heard_at_ms)
         if heard_at_ms is not None:
             self.ledger.alive = self.fleet.latest_of   # gone: silent for silence_ms of listening
-        if len(self.fleet.latest_of) <= known:
-            self.ledger.version += 1   # someone may be gone now: the ledger's cached spans change
+        # Who is alive may have changed (someone forgotten, or a gone exporter back, even
+        # by a duplicate the ledger ignored): the ledger's cached spans are stale. A review
+        # found a duplicate reviving a gone exporter while the cache kept it gone.
+        self.ledger.version += 1
         self.rejected.add_batch(rejected_records, window_start_ms, window_end_ms, self.cfg.close_slack_ms)
         return self.learn_claims(claims, exporter, learned_at_ms=window_start_ms)
 

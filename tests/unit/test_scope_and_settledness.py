@@ -229,3 +229,20 @@ def test_an_exporter_read_behind_the_fleet_is_waited_for_while_it_is_heard_from(
     e.learn_batch("h1", 2, 60_000, 120_000, e.claims(batch([
         ("10.0.0.7", 8080, "new", IP_MAP, "10.0.0.1", 40002, 45_000, 61_000)])), heard_at_ms=1_020)
     assert outcome(e, flow) == [(UNATTRIBUTED, "CONFLICT")]
+
+
+def test_a_gone_exporter_back_by_a_duplicate_is_waited_for_again():
+    """h1 silent for 16 minutes of listening is gone, and a flow its batch #2 would
+    contradict is attributed from its batch #1 (by design). Then batch #1 is delivered
+    again (a spool resent after a restart): h1 is heard, so alive, and waited for again.
+    The ledger ignored the duplicate and kept its cached spans of h1 gone: the flow went
+    to `old` a second time (found by an adversarial review)."""
+    e = Engine(CFG, "us-east-1", REGIONS)
+    old = ("10.0.0.7", 8080, "old", IP_MAP, "10.0.0.1", 40000, 1_000, 59_000)
+    flow = batch([("10.0.0.1", 40002, "web", IP_MAP, "10.0.0.7", 8080, 50_000, 61_000)])
+    e.learn_batch("h1", 1, 0, 60_000, e.claims(batch([old])), heard_at_ms=1_000)
+    for k in range(1, 17):
+        e.learn_batch("e1", k, 60_000 * k, 60_000 * (k + 1), [], heard_at_ms=1_000 + 60_000 * k)
+    assert outcome(e, flow) == [(ATTRIBUTED, "old")]
+    e.learn_batch("h1", 1, 0, 60_000, e.claims(batch([old])), heard_at_ms=961_001)
+    assert outcome(e, flow) == [(RETRY, "EVIDENCE_UNSETTLED")]
