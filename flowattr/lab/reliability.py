@@ -137,7 +137,7 @@ def _run_on_cluster(cfg: ReliabilityConfig, bootstrap: str, say) -> dict:
     _wait(lambda: _all_running(job_id), 120, "the job to run")
     p = producer(bootstrap)
     _send(p, slices[0])
-    fuzz_time = max(ts for topic, _, _, ts in slices[0] if topic == RegionTopics(HOME_REGION).flows)
+    fuzz_time = max(ts for topic, _, ts in slices[0] if topic == RegionTopics(HOME_REGION).flows)
     say(f"fuzz: sending {cfg.fuzz_records:,} records across flows, ip-changes, retry and inbound ...")
     records = Fuzzer(cfg.seed, fuzz_time, group, wall_ms=int(time.time() * 1000)).records(cfg.fuzz_records)
     names = RegionTopics(HOME_REGION)
@@ -215,8 +215,8 @@ def _outage(cfg: ReliabilityConfig, bootstrap: str, say) -> dict:
 
 
 def _send(p, items) -> None:
-    for topic, key, value, timestamp in items:
-        p.send(topic, value, key=key, timestamp_ms=timestamp)
+    for topic, value, timestamp in items:
+        p.send(topic, value, timestamp_ms=timestamp)
     p.flush()
 
 

@@ -140,16 +140,16 @@ def test_stop_with_a_savepoint_and_resume_loses_no_flow_and_emits_none_twice(clu
         until(lambda: flink_cluster.rest_get(f"/jobs/{first}")["state"] == "RUNNING", 60, "job RUNNING")
         p = producer(b.bootstrap)
         half = len(timeline) // 2
-        for topic, key, value, ts in timeline[:half]:
-            p.send(topic, value, key=key, timestamp_ms=ts)
+        for topic, value, ts in timeline[:half]:
+            p.send(topic, value, timestamp_ms=ts)
         p.flush()
         until(lambda: len(read_outcomes(b.bootstrap, [HOME_REGION], quiet, idle_timeout_s=2).attributed) > 0,
               240, "the first outcomes")
         savepoint = flink_cluster.stop_with_savepoint(first, (tmp_path / "savepoints").as_uri(), progress=quiet)
         until(lambda: flink_cluster.rest_get(f"/jobs/{first}")["state"] == "FINISHED", 60, "job FINISHED")
         before = read_outcomes(b.bootstrap, [HOME_REGION], quiet, idle_timeout_s=2).records
-        for topic, key, value, ts in timeline[half:]:
-            p.send(topic, value, key=key, timestamp_ms=ts)
+        for topic, value, ts in timeline[half:]:
+            p.send(topic, value, timestamp_ms=ts)
         p.close()
         from flowattr.cli import main as cli
         assert Path(savepoint.removeprefix("file:")).exists(), savepoint
