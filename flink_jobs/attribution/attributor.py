@@ -72,8 +72,9 @@ class Attributor:
         # The fleet's progress over EVERY exporter this collector learned from (the job's
         # validators each see only their partitions' exporters): it caps the event horizon
         # (events.py), so one exporter with a clock ahead, alone among a validator's
-        # partitions, cannot settle IP-change events still in flight. Silent exporters are
-        # forgotten by the wall clock (heard_at_ms), so a shrinking fleet does not freeze it.
+        # partitions, cannot settle IP-change events still in flight. Exporters silent for
+        # exporter_silence_ms of listening time (FleetProgress) are forgotten, so a
+        # shrinking fleet does not freeze it; and the ledger calls them gone (`alive`).
         self.fleet = FleetProgress(cfg.fleet_clock_rank, silence_ms=cfg.exporter_silence_ms)
         self.events.fleet = self.fleet
         self.rejected = RejectedEvidence()
@@ -112,8 +113,9 @@ class Attributor:
         """A batch arrived (possibly empty): record it in the ledger, learn its claims and
         the connections of its rejected rows (those records, closed in the window +- the
         close slack, are lost). A duplicate delivery (same exporter and sequence) only re-learns
-        idempotent claims and losses. heard_at_ms: when it arrived, by the wall clock (the
-        fleet's silence expiry; None: never expires, as in tests without a clock)."""
+        idempotent claims and losses. heard_at_ms: when it arrived, by the caller's clock
+        (listening time for the silence; None: heard at the listening time so far, and the
+        ledger keeps judging gone by event time, as in tests without a clock)."""
         self.ledger.record(exporter, sequence, window_start_ms, window_end_ms, part, part_count)
         self.fleet.note(exporter, window_end_ms, heard_at_ms)
         if heard_at_ms is not None:
