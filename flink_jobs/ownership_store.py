@@ -49,7 +49,7 @@ class OwnershipStore:
 
     def sync(self, state, now_ms: int | None = None) -> None:
         """Rebuild the engine's evidence from the state (once, on the first call); now_ms:
-        the wall clock, when the restored exporters count as last heard from."""
+        the caller's (monotonic) clock, when the restored exporters count as last heard from."""
         att = self.engine.attributor
         logs = []
         for key, value in state.items():
@@ -75,7 +75,7 @@ class OwnershipStore:
 
     def learn(self, state, raw_update: bytes, now_ms: int | None = None) -> int:
         """An OwnershipUpdate (one batch's sequence, claims and rejected rows' connections),
-        arrived at now_ms by the wall clock; returns new conflicts."""
+        arrived at now_ms by the caller's (monotonic) clock; returns new conflicts."""
         update, claims, rejected = batches.claims_of_update(raw_update)
         conflicts = self.engine.learn_batch(update.source_exporter_id, update.source_sequence,
                                             update.window_start_ms, update.window_end_ms, claims,

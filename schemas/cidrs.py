@@ -62,7 +62,8 @@ class RegionMap:
 
     def codes_of(self, ips: np.ndarray) -> np.ndarray:
         """(n, 16) uint8 IPs -> int16 index into self.regions per IP, -1 where unknown.
-        IPv4-mapped IPs: one searchsorted; others: one trie lookup per DISTINCT IP."""
+        IPv4-mapped IPs: one searchsorted; others: a dict lookup each, and one trie lookup
+        per IP not seen before (cached until the cache is cleared)."""
         ips = np.ascontiguousarray(ips, np.uint8).reshape(-1, 16)
         # Four big-endian 32-bit words per IP: IPv4-mapped is 0, 0, 0x0000FFFF, address
         # (three word compares, ~5x faster than comparing 12 bytes per row).

@@ -74,9 +74,9 @@ class Attributor:
         # (events.py), so one exporter with a clock ahead, alone among a validator's
         # partitions, cannot settle IP-change events still in flight. Exporters silent for
         # exporter_silence_ms of listening time (FleetProgress) are forgotten, so a
-        # shrinking fleet does not freeze it; and the ledger calls them gone (`alive`).
+        # shrinking fleet does not freeze it; and the ledger calls them gone.
         self.fleet = FleetProgress(cfg.fleet_clock_rank, silence_ms=cfg.exporter_silence_ms)
-        self.events.fleet = self.fleet
+        self.events.fleet = self.ledger.fleet = self.fleet
         self.rejected = RejectedEvidence()
         self.event_cidrs = CidrSet(cfg.event_cidrs)
         self.host_local = CidrSet(cfg.host_local_cidrs)
@@ -118,8 +118,6 @@ class Attributor:
         ledger keeps judging gone by event time, as in tests without a clock)."""
         self.ledger.record(exporter, sequence, window_start_ms, window_end_ms, part, part_count)
         self.fleet.note(exporter, window_end_ms, heard_at_ms)
-        if heard_at_ms is not None:
-            self.ledger.alive = self.fleet.latest_of   # gone: silent for silence_ms of listening
         # Who is alive may have changed (someone forgotten, or a gone exporter back, even
         # by a duplicate the ledger ignored): the ledger's cached spans are stale. A review
         # found a duplicate reviving a gone exporter while the cache kept it gone.
@@ -146,8 +144,6 @@ class Attributor:
         for exporter, runs in self.ledger.runs.items():
             if runs:
                 self.fleet.note(exporter, max(r.last_end_ms for r in runs), heard_at_ms)
-        if heard_at_ms is not None:
-            self.ledger.alive = self.fleet.latest_of
 
     # -- attribution ---------------------------------------------------------------------
     def attribute(self, cols: FlowColumns, attempt: int) -> Attribution:

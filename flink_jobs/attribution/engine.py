@@ -86,7 +86,8 @@ class Engine:
                     claims: list[Claim], part: int = 0, part_count: int = 1,
                     rejected_records: list[bytes] = (), heard_at_ms: int | None = None) -> int:
         """Every accepted batch, empty or not, with the connections of its rejected rows
-        and when it arrived by the wall clock (heard_at_ms); returns new conflicts."""
+        and when it arrived by the caller's clock (heard_at_ms: listening time for the
+        fleet's silence, attributor.learn_batch); returns new conflicts."""
         return self.attributor.learn_batch(exporter, sequence, window_start_ms, window_end_ms, claims,
                                            part, part_count, rejected_records, heard_at_ms)
 

@@ -12,8 +12,8 @@ Assumptions, stated where they are enforced:
   1, 2, 3 ... per exporter (`FlowBatch.sequence`; a large window is split into parts
   with consecutive numbers), so a missing number is a missing batch;
 * an exporter not heard from for `silence_ms` of the collector's listening time is gone
-  (host terminated): nothing more is waited for from it (`alive`, kept by the
-  attributor's FleetProgress). Without times (unit tests), by event time: its latest
+  (host terminated): nothing more is waited for from it (`fleet`: the attributor's
+  FleetProgress). Without times (unit tests), by event time: its latest
   batch ends more than `silence_ms` before the fleet's progress, the `rank`-th latest
   exporter's latest window end, so fewer than `rank` exporters with clocks (or headers)
   far ahead cannot make the others look gone;
@@ -126,9 +126,10 @@ class ExporterLedger:
         self.silence_ms = silence_ms
         self.runs: dict[str, list[Run]] = {}
         self.progress = FleetProgress(rank)
-        # The exporters still heard from, by listening time (the attributor's FleetProgress
-        # with a silence, when its caller gives times): None: gone is judged by event time.
-        self.alive = None
+        # The attributor's FleetProgress (with a silence): once its caller gives times, an
+        # exporter it forgot (silent for silence_ms of listening) is gone. Without one, or
+        # before any time (unit tests), gone is judged by event time.
+        self.fleet: FleetProgress | None = None
         self.earliest_start_ms = FOREVER  # of any exporter: where this collector's knowledge begins
         self.version = 0               # bumped by every change, for the caches of union_spans
         self._unions: dict[object, tuple[int, list[tuple[int, int]]]] = {}
@@ -194,7 +195,8 @@ class ExporterLedger:
         # read behind the others' while the job catches up on a backlog looked gone, its
         # batches still unread were not waited for, and a flow went to a stale claimant
         # (the harsh fleet's e2e run, once its batches were keyed by exporter).
-        gone = (exporter not in self.alive if self.alive is not None
+        fleet = self.fleet
+        gone = (exporter not in fleet.latest_of if fleet is not None and fleet.last_now_ms is not None
                 else tail.last_end_ms < self.latest_end_ms - self.silence_ms)
         if not gone:
             spans.append((tail.last_end_ms if tail.last_is_final else tail.last_start_ms, FOREVER))
