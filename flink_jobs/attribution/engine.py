@@ -101,6 +101,18 @@ class Engine:
             self.watermark_ms = watermark_ms
             self.attributor.advance(watermark_ms)
 
+    def attempt_clock_ms(self, watermark_ms: int) -> int:
+        """How far held batches may be attempted: the watermark, but never past the fleet's
+        progress (the fleet_clock_rank-th latest window end of the batches learned, all
+        checked). The flows' watermark is made at the source from Kafka timestamps before
+        any check: a few absurd ones, or one exporter's clock ahead in a partition while
+        the others idle, run it ahead of batches not read yet, and an attempt before a
+        host's first batch was read does not wait for it (settledness knows only the
+        exporters heard from), so a stale claim on its IP would win. With no exporter
+        known yet there is nothing to bound it by (and no heartbeat evidence)."""
+        fleet = self.attributor.fleet
+        return min(watermark_ms, fleet.time_ms) if fleet.latest_of else watermark_ms
+
     def prune(self) -> Pruned | None:
         """Drop expired evidence at most every PRUNE_EVERY_MS of event time, by the
         watermark (never by one element's timestamp: one bad time must not expire the
