@@ -286,7 +286,7 @@ class Attribute(KeyedBroadcastProcessFunction):
         if not PendingHold.is_due(pending.due_ms, watermark):
             timers.register_event_time_timer(self.hold.hold(payload, pending))
             return
-        clock = self.engine.attempt_clock_ms(watermark)
+        clock = self.engine.attempt_clock_ms(watermark, _monotonic_ms())
         if pending.due_ms <= clock:
             # Already due (a retry back from Kafka after the watermark moved on): attempt
             # now, as a timer would (one set in the past would wait for the next watermark
@@ -304,14 +304,14 @@ class Attribute(KeyedBroadcastProcessFunction):
         timers = ctx.timer_service()
         if ctx.time_domain() == TimeDomain.PROCESSING_TIME:
             # A look again at the deferred due times (_defer): those the clock now reached.
-            clock = self.engine.attempt_clock_ms(timers.current_watermark())
+            clock = self.engine.attempt_clock_ms(timers.current_watermark(), _monotonic_ms())
             for due in self.hold.take_deferred(clock):
                 self.engine.advance(due)
                 for payload in self.hold.take_due(due):
                     yield from self._attempt(payload, due)
             if self.hold.has_deferred():
                 timers.register_processing_time_timer(int(time.time() * 1000) + DEFER_RECHECK_MS)
-        elif timestamp <= self.engine.attempt_clock_ms(timers.current_watermark()):
+        elif timestamp <= self.engine.attempt_clock_ms(timers.current_watermark(), _monotonic_ms()):
             # A timer fires when the operator's watermark (min of both inputs) passed it.
             self.engine.advance(timestamp)
             for payload in self.hold.take_due(timestamp):
@@ -338,7 +338,11 @@ class Attribute(KeyedBroadcastProcessFunction):
         key = header.source_exporter_id.encode()  # the outputs' Kafka key
         for region, rows in plan.forward.items():
             self.metrics["forwarded"].inc(len(rows))
-            yield routing.frame_forward(region, routing.timed(key, batches.pending_rows(header, cols, rows), now_ms))
+            # Stamped no later than the batch's next attempt, which the receiving region
+            # checks its timestamp against (batches.validate_pending): an already-due batch
+            # is attempted at the attempt clock, which may be minutes past it.
+            yield routing.frame_forward(region, routing.timed(key, batches.pending_rows(header, cols, rows),
+                                                              min(now_ms, header.next_attempt_ms)))
         if plan.attribution is None:
             return
         self.metrics["attempts"].inc()
@@ -568,13 +572,17 @@ def _inputs(env, cfg: JobConfig, sources: dict):
     checked headers set (Attribute), so an absurd one costs attempts made early, never
     pruned evidence or a settled event; fewer than all partitions' cannot lead, as the
     watermark is their minimum (README, "Event time")."""
-    ordered = (WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(cfg.out_of_orderness_ms))
-               .with_idleness(Duration.of_millis(cfg.idleness_ms)))
-    flows = env.from_source(sources["flows"], ordered, "flows").uid("source-flows") \
+    def ordered(idleness_ms: int):
+        return (WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(cfg.out_of_orderness_ms))
+                .with_idleness(Duration.of_millis(idleness_ms)))
+
+    flows = env.from_source(sources["flows"], ordered(cfg.idleness_ms), "flows").uid("source-flows") \
         .process(ValidateFlows(cfg), output_type=KEYED_ROW).name("validate-flows").uid("validate-flows")
     claims = flows.filter(lambda row: row[0] == CLAIMS_KEY).map(lambda row: row[1], output_type=BYTES)
     # One source per pending topic, so a dead letter names the topic its record came from.
-    retry, inbound = (env.from_source(sources[name], ordered, name)
+    # Their batches carry an attempt's event time, at or behind the watermark when read
+    # back: they need not hold it, and an empty retry topic must not hold every start.
+    retry, inbound = (env.from_source(sources[name], ordered(cfg.pending_idleness_ms), name)
                       .uid(f"source-{name}").process(ValidatePending(cfg, topic), output_type=KEYED_ROW)
                       .name(f"validate-{name}").uid(f"validate-{name}")
                       for name, topic in (("retry", cfg.topics.retry), ("inbound", cfg.topics.inbound)))

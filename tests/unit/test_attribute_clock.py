@@ -18,7 +18,7 @@ from pyflink.datastream import TimeDomain
 
 from flink_jobs import batches
 from flink_jobs.attribution.engine import Engine
-from flink_jobs.attribution_job import Attribute, TopEdgeCounters
+from flink_jobs.attribution_job import Attribute, TopEdgeCounters, _monotonic_ms
 from flink_jobs.job_config import load
 from flink_jobs.pending_hold import PendingHold
 from schemas import flowattr_pb2 as pb
@@ -88,9 +88,11 @@ def _pending(exporter: str = "e1") -> bytes:
 
 
 def _fleet_at(op: Attribute, *ends: int) -> None:
-    """The fleet's progress: the 3rd-latest of these exporters' latest window ends."""
+    """The fleet's progress: the 3rd-latest of these exporters' latest window ends, heard
+    now (by the operator's monotonic clock: silent longer than exporter_silence_ms, the
+    fleet no longer bounds the attempt clock)."""
     for k, end in enumerate(ends):
-        op.engine.attributor.fleet.note(f"x{k}", end, 0)
+        op.engine.attributor.fleet.note(f"x{k}", end, _monotonic_ms())
 
 
 def test_a_batch_due_only_by_a_watermark_ahead_of_the_fleet_waits_for_the_fleet():
@@ -147,3 +149,37 @@ def test_the_attempt_clock():
     engine.attributor.fleet.note("a", WINDOW_END, 0)
     assert engine.attempt_clock_ms(DUE) == WINDOW_END
     assert engine.attempt_clock_ms(WINDOW_END - 5) == WINDOW_END - 5
+
+
+def test_a_fleet_silent_for_the_silence_no_longer_bounds_the_attempt_clock():
+    """A region whose exporters all stopped still attempts what other regions forward to
+    it, by the watermark, once none has been heard for exporter_silence_ms (15 min)."""
+    engine = _operator().engine
+    engine.attributor.fleet.note("a", WINDOW_END, 1_000)
+    assert engine.attempt_clock_ms(DUE, now_ms=1_000 + 15 * 60_000) == WINDOW_END
+    assert engine.attempt_clock_ms(DUE, now_ms=1_000 + 15 * 60_000 + 1) == DUE
+
+
+def test_a_late_batch_forwarded_is_stamped_no_later_than_its_next_attempt():
+    """A batch read 20 minutes after its due time is attempted at once, at the attempt
+    clock; its forward to eu-west-1 keeps its header's next attempt (the old due time), and
+    the receiving region checks the Kafka timestamp against it (validate_pending): stamped
+    at the clock, it was dead-lettered there (found by an adversarial review)."""
+    from flink_jobs import routing
+    from flink_jobs.attribution.engine import max_retry_wait_ms
+
+    op = _operator()
+    late = DUE + 20 * 60_000
+    _fleet_at(op, late, late, late)
+    cols = FlowColumns.zeros(1)
+    cols["local_ip"][0] = np.frombuffer(ip_to_bytes("10.1.0.7"), np.uint8)
+    cols["remote_ip"][0] = np.frombuffer(ip_to_bytes("10.16.0.9"), np.uint8)   # eu-west-1
+    cols["start_ms"][0], cols["end_ms"][0] = WINDOW_END - 30_000, WINDOW_END - 29_000
+    header = pb.FlowBatch(exporter_id="e1", host="h1", region="us-east-1", window_start_ms=WINDOW_END - 60_000,
+                          window_end_ms=WINDOW_END, sequence=1)
+    out = list(op.process_element(Row("e1", batches.to_pending(header, cols, "us-east-1", DUE)), FakeContext(late)))
+    (key, value, stamp), = [routing.untimed(p) for rec in out for p in routing.payloads_for(rec, routing.FORWARD,
+                                                                                          "eu-west-1")]
+    assert stamp == DUE
+    batches.validate_pending(value, late, op.cfg.max_future_ms, max_attempts=op.cfg.attribution.max_attempts,
+                             kafka_ms=stamp, max_retry_wait_ms=max_retry_wait_ms(op.cfg.attribution))
