@@ -118,14 +118,21 @@ class _Selected:
         return self.read[name]
 
 
+INT64_MAX, UINT64_MAX = 2**63 - 1, 2**64 - 1
+
+
 def _sum_by(group: np.ndarray, values: np.ndarray, k: int) -> np.ndarray:
     """Per-group sums of `values`: np.bincount (float64, ~30x faster than np.add.at) when
     every sum is exact, i.e. the column's total is below 2^53; else np.add.at in int64."""
     if float(values.max(initial=0)) * len(values) < 2.0 ** 53:
         return np.bincount(group, weights=values.astype(np.float64), minlength=k).astype(np.int64)
-    out = np.zeros(k, dtype=np.int64)
-    np.add.at(out, group, values.astype(np.int64))
-    return out
+    # Exact in Python ints, saturated at the int64 maximum: a uint64 column cast to int64
+    # wrapped 2^64-1 (a valid bytes_sent) to -1, which EdgeRecord refused (ValueError in
+    # EdgeMinutes, a job restart at every firing; found by `flowattr reliability`'s fuzz).
+    sums = [0] * k
+    for g, v in zip(group.tolist(), values.tolist(), strict=True):
+        sums[g] += v
+    return np.array([min(x, INT64_MAX) for x in sums], dtype=np.int64)
 
 
 def _groups(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -176,8 +183,10 @@ def percentile_us(histogram: list[int], q: float) -> int:
 
 
 def record(key: str, counts: list[int], region: str, updated_at_ms: int) -> tuple[bytes, bytes]:
-    """(Kafka key, EdgeRecord bytes) of an edge's minute."""
+    """(Kafka key, EdgeRecord bytes) of an edge's minute. Totals past the uint64 fields'
+    maximum (bytes of flows near 2^64 each, summed) are reported at that maximum."""
     minute, local, remote, direction, port, reason = json.loads(key)
+    counts = [min(max(c, 0), UINT64_MAX) for c in counts]
     histogram = counts[6:]
     edge = pb.EdgeRecord(
         window_start_ms=int(minute), local_workload=local, remote_workload=remote, direction=int(direction),

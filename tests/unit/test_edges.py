@@ -171,3 +171,19 @@ def test_a_partial_is_too_late_when_its_minute_closed_the_lateness_before_the_at
         msg.attributed_at_ms = attempt_ms
         on_time, late = edges.by_lateness(edges.partials(msg.SerializeToString()), attempt_ms, lateness_ms=1_000)
         assert [p[1] for p in late] == late_minutes and len(on_time) + len(late) == 2, attempt_ms
+
+
+def test_a_flow_of_2_64_minus_1_bytes_makes_a_valid_record():
+    """A valid bytes_sent of 2^64-1 (the fuzzer's edge case) wrapped to -1 in int64 and
+    EdgeRecord refused it, restarting the job at every firing; now it saturates."""
+    import numpy as np
+
+    from flink_jobs.edges import UINT64_MAX, _sum_by
+
+    sums = _sum_by(np.array([0, 0, 1]), np.array([UINT64_MAX, 5, 7], dtype=np.uint64), 2)
+    assert sums.tolist() == [2**63 - 1, 7]
+    key = edges.edge_key(600_000, "a", "b", 1, 443, 0)
+    counts = [0] * edges.COUNTS
+    counts[edges.SENT] = 2 * UINT64_MAX
+    _, value = edges.record(key, counts, "us-east-1", 0)
+    assert pb.EdgeRecord.FromString(value).bytes_sent == UINT64_MAX
