@@ -30,22 +30,16 @@ from __future__ import annotations
 import argparse
 import pickle
 import time
-from contextlib import contextmanager
 
 from pyflink.common import Duration, Row, Types, WatermarkStrategy
 from pyflink.common.watermark_strategy import TimestampAssigner
-from pyflink.datastream import (
-    KeyedBroadcastProcessFunction,
-    KeyedProcessFunction,
-    OutputTag,
-    ProcessFunction,
-    TimeDomain,
-)
+from pyflink.datastream import KeyedBroadcastProcessFunction, KeyedProcessFunction, OutputTag, ProcessFunction
 from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
 from flink_jobs import batches, edges, ownership_changelog, routing
 from flink_jobs.attribution.engine import Engine, max_retry_wait_ms
-from flink_jobs.attribution.events import DUPLICATE, LATE, StreamClock, event_key
+from flink_jobs.attribution.events import DUPLICATE, LATE, NEVER, StreamClock, event_key
+from flink_jobs.attribution.ledger import FleetProgress
 from flink_jobs.attribution.rows import RowRules
 from flink_jobs.environment import make_environment
 from flink_jobs.job_config import JobConfig, add_flags, load
@@ -57,8 +51,8 @@ from schemas.columns import decode_attributed_batch
 from schemas.errors import FlowattrError
 from schemas.topics import RegionTopics
 
-# (exporter id, pending AttributedFlowBatch); the record's timestamp is its Kafka record's.
-KEYED_ROW = Types.ROW([Types.STRING(), BYTES])
+# (exporter id, pending AttributedFlowBatch, event time): RowEventTime reads the time.
+KEYED_ROW = Types.ROW([Types.STRING(), BYTES, Types.LONG()])
 DEAD_LETTER = OutputTag("dead-letter", BYTES)
 OWNERSHIP = MapStateDescriptor("ownership", Types.STRING(), Types.STRING())
 # Broadcast records: tag (1 byte) + payload. Claims leave ValidateFlows on its MAIN output
@@ -66,7 +60,6 @@ OWNERSHIP = MapStateDescriptor("ownership", Types.STRING(), Types.STRING())
 # mode) lose the record timestamp, which left the broadcast watermark at Long.MIN and
 # stalled every timer whenever no timestamped IP-change events flowed.
 CLAIM_TAG, EVENT_TAG = b"C", b"E"
-DEFER_RECHECK_MS = 1_000   # how often held batches due by the watermark, not yet by the fleet, are looked at
 CLAIMS_KEY = ""
 
 
@@ -100,8 +93,9 @@ class Validator(ProcessFunction):
 class ValidateFlows(Validator):
     """FlowBatch -> (exporter, pending batch of its valid rows) and ("", the batch's
     ownership update: its claims and its sequence number, sent for every batch), each
-    with the record's timestamp (its window end, checked here): the watermark is made at
-    the source, per partition (_inputs)."""
+    with the batch's event time: its window end, but never past the fleet's progress
+    (FleetProgress): one exporter with a clock a day ahead would run the watermark a day
+    ahead, and the event clock trusts the watermark (engine.advance)."""
 
     accepted_metric = "batches_in"
 
@@ -112,6 +106,10 @@ class ValidateFlows(Validator):
         self.rows_rejected = group.counter("rows_rejected")
         # Only for its claims() scope rules (attributable, host-local, event-only CIDRs).
         self.engine = Engine(self.cfg.attribution, self.cfg.region, self.cfg.region_cidrs)
+        # Fewer than the rank known: the earliest (a liar in a small fleet, or first after a
+        # restart, must not lead); silent exporters are forgotten, so event time goes on.
+        self.fleet = FleetProgress(self.cfg.attribution.fleet_clock_rank,
+                                   silence_ms=self.cfg.attribution.exporter_silence_ms)
 
     def process_element(self, value, ctx):
         raw = bytes(value)
@@ -133,10 +131,16 @@ class ValidateFlows(Validator):
         self.accepted.inc()
         self.flows_in.inc(len(good))
         lost = self.engine.rejected_records(cols, rows) if rows is not None else []
-        yield Row(CLAIMS_KEY, CLAIM_TAG + batches.ownership_update(header, self.engine.claims(good), lost))
+        self.fleet.note(header.exporter_id, header.window_end_ms, _monotonic_ms())
+        event_ms = min(header.window_end_ms, self.fleet.time_ms)
+        yield Row(CLAIMS_KEY, CLAIM_TAG + batches.ownership_update(header, self.engine.claims(good), lost), event_ms)
+        # Even an empty batch goes on (Attribute drops it): its timestamp, the window end, is
+        # what moves the keyed input's watermark when no flows arrive. Idleness alone
+        # freezes it at the last flow (every input idle: no advance), and held batches
+        # never come due (found by `flowattr reliability`).
         yield Row(header.exporter_id, batches.to_pending(header, cols, self.cfg.region,
                                                          self.engine.first_attempt_ms(header.window_end_ms),
-                                                         rows=rows))
+                                                         rows=rows), event_ms)
 
 
 class ValidatePending(Validator):
@@ -167,7 +171,9 @@ class ValidatePending(Validator):
                 return
             raw = batches.pending_rows(header, cols, check.valid)
         self.accepted.inc()
-        yield Row(header.source_exporter_id, raw)
+        # The attempt's event time, which this job gave it (a timer's or the watermark).
+        timestamp = ctx.timestamp()
+        yield Row(header.source_exporter_id, raw, NEVER if timestamp is None else timestamp)
 
 
 class ValidateEvents(Validator):
@@ -193,6 +199,13 @@ class ValidateEvents(Validator):
         self.clock.observe(event.emit_time_ms,
                            event_key(event.event_id, event.event_time_ms, event.action, event.workload))
         yield EVENT_TAG + self.clock.event_time(event.emit_time_ms).to_bytes(8, "little", signed=True) + raw
+
+
+class RowEventTime(TimestampAssigner):
+    """The event time a validator put in a keyed row (KEYED_ROW)."""
+
+    def extract_timestamp(self, value, record_timestamp) -> int:
+        return value[2]
 
 
 class EventTime(TimestampAssigner):
@@ -221,7 +234,7 @@ class Attribute(KeyedBroadcastProcessFunction):
             MapStateDescriptor("pending-by-due-time", Types.STRING(), Types.PICKLED_BYTE_ARRAY())))
         g = runtime_context.get_metrics_group()
         self.metrics = {name: g.counter(name) for name in (
-            "attributed", "unattributed", "retried", "forwarded", "conflicts", "attempts", "deferred",
+            "attributed", "unattributed", "retried", "forwarded", "conflicts", "attempts",
             "ip_change_events_outside_event_cidrs", "ip_change_events_duplicate", "ip_change_events_late",
             "ip_change_events_future")}
         self.reason_group = g.add_group("unattributed_reason")
@@ -281,54 +294,24 @@ class Attribute(KeyedBroadcastProcessFunction):
         pending = PendingHold.read(payload)
         if not pending.flow_count:
             return  # an empty batch only carried its timestamp (the watermark) this far
-        timers = ctx.timer_service()
-        watermark = timers.current_watermark()
-        if not PendingHold.is_due(pending.due_ms, watermark):
-            timers.register_event_time_timer(self.hold.hold(payload, pending))
-            return
-        clock = self.engine.attempt_clock_ms(watermark, _monotonic_ms())
-        if pending.due_ms <= clock:
+        watermark = ctx.timer_service().current_watermark()
+        if PendingHold.is_due(pending.due_ms, watermark):
             # Already due (a retry back from Kafka after the watermark moved on): attempt
-            # now, as a timer would (one set in the past would wait for the next watermark
-            # advance, which may never come), at the attempt clock: the watermark, but
-            # never past what the checked batches show (engine.attempt_clock_ms).
-            self.engine.advance(clock)
-            yield from self._attempt(payload, clock)
+            # now, as a timer would at this watermark; a timer set in the past would wait
+            # for the next watermark advance, which may never come.
+            self.engine.advance(watermark)
+            yield from self._attempt(payload, watermark)
             return
-        self.hold.hold(payload, pending)
-        self._defer(pending.due_ms, timers)
+        ctx.timer_service().register_event_time_timer(self.hold.hold(payload, pending))
 
     def on_timer(self, timestamp, ctx):
         if not self.store.synced:
             self.store.sync(ctx.get_broadcast_state(OWNERSHIP), _monotonic_ms())
-        timers = ctx.timer_service()
-        if ctx.time_domain() == TimeDomain.PROCESSING_TIME:
-            # A look again at the deferred due times (_defer): those the clock now reached.
-            clock = self.engine.attempt_clock_ms(timers.current_watermark(), _monotonic_ms())
-            for due in self.hold.take_deferred(clock):
-                self.engine.advance(due)
-                for payload in self.hold.take_due(due):
-                    yield from self._attempt(payload, due)
-            if self.hold.has_deferred():
-                timers.register_processing_time_timer(int(time.time() * 1000) + DEFER_RECHECK_MS)
-        elif timestamp <= self.engine.attempt_clock_ms(timers.current_watermark(), _monotonic_ms()):
-            # A timer fires when the operator's watermark (min of both inputs) passed it.
-            self.engine.advance(timestamp)
-            for payload in self.hold.take_due(timestamp):
-                yield from self._attempt(payload, timestamp)
-        else:
-            self._defer(timestamp, timers)
+        # A timer fires when the operator's watermark (min of both inputs) passed it.
+        self.engine.advance(timestamp)
+        for payload in self.hold.take_due(timestamp):
+            yield from self._attempt(payload, timestamp)
         self._count_ranges()
-
-    def _defer(self, due_ms: int, timers) -> None:
-        """The watermark passed due_ms but the fleet's progress has not (attempt_clock_ms):
-        the batches stay held, and a processing-time timer looks again, as the watermark
-        (already ahead) may never fire this due time's timer again."""
-        had_deferred = self.hold.has_deferred()
-        self.hold.defer(due_ms)
-        self.metrics["deferred"].inc()
-        if not had_deferred:
-            timers.register_processing_time_timer(int(time.time() * 1000) + DEFER_RECHECK_MS)
 
     def _attempt(self, payload: bytes, now_ms: int):
         header, cols = decode_attributed_batch(payload)
@@ -338,11 +321,7 @@ class Attribute(KeyedBroadcastProcessFunction):
         key = header.source_exporter_id.encode()  # the outputs' Kafka key
         for region, rows in plan.forward.items():
             self.metrics["forwarded"].inc(len(rows))
-            # Stamped no later than the batch's next attempt, which the receiving region
-            # checks its timestamp against (batches.validate_pending): an already-due batch
-            # is attempted at the attempt clock, which may be minutes past it.
-            yield routing.frame_forward(region, routing.timed(key, batches.pending_rows(header, cols, rows),
-                                                              min(now_ms, header.next_attempt_ms)))
+            yield routing.frame_forward(region, routing.keyed(key, batches.pending_rows(header, cols, rows)))
         if plan.attribution is None:
             return
         self.metrics["attempts"].inc()
@@ -356,7 +335,7 @@ class Attribute(KeyedBroadcastProcessFunction):
         for route, payload in ((routing.ATTRIBUTED, out.attributed), (routing.UNATTRIBUTED, out.unattributed),
                                (routing.RETRY, out.retry)):
             if payload:
-                yield routing.frame(route, routing.timed(key, payload, now_ms))
+                yield routing.frame(route, routing.keyed(key, payload))
         yield from self._edge_partials(header.window_end_ms, out, now_ms)
 
     def _edge_partials(self, window_end_ms: int, out: batches.AttemptOutput, now_ms: int):
@@ -376,8 +355,6 @@ class Attribute(KeyedBroadcastProcessFunction):
 # (edge key, minute of flow start, counts: a pickled list, flink_jobs/edges.py)
 EDGE_PARTIAL = Types.ROW([Types.STRING(), Types.LONG(), Types.PICKLED_BYTE_ARRAY()])
 KEYED_RECORD = Types.ROW_NAMED(["record_key", "record_value"], [BYTES, BYTES])  # a Kafka key and value
-# ... and the Kafka timestamp (ms): the attempt's event time (routing.timed)
-TIMED_RECORD = Types.ROW_NAMED(["record_key", "record_value", "record_ms"], [BYTES, BYTES, Types.LONG()])
 
 
 class TopEdgeCounters:
@@ -502,9 +479,9 @@ class SettableCounter:
 
 def build_pipeline(env, cfg: JobConfig, sources: dict, sinks: dict) -> None:
     """Wire the topology. sources: flows, retry, inbound, events; sinks: dead_letter (a
-    sink of bytes), and functions that attach a sink to a stream of TIMED_RECORD rows
-    (attributed, unattributed, retry, forward-<region>) or of KEYED_RECORD rows (edges,
-    ownership): the Kafka ones, kafka_sources_and_sinks."""
+    sink of bytes), and functions that attach a sink to a stream of KEYED_RECORD rows:
+    attributed, unattributed, retry, forward-<region>, edges, ownership (the Kafka ones:
+    kafka_sources_and_sinks)."""
     flows, retry, inbound, events, keyed, ownership = _inputs(env, cfg, sources)
     routed = keyed.connect(ownership).process(Attribute(cfg), output_type=BYTES).name("attribute") \
         .uid("attribute")
@@ -515,25 +492,19 @@ def build_pipeline(env, cfg: JobConfig, sources: dict, sinks: dict) -> None:
             .name(f"route-{name}").uid(f"route-{name}")
 
     def split_keyed(route: bytes, name: str, region: str = ""):
-        """One keyed sink's KEYED_RECORD rows (Kafka key, value)."""
+        """One keyed sink's KEYED_RECORD rows (Kafka key, value), on a MAIN output."""
         return routed.flat_map(lambda record: [Row(*routing.unkeyed(payload))
                                                for payload in routing.payloads_for(record, route, region)],
                                output_type=KEYED_RECORD).name(f"route-{name}").uid(f"route-{name}")
-
-    def split_timed(route: bytes, name: str, region: str = ""):
-        """One log sink's TIMED_RECORD rows (Kafka key, value, timestamp)."""
-        return routed.flat_map(lambda record: [Row(*routing.untimed(payload))
-                                               for payload in routing.payloads_for(record, route, region)],
-                               output_type=TIMED_RECORD).name(f"route-{name}").uid(f"route-{name}")
 
     # Every DataStream operator has a uid, sources and the dead-letter sink too: a
     # savepoint's state maps back to the same operators after an upgrade (`flowattr job
     # stop --savepoint` / `resume`). The keyed sinks are Flink SQL tables, whose operator
     # ids the planner derives from the topology (README: "Upgrades with savepoints").
     for name in ("attributed", "unattributed", "retry"):
-        sinks[name](split_timed(getattr(routing, name.upper()), name))
+        sinks[name](split_keyed(getattr(routing, name.upper()), name))
     for region in cfg.other_regions:
-        sinks[f"forward-{region}"](split_timed(routing.FORWARD, f"forward-{region}", region))
+        sinks[f"forward-{region}"](split_keyed(routing.FORWARD, f"forward-{region}", region))
     edge_records, late_partials = build_edges(cfg, routed)
     sinks["edges"](edge_records)
     sinks["ownership"](split_keyed(routing.OWNERSHIP, "ownership"))
@@ -544,67 +515,35 @@ def build_pipeline(env, cfg: JobConfig, sources: dict, sinks: dict) -> None:
      .sink_to(sinks["dead_letter"]).name("dead-letter-sink").uid("sink-dead-letter"))
 
 
-@contextmanager
-def _parallelism(env, parallelism: int):
-    """Operators created inside run at this parallelism (PyFlink sets an operator's
-    parallelism when it creates it, and assign_timestamps_and_watermarks creates three)."""
-    default = env.get_parallelism()
-    env.set_parallelism(parallelism)
-    try:
-        yield
-    finally:
-        env.set_parallelism(default)
-
-
 def _inputs(env, cfg: JobConfig, sources: dict):
     """The validated inputs, with their event time: (flows, retry, inbound, events: each
     with its dead letters on a side output; the keyed stream of pending batches; the
-    ownership broadcast stream of claims and IP-change events).
-
-    The flows' watermark is made at the source, per partition, from the Kafka record
-    timestamps (window ends, which producers set): the slowest partition's. Made after
-    validation, over the batches of all the partitions one instance reads, it followed the
-    exporters that instance had read, and catching up on a backlog a partition not reached
-    yet holds exporters it has never seen: the watermark passed their batches' due times,
-    and most first attempts found no claim (`flowattr bench`: more flows retried than
-    attributed, once nothing held the start). A timestamp is checked only after it made
-    its partition's watermark: the engine's clock moves only to timers' due times, which
-    checked headers set (Attribute), so an absurd one costs attempts made early, never
-    pruned evidence or a settled event; fewer than all partitions' cannot lead, as the
-    watermark is their minimum (README, "Event time")."""
-    def ordered(idleness_ms: int):
-        return (WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(cfg.out_of_orderness_ms))
-                .with_idleness(Duration.of_millis(idleness_ms)))
-
-    flows = env.from_source(sources["flows"], ordered(cfg.idleness_ms), "flows").uid("source-flows") \
+    ownership broadcast stream of claims and IP-change events)."""
+    watermarks = (WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(cfg.out_of_orderness_ms))
+                  .with_idleness(Duration.of_millis(cfg.idleness_ms)).with_timestamp_assigner(RowEventTime()))
+    flows = env.from_source(sources["flows"], WatermarkStrategy.no_watermarks(), "flows").uid("source-flows") \
         .process(ValidateFlows(cfg), output_type=KEYED_ROW).name("validate-flows").uid("validate-flows")
-    claims = flows.filter(lambda row: row[0] == CLAIMS_KEY).map(lambda row: row[1], output_type=BYTES)
+    claims = flows.filter(lambda row: row[0] == CLAIMS_KEY).assign_timestamps_and_watermarks(watermarks) \
+        .map(lambda row: row[1], output_type=BYTES)
     # One source per pending topic, so a dead letter names the topic its record came from.
-    # Their batches carry an attempt's event time, at or behind the watermark when read
-    # back: they need not hold it, and an empty retry topic must not hold every start.
-    retry, inbound = (env.from_source(sources[name], ordered(cfg.pending_idleness_ms), name)
-                      .uid(f"source-{name}").process(ValidatePending(cfg, topic), output_type=KEYED_ROW)
+    retry, inbound = (env.from_source(sources[name], WatermarkStrategy.no_watermarks(), name).uid(f"source-{name}")
+                      .process(ValidatePending(cfg, topic), output_type=KEYED_ROW)
                       .name(f"validate-{name}").uid(f"validate-{name}")
                       for name, topic in (("retry", cfg.topics.retry), ("inbound", cfg.topics.inbound)))
-    keyed = (flows.filter(lambda row: row[0] != CLAIMS_KEY).union(retry.union(inbound))
+    keyed = (flows.filter(lambda row: row[0] != CLAIMS_KEY).assign_timestamps_and_watermarks(watermarks)
+             .union(retry.union(inbound).assign_timestamps_and_watermarks(watermarks))
              .key_by(lambda row: row[0], key_type=Types.STRING()))
     # Each input gets its own watermark, so the union's is the MIN of the two: the event
     # clock (engine.advance on timers) may then assume every IP-change event emitted before
-    # the watermark has been read. The event time of an event is bounded by the event
-    # stream's own (ValidateEvents), so its watermark is made after validation.
+    # the watermark has been read. One generator over the merged stream would let the
+    # claims' timestamps carry the watermark past events a lagging consumer has not read.
     event_watermarks = (WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(cfg.out_of_orderness_ms))
                         .with_idleness(Duration.of_millis(cfg.event_idleness_ms))
                         .with_timestamp_assigner(EventTime()))
-    # One instance: the ip-changes topic has one partition (one instance sees the whole
-    # stream, as StreamClock assumes). A second instance owned no partition and held the
-    # broadcast watermark at Long.MIN until its event_idleness_ms (a minute) passed, so no
-    # timer fired in the first minute of any job start.
-    with _parallelism(env, 1):
-        events = env.from_source(sources["events"], WatermarkStrategy.no_watermarks(), "ip-change-events") \
-            .uid("source-events").process(ValidateEvents(cfg), output_type=BYTES).name("validate-events") \
-            .uid("validate-events")
-        timed_events = events.assign_timestamps_and_watermarks(event_watermarks)
-    ownership = claims.union(timed_events).broadcast(OWNERSHIP)
+    events = env.from_source(sources["events"], WatermarkStrategy.no_watermarks(), "ip-change-events") \
+        .uid("source-events").process(ValidateEvents(cfg), output_type=BYTES).name("validate-events") \
+        .uid("validate-events")
+    ownership = claims.union(events.assign_timestamps_and_watermarks(event_watermarks)).broadcast(OWNERSHIP)
     return flows, retry, inbound, events, keyed, ownership
 
 

@@ -48,14 +48,8 @@ class JobConfig:
         "(the standalone cluster: rocksdb; local mode: hashmap)")
     group_id: str = setting("flowattr-collector", "Kafka consumer group prefix")
     out_of_orderness_ms: int = setting(10_000, "watermark bound: batches of one minute arrive within this")
-    idleness_ms: int = setting(
-        60_000, "a flows partition without batches this long stops holding the watermark back: a minute, as "
-        "every exporter sends a batch a minute, so a partition with live exporters holds "
-        "it (one whose clock is ahead leads only its own partition) and a backlog after a pause of the "
-        "exporters' link is not read behind a watermark that ran on meanwhile")
-    pending_idleness_ms: int = setting(
-        1_000, "a retry or inbound partition stops holding the watermark back after this long without a "
-        "batch: their batches carry an attempt's event time, at or behind the watermark when read back")
+    idleness_ms: int = setting(5_000, "an input (flows, claims, pending) without records this long stops "
+                               "holding the watermark back")
     event_idleness_ms: int = setting(
         60_000, "the IP-change event input is judged idle (left out of the watermark) only after this long "
         "without an event: until then its watermark holds every attempt back, so flows are never "
@@ -157,13 +151,9 @@ def _check(cfg: JobConfig) -> None:
         raise ConfigError(f"job.state_backend: {cfg.state_backend!r}; use one of {', '.join(STATE_BACKENDS)}")
     if cfg.parallelism < 1:
         raise ConfigError(f"job.parallelism: {cfg.parallelism}; at least 1")
-    for name in ("checkpoint_interval_ms", "out_of_orderness_ms", "idleness_ms", "pending_idleness_ms",
-                 "event_idleness_ms", "max_future_ms"):
+    for name in ("checkpoint_interval_ms", "out_of_orderness_ms", "idleness_ms", "event_idleness_ms", "max_future_ms"):
         if getattr(cfg, name) < 0:
             raise ConfigError(f"job.{name}: {getattr(cfg, name)}; a duration is never negative")
-    if cfg.pending_idleness_ms <= 0:
-        raise ConfigError(f"job.pending_idleness_ms: {cfg.pending_idleness_ms}; must be positive (a retry "
-                          "partition that never idles holds the watermark at every start)")
     if not 0 < cfg.idleness_ms <= cfg.event_idleness_ms:
         raise ConfigError(f"job.event_idleness_ms: {cfg.event_idleness_ms}; at least idleness_ms "
                           f"({cfg.idleness_ms}), which must be positive: the event input is left out of event time "

@@ -120,9 +120,9 @@ class KeyedSinks:
 
     attach(): upsert-kafka, for compacted tables (edges, ownership); the record timestamp
     is the time of writing. attach_log(): the plain kafka connector, AT_LEAST_ONCE, each
-    record's Kafka timestamp the attempt's event time its row carries (routing.timed):
-    retry and inbound records are read back, and their timestamps drive the pending
-    input's watermark (flink_jobs/routing.py)."""
+    record keeping its stream record's timestamp (the attempt's event time) as its Kafka
+    timestamp: retry and inbound records are read back, and their timestamps drive the
+    pending input's watermark (flink_jobs/routing.py)."""
 
     def __init__(self, env, bootstrap: str, properties: dict[str, str] | None = None):
         from pyflink.table import StreamTableEnvironment
@@ -160,16 +160,16 @@ class KeyedSinks:
         self._insert(self._table(topic, "upsert-kafka", schema, {}), self.t_env.from_data_stream(stream))
 
     def attach_log(self, stream, topic: str) -> None:
-        """Append rows (record_key, record_value, record_ms) to a topic, keyed (Kafka's
-        default partitioner: one key, one partition), record_ms the Kafka timestamp."""
+        """Append rows to a topic, keyed (Kafka's default partitioner: one key, one
+        partition), with the stream's record timestamps."""
         from pyflink.table import DataTypes, Schema
-        from pyflink.table.expressions import col, to_timestamp_ltz
+        from pyflink.table.expressions import col
 
         schema = (Schema.new_builder().column("record_key", DataTypes.BYTES())
                   .column("record_value", DataTypes.BYTES())
                   .column_by_metadata("record_time", DataTypes.TIMESTAMP_LTZ(3), "timestamp").build())
         name = self._table(topic, "kafka", schema, {"key.fields": "record_key",
                                                       "sink.delivery-guarantee": "at-least-once"})
-        rows = self.t_env.from_data_stream(stream)
-        self._insert(name, rows.select(col("record_key"), col("record_value"),
-                                       to_timestamp_ltz(col("record_ms"), 3)))
+        rows = self.t_env.from_data_stream(stream, Schema.new_builder().column_by_metadata(
+            "rowtime", DataTypes.TIMESTAMP_LTZ(3)).build())
+        self._insert(name, rows.select(col("record_key"), col("record_value"), col("rowtime")))

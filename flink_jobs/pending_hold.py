@@ -26,8 +26,6 @@ from typing import NamedTuple
 
 from schemas import flowattr_pb2 as pb
 
-DEFERRED = "deferred"   # -> the due times whose timers fired before the attempt clock reached them
-
 
 class Pending(NamedTuple):
     """What the hold needs of one pending batch, read from its bytes once."""
@@ -65,30 +63,6 @@ class PendingHold:
             due = "due:" + str(pending.due_ms)
             self.state.put(due, (self.state.get(due) or []) + [pending.batch_id])
         return pending.due_ms
-
-    def defer(self, due_ms: int) -> None:
-        """Keep the batches due at due_ms until the attempt clock reaches it (the watermark
-        passed it, the fleet's progress not yet): its timer has fired, so a processing-time
-        timer must look again (take_deferred)."""
-        deferred = self.state.get(DEFERRED) or []
-        if due_ms not in deferred:
-            self.state.put(DEFERRED, sorted([*deferred, due_ms]))
-
-    def take_deferred(self, clock_ms: int) -> list[int]:
-        """Remove and return the deferred due times the attempt clock has reached, earliest
-        first (take_due each); the others stay deferred."""
-        deferred = self.state.get(DEFERRED) or []
-        ready = [due for due in deferred if due <= clock_ms]
-        if ready:
-            rest = deferred[len(ready):]
-            if rest:
-                self.state.put(DEFERRED, rest)
-            else:
-                self.state.remove(DEFERRED)
-        return ready
-
-    def has_deferred(self) -> bool:
-        return bool(self.state.get(DEFERRED))
 
     def take_due(self, timestamp_ms: int) -> list[bytes]:
         """Remove and return the batches due at this timer's time, in a stable order."""

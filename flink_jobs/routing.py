@@ -13,7 +13,7 @@ sink stamps them with the wall clock. Retry and inbound records are read back, a
 timestamps make the watermark of the pending input: wall-clock stamps on simulated or
 replayed time pushed that watermark months ahead, and retries then came due at a time the
 watermark never reached again (found by `flowattr reliability`: flows lost after a
-TaskManager kill). The attempt's event time now travels in the payload itself (`timed`).
+TaskManager kill). A main output keeps the attempt's event time.
 """
 
 from __future__ import annotations
@@ -44,20 +44,6 @@ def unkeyed(payload: bytes) -> tuple[bytes, bytes]:
     """(key, value) of a keyed payload."""
     n = int.from_bytes(payload[:2], "little")
     return payload[2:2 + n], payload[2 + n:]
-
-
-def timed(key: bytes, value: bytes, time_ms: int) -> bytes:
-    """The payload of a keyed record with its Kafka timestamp (attributed, unattributed,
-    retry, forward: the attempt's event time): u16 key length, the key, i64 time, the
-    value. Explicit, not the stream record's timestamp: attempts made by a processing-time
-    timer (Attribute._defer) emit records that have none."""
-    return len(key).to_bytes(2, "little") + key + time_ms.to_bytes(8, "little", signed=True) + value
-
-
-def untimed(payload: bytes) -> tuple[bytes, bytes, int]:
-    """(key, value, time_ms) of a timed payload."""
-    n = int.from_bytes(payload[:2], "little")
-    return payload[2:2 + n], payload[10 + n:], int.from_bytes(payload[2 + n:10 + n], "little", signed=True)
 
 
 def payloads_for(record: bytes, route: bytes, region: str = "") -> list[bytes]:

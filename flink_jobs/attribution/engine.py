@@ -101,26 +101,6 @@ class Engine:
             self.watermark_ms = watermark_ms
             self.attributor.advance(watermark_ms)
 
-    def attempt_clock_ms(self, watermark_ms: int, now_ms: int | None = None) -> int:
-        """How far held batches may be attempted: the watermark, but never past the fleet's
-        progress (the fleet_clock_rank-th latest window end of the batches learned, all
-        checked). The flows' watermark is made at the source from Kafka timestamps before
-        any check: a few absurd ones, or one exporter's clock ahead in a partition while
-        the others idle, run it ahead of batches not read yet, and an attempt before a
-        host's first batch was read does not wait for it (settledness knows only the
-        exporters heard from), so a stale claim on its IP would win. With no exporter
-        known yet there is nothing to bound it by (and no heartbeat evidence); nor when no
-        exporter has been heard from for exporter_silence_ms by the caller's monotonic
-        clock `now_ms`: a region whose exporters all stopped still attempts what other
-        regions forward to it (settledness still waits for the exporters it knows)."""
-        fleet = self.attributor.fleet
-        if not fleet.latest_of:
-            return watermark_ms
-        if now_ms is not None and fleet.last_now_ms is not None and \
-                now_ms - fleet.last_now_ms > self.cfg.exporter_silence_ms:
-            return watermark_ms
-        return min(watermark_ms, fleet.time_ms)
-
     def prune(self) -> Pruned | None:
         """Drop expired evidence at most every PRUNE_EVERY_MS of event time, by the
         watermark (never by one element's timestamp: one bad time must not expire the

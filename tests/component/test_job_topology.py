@@ -53,7 +53,7 @@ def test_attribute_reads_the_keyed_batches_and_broadcasts_the_claims_and_events(
     inputs = _inputs_of_attribute(plan)
     (keyed,) = inputs["HASH"]
     names = " ".join(n["contents"] for n in [keyed, *_upstream(plan, keyed)])
-    for name in ("Source: flows", "validate-flows", "validate-retry", "validate-inbound"):
+    for name in ("Source: flows", "validate-flows", "validate-retry", "validate-inbound", "Timestamps/Watermarks"):
         assert name in names
     broadcast = inputs["BROADCAST"]
     chains = [" ".join(n["contents"] for n in [b, *_upstream(plan, b)]) for b in broadcast]
@@ -61,26 +61,6 @@ def test_attribute_reads_the_keyed_batches_and_broadcasts_the_claims_and_events(
     assert sum("validate-flows" in c for c in chains) == 1
 
 
-def test_the_flows_watermark_is_the_sources_per_partition_one(plan):
-    """No watermark generator between the flows (or pending) sources and attribute: one
-    there would replace the sources' per-partition watermarks with one over every
-    partition an instance reads, which ran ahead of partitions not read yet."""
-    inputs = _inputs_of_attribute(plan)
-    (keyed,) = inputs["HASH"]
-    claims = next(b for b in inputs["BROADCAST"] if "validate-flows" in
-                  " ".join(n["contents"] for n in _upstream(plan, b)))
-    for node in (keyed, claims):
-        assert not [n["contents"] for n in [node, *_upstream(plan, node)] if "Timestamps/Watermarks" in n["contents"]]
-
-
-def test_the_event_input_runs_as_one_instance_and_everything_else_at_the_job_parallelism(plan):
-    """The ip-changes topic has one partition: a second instance would own none and hold
-    the broadcast watermark at Long.MIN until its event_idleness_ms passed, at every start."""
-    events = _node(plan, "validate-events")
-    event_path = {events["id"]} | {n["id"] for n in _upstream(plan, events)}
-    event_path |= {n["id"] for n in plan["nodes"] if events["id"] in {u["id"] for u in _upstream(plan, n)}
-                   and n["contents"] in ("Extract-Timestamp", "Timestamps/Watermarks", "Remove-Timestamp")}
-    assert {n["parallelism"] for n in plan["nodes"] if n["id"] in event_path} == {1}
-    assert len(event_path) == 5   # source, validate, and the three of assign_timestamps_and_watermarks
-    assert {n["parallelism"] for n in plan["nodes"] if n["id"] not in event_path} == {3}
+def test_every_operator_runs_at_the_job_parallelism(plan):
+    assert {n["parallelism"] for n in plan["nodes"]} == {3}
     assert _node(plan, "attribute")["parallelism"] == 3

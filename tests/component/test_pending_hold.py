@@ -69,17 +69,3 @@ def test_every_value_is_one_batch():
     payloads = [v for k, v in state.items() if k.startswith("batch:")]
     assert len(payloads) == 100 and all(isinstance(v, bytes) for v in payloads)
     assert len(state["due:120000"]) == 100 and all(isinstance(i, str) for i in state["due:120000"])
-
-
-def test_deferred_due_times_come_out_once_the_clock_reaches_them_earliest_first():
-    from flink_jobs.pending_hold import PendingHold
-    from tests.flowbuild import FakeMapState
-
-    hold = PendingHold(FakeMapState())
-    assert not hold.has_deferred() and hold.take_deferred(10**15) == []
-    for due in (300, 100, 200, 100):   # a due time deferred twice is one entry
-        hold.defer(due)
-    assert hold.take_deferred(50) == [] and hold.has_deferred()
-    assert hold.take_deferred(200) == [100, 200]
-    assert hold.has_deferred()
-    assert hold.take_deferred(10**15) == [300] and not hold.has_deferred()

@@ -58,7 +58,6 @@ def test_the_default_file_loads_and_every_key_in_it_is_a_field():
     ("region: r\nattribution:\n  exporter_silence_ms: 0\n", "exporter_silence_ms must be positive"),
     ("region: r\njob:\n  event_idleness_ms: 1\n", "job.event_idleness_ms: 1; at least idleness_ms"),
     ("region: r\njob:\n  out_of_orderness_ms: -1\n", "job.out_of_orderness_ms: -1"),
-    ("region: r\njob:\n  pending_idleness_ms: 0\n", "job.pending_idleness_ms: 0; must be positive"),
     ("region: r\nregion_cidrs:\n  10.0.0.0/12: r\n  10.0.0.0/12: s\n", "the key '10.0.0.0/12' is given twice"),
     ("region: r\nregion_cidrs:\n  10.0.0.0/8: r\n  10.16.0.0/12: s\n", "10.0.0.0/8 (r) and 10.16.0.0/12 (s) overlap"),
 ])

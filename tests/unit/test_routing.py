@@ -43,11 +43,3 @@ def test_each_sinks_stream_gets_exactly_its_records():
     assert [p for r in records for p in routing.payloads_for(r, routing.RETRY)] == [b"r"]
     assert [p for r in records for p in routing.payloads_for(r, routing.FORWARD, "eu-west-1")] == [b"f1"]
     assert [p for r in records for p in routing.payloads_for(r, routing.UNATTRIBUTED)] == []
-
-
-@pytest.mark.parametrize("time_ms", [0, 1_790_000_100_000, -5])
-def test_a_timed_payload_keeps_its_key_value_and_time(time_ms):
-    """The Kafka timestamp travels in the payload (records a processing-time timer emits
-    carry no stream timestamp); a NUL or a long key does not confuse the parse."""
-    key, value = b"exporter-\x00-7" * 9, b"\x00\x01batch bytes"
-    assert routing.untimed(routing.timed(key, value, time_ms)) == (key, value, time_ms)
