@@ -123,7 +123,8 @@ INT64_MAX, UINT64_MAX = 2**63 - 1, 2**64 - 1
 
 def _sum_by(group: np.ndarray, values: np.ndarray, k: int) -> np.ndarray:
     """Per-group sums of `values`: np.bincount (float64, ~30x faster than np.add.at) when
-    every sum is exact, i.e. the column's total is below 2^53; else np.add.at in int64."""
+    every sum is exact, i.e. the column's total is below 2^53; else exact Python-int sums,
+    saturated at the int64 maximum (rare: a flow of exabytes)."""
     if float(values.max(initial=0)) * len(values) < 2.0 ** 53:
         return np.bincount(group, weights=values.astype(np.float64), minlength=k).astype(np.int64)
     # Exact in Python ints, saturated at the int64 maximum: a uint64 column cast to int64
