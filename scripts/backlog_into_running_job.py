@@ -33,15 +33,15 @@ def main(argv: list[str] | None = None) -> int:
         BenchConfig,
         _measure_e2e,
         one_region_config,
+        produce_keyed_backlog,
         throughput_data,
     )
     from flowattr.lab.evaluate import score_topics
     from flowattr.lab.settle import EventClock
-    from flowattr.lab.simulate import advance_event_time, encode_event, write_truth
+    from flowattr.lab.simulate import write_truth
     from flowattr.stack import broker, topics
     from flowattr.stack.kafka_clients import producer
     from flowattr.stack.local_job import LocalJob
-    from schemas.topics import RegionTopics
 
     st = args.state_dir
     st.mkdir(parents=True, exist_ok=True)
@@ -64,16 +64,10 @@ def main(argv: list[str] | None = None) -> int:
             say(f"job started (log {st / 'job.log'}); the backlog follows in {args.wait_s:.0f} s")
             time.sleep(args.wait_s)
             p = producer(b.bootstrap)
-            for ev in data.fleet.events:
-                p.send(RegionTopics(region).ip_changes, encode_event(ev), timestamp_ms=ev.emit_ms)
-            for d, value in zip(data.deliveries, data.values, strict=True):
-                p.send(RegionTopics(region).flows, value, key=data.fleet.hosts[d.host]["name"].encode(),
-                       timestamp_ms=d.window_start_ms + 60_000)
-            last_window = max(d.window_start_ms for d in data.deliveries) + 60_000
-            advance_event_time(p, [region], last_window, PRELOADED_CLOCK_MINUTES)
+            last_window = produce_keyed_backlog(p, data, region)
             p.close()
             say(f"backlog of {len(data.values):,} batches produced")
-            total = sum(int(data.flows.valid[d.rows].sum()) for d in data.deliveries)
+            total = data.valid_flow_count
             clock = EventClock(b.bootstrap, [region], last_window + PRELOADED_CLOCK_MINUTES * 60_000)
             cfg = BenchConfig(state=st, port=args.port, e2e_flows=0, busy_factor=20, parallelism=2, latency_s=0,
                               latency_hold_s=0, exporter_s=0, out=st / "unused.json", e2e_bound_s=1200)

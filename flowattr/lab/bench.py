@@ -94,6 +94,11 @@ class ThroughputData:
     def flow_count(self) -> int:
         return sum(len(d.rows) for d in self.deliveries)
 
+    @property
+    def valid_flow_count(self) -> int:
+        """Rows the simulator corrupted are dead-lettered: every VALID flow gets an outcome."""
+        return sum(int(self.flows.valid[d.rows].sum()) for d in self.deliveries)
+
 
 def throughput_data(flows_wanted: int, busy_factor: float, say) -> ThroughputData:
     minutes = max(3, -(-flows_wanted // int(FLOWS_PER_MINUTE_PER_BUSY * busy_factor)))
@@ -267,17 +272,45 @@ def one_region_config(path: Path, region: str) -> Path:
 PRELOADED_CLOCK_MINUTES = 2
 
 
+def produce_keyed_backlog(p, data: ThroughputData, region: str, progress=lambda produced: None) -> int:
+    """Produce the fleet's IP-change events, then its batches keyed by exporter, then
+    PRELOADED_CLOCK_MINUTES of clock batches; return the last window end. `progress` gets
+    the batches produced so far, every 1000."""
+    from flowattr.lab.simulate import advance_event_time, encode_event
+
+    for ev in data.fleet.events:
+        p.send(RegionTopics(region).ip_changes, encode_event(ev), timestamp_ms=ev.emit_ms)
+    for k, (d, value) in enumerate(zip(data.deliveries, data.values, strict=True)):
+        # Keyed by the exporter, as exporters send (exporter/publisher.py): one exporter's
+        # batches in one partition, in order. Unkeyed, they were spread over every
+        # partition, read out of order, and most first attempts found a claimant's
+        # batch missing (retried flows outnumbered the attributed ones).
+        p.send(RegionTopics(region).flows, value, key=data.fleet.hosts[d.host]["name"].encode(),
+               timestamp_ms=d.window_start_ms + 60_000)
+        if k % 1000 == 999:
+            progress(k + 1)
+    last_window = max(d.window_start_ms for d in data.deliveries) + 60_000
+    # The last windows' first attempts come due: their hold (1 min) and the next window.
+    # Not more: the clock exporters' batches follow the data in each partition, so 45
+    # minutes of them put a partition read to its end first (a lighter one) 45 minutes
+    # ahead. A validator's event time follows the exporters it has read (the
+    # fleet_clock_rank-th latest), not those of a partition it has not reached yet; a
+    # backlog still being read when the start-up wait ended had its first attempts
+    # before its claims (README, "Benchmarks"). The callers' clocks go on once the job
+    # has caught up.
+    advance_event_time(p, [region], last_window, PRELOADED_CLOCK_MINUTES)
+    return last_window
+
+
 def bench_e2e(cfg: BenchConfig, data: ThroughputData, say, state_backend: str = "hashmap") -> dict:
     """Pre-load the busy fleet's batches (and its IP-change events) into the embedded
     broker, then run the job and time its attributed output."""
     from flowattr.lab.settle import EventClock
-    from flowattr.lab.simulate import advance_event_time, encode_event
     from flowattr.stack import broker, topics
     from flowattr.stack.kafka_clients import producer
     from flowattr.stack.local_job import LocalJob
 
-    # Rows the simulator corrupted are dead-lettered: every VALID flow gets an outcome.
-    total = sum(int(data.flows.valid[d.rows].sum()) for d in data.deliveries)
+    total = data.valid_flow_count
     b = broker.start(cfg.state, cfg.port, progress=say)
     region = f"bench{int(time.time())}"
     try:
@@ -286,27 +319,8 @@ def bench_e2e(cfg: BenchConfig, data: ThroughputData, say, state_backend: str = 
         say(f"e2e: pre-loading {total:,} flows ({len(data.values):,} batches, "
             f"{sum(map(len, data.values)) / 2**20:,.0f} MiB) into flows.{region} ...")
         t0 = time.perf_counter()
-        for ev in data.fleet.events:
-            p.send(RegionTopics(region).ip_changes, encode_event(ev), timestamp_ms=ev.emit_ms)
-        for k, (d, value) in enumerate(zip(data.deliveries, data.values, strict=True)):
-            # Keyed by the exporter, as exporters send (exporter/publisher.py): one exporter's
-            # batches in one partition, in order. Unkeyed, they were spread over every
-            # partition, read out of order, and most first attempts found a claimant's
-            # batch missing (retried flows outnumbered the attributed ones).
-            p.send(RegionTopics(region).flows, value, key=data.fleet.hosts[d.host]["name"].encode(),
-                   timestamp_ms=d.window_start_ms + 60_000)
-            if k % 1000 == 999:
-                say(f"  {k + 1:,}/{len(data.values):,} batches produced ({time.perf_counter() - t0:.0f} s)")
-        last_window = max(d.window_start_ms for d in data.deliveries) + 60_000
-        # The last windows' first attempts come due: their hold (1 min) and the next window.
-        # Not more: the clock exporters' batches follow the data in each partition, so 45
-        # minutes of them put a partition read to its end first (a lighter one) 45 minutes
-        # ahead. A validator's event time follows the exporters it has read (the
-        # fleet_clock_rank-th latest), not those of a partition it has not reached yet; a
-        # backlog still being read when the start-up wait ended had its first attempts
-        # before its claims (README, "Benchmarks"). The clock below goes on once the job
-        # has caught up.
-        advance_event_time(p, [region], last_window, PRELOADED_CLOCK_MINUTES)
+        last_window = produce_keyed_backlog(p, data, region, lambda k: say(
+            f"  {k:,}/{len(data.values):,} batches produced ({time.perf_counter() - t0:.0f} s)"))
         p.close()
         say(f"  pre-loaded in {time.perf_counter() - t0:.0f} s")
         config = one_region_config(cfg.state / "bench-config.yaml", region)
