@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from flink_jobs.attribution.attributor import Attributor
+from flowattr.lab import NO_NEW_SUBNET_WAIT
 from flowattr.lab.bench_latency import bench_latency
 from flowattr.lab.evaluate import default_config
 from flowattr.lab.simulate import (
@@ -327,7 +328,7 @@ def bench_e2e(cfg: BenchConfig, data: ThroughputData, say, state_backend: str = 
         job = LocalJob("flink_jobs.attribution_job",
                        ["--config", str(config), "--bootstrap", b.bootstrap, "--region", region,
                         "--parallelism", str(cfg.parallelism), "--group-id", region,
-                        "--state-backend", state_backend], cfg.state / "bench-job.log")
+                        "--state-backend", state_backend, *NO_NEW_SUBNET_WAIT], cfg.state / "bench-job.log")
         # Event time goes on past the pre-loaded clock, as real exporters' empty batches
         # would, but only while the job has caught up (_measure_e2e ticks when the outcomes
         # stopped growing), so the last retries come due and every flow gets an outcome. A

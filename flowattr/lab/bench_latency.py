@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from flowattr.lab import NO_NEW_SUBNET_WAIT
 from flowattr.lab.simulate import HOME_REGION, encode_delivery
 from schemas import flowattr_pb2 as pb
 from schemas.columns import FlowColumns, decode_flow_batch, encode_flow_batch
@@ -155,7 +156,7 @@ def bench_latency(cfg, say) -> dict:
         topics.create_topics(b.bootstrap, [region], progress=lambda *_: None)
         job = LocalJob("flink_jobs.attribution_job",
                        ["--config", str(one_region_config(cfg.state / "bench-latency-config.yaml", region)),
-                        "--bootstrap", b.bootstrap, "--region", region, "--group-id", region,
+                        "--bootstrap", b.bootstrap, "--region", region, "--group-id", region, *NO_NEW_SUBNET_WAIT,
                         "--hold-ms", str(int(cfg.latency_hold_s * 1000)), "--out-of-orderness-ms", "1000",
                         "--idleness-ms", "2000",
                         # No IP-change events in this run: their input is judged idle after

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flowattr.graph import render
+from flowattr.lab import NO_NEW_SUBNET_WAIT
 from flowattr.lab.settle import EventClock, wait_for_outcomes
 from flowattr.lab.simulate import (
     HOME_REGION,
@@ -98,7 +99,7 @@ def run_simulated(cfg: DemoConfig, say) -> dict:
         ports = [p if port_is_free(p) else None for p in (8081, 8082)]
         for region, ui in zip(REGIONS, ports, strict=True):
             args = ["--bootstrap", b.bootstrap, "--region", region, "--group-id", f"demo-{run_id}",
-                    "--checkpoint-dir", f"file://{cfg.state}/checkpoints/{run_id}-{region}"]
+                    "--checkpoint-dir", f"file://{cfg.state}/checkpoints/{run_id}-{region}", *NO_NEW_SUBNET_WAIT]
             if ui:
                 args += ["--web-ui-port", str(ui)]
             jobs.append(LocalJob("flink_jobs.attribution_job", args, cfg.state / f"demo-{region}.log").start())

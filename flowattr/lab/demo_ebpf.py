@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from flowattr.graph import render
+from flowattr.lab import NO_NEW_SUBNET_WAIT
 from flowattr.lab.evaluate import read_outcomes
 from flowattr.lab.netns import HostPair, sh
 from flowattr.lab.settle import EventClock
@@ -75,7 +76,7 @@ def run(state: Path, port: int, traffic_s: float, keep_running: bool, say) -> di
             "--exporter-id", f"demo-host-b-{run_id}", "--local-cidr", "10.15.201.2/32", "--local-cidr",
             "10.15.201.3/32", "--spool-dir", str(state / f"spool-b-{run_id}")], state / "demo-exporter-b.log"))
         args = ["--bootstrap", b.bootstrap, "--region", REGION, "--group-id", f"demo-ebpf-{run_id}",
-                "--hold-ms", "10000", "--retry-delay-ms", "5000", "--max-attempts", "6"]
+                "--hold-ms", "10000", "--retry-delay-ms", "5000", "--max-attempts", "6", *NO_NEW_SUBNET_WAIT]
         if port_is_free(8081):
             args += ["--web-ui-port", "8081"]
         job = LocalJob("flink_jobs.attribution_job", args, state / "demo-ebpf-job.log").start()

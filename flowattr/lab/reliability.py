@@ -33,6 +33,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from flowattr.lab import NO_NEW_SUBNET_WAIT
 from flowattr.lab.evaluate import read_outcomes
 from flowattr.lab.fuzz import ROWS, VALID, Fuzzer, expected_outcomes
 from flowattr.lab.settle import EventClock, wait_for_outcomes
@@ -132,8 +133,8 @@ def _run_on_cluster(cfg: ReliabilityConfig, bootstrap: str, say) -> dict:
     group = f"reliability-{int(time.time())}"
     job_id = flink_cluster.submit(cfg.state, JOB_FILE, [
         "--bootstrap", bootstrap, "--region", HOME_REGION, "--group-id", group, "--parallelism", "2",
-        "--checkpoint-interval-ms", "5000", "--checkpoint-dir", f"file://{(cfg.state / 'checkpoints').resolve()}"],
-        progress=say)
+        "--checkpoint-interval-ms", "5000", "--checkpoint-dir", f"file://{(cfg.state / 'checkpoints').resolve()}",
+        *NO_NEW_SUBNET_WAIT], progress=say)
     _wait(lambda: _all_running(job_id), 120, "the job to run")
     p = producer(bootstrap)
     _send(p, slices[0])
@@ -182,7 +183,7 @@ def _backlog(cfg: ReliabilityConfig, bootstrap: str, say) -> dict:
     job_id = flink_cluster.submit(cfg.state, JOB_FILE, [
         "--bootstrap", bootstrap, "--region", HOME_REGION, "--group-id", f"backlog-{int(time.time())}",
         "--parallelism", "2", "--checkpoint-interval-ms", "5000",
-        "--checkpoint-dir", f"file://{(cfg.state / 'checkpoints').resolve()}"], progress=say)
+        "--checkpoint-dir", f"file://{(cfg.state / 'checkpoints').resolve()}", *NO_NEW_SUBNET_WAIT], progress=say)
     _wait(lambda: _all_running(job_id), 120, "the backlog job to run")
     # Triggers refused while the tasks were still starting count as failed in Flink's
     # statistics ("not all required tasks are currently running"): not the catch-up's.

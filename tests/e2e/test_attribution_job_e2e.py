@@ -13,6 +13,7 @@ import yaml
 
 from flink_jobs import edges
 from flink_jobs.job_config import DEFAULT_CONFIG
+from flowattr.lab import NO_NEW_SUBNET_WAIT
 from flowattr.lab.evaluate import unattributable_rows
 from flowattr.lab.settle import EventClock, wait_for_outcomes
 from flowattr.lab.simulate import (
@@ -83,7 +84,8 @@ def fleet_run(kafka_bootstrap, tmp_path_factory):
     produce_to_kafka(kafka_bootstrap, fleet, flows, deliveries, progress=lambda *_: None)
     # us-east-1 runs with the default checkpoint dir, eu-west-1 with its own.
     jobs = [LocalJob("flink_jobs.attribution_job",
-                     ["--bootstrap", kafka_bootstrap, "--region", region, "--parallelism", "2", "--group-id", "e2e"]
+                     ["--bootstrap", kafka_bootstrap, "--region", region, "--parallelism", "2", "--group-id", "e2e",
+                      *NO_NEW_SUBNET_WAIT]
                      + (["--checkpoint-dir", f"file://{tmp}/chk-{region}"] if region != "us-east-1" else []),
                      tmp / f"job-{region}.log").start() for region in REGIONS]
     clock = EventClock(kafka_bootstrap, REGIONS, last_window_end(deliveries))
@@ -400,7 +402,7 @@ def test_restart_from_checkpoint_restores_broadcast_and_keyed_state(kafka_bootst
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     args = ["--config", str(tmp_path / "config.yaml"), "--bootstrap", kafka_bootstrap, "--region", region,
             "--parallelism", "2", "--group-id", "restore", "--checkpoint-dir", f"file://{chk}",
-            "--checkpoint-interval-ms", "2000"]
+            "--checkpoint-interval-ms", "2000", *NO_NEW_SUBNET_WAIT]
     first = LocalJob("flink_jobs.attribution_job", args, tmp_path / "first.log").start()
     try:
         # Wait until early minutes are attributed and a checkpoint taken after that.

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from flowattr.lab import NO_NEW_SUBNET_WAIT
 from flowattr.lab.simulate import FleetScenario, batch_flows, build_fleet, produce_to_kafka, simulate_flows
 from flowattr.stack import flink_cluster, topics
 from flowattr.stack.processes import port_accepts
@@ -71,7 +72,7 @@ def test_collector_on_the_cluster_reports_metrics_and_backpressure(cluster, kafk
     delivered = sum(int(flows.valid[d.rows].sum()) for d in deliveries if not d.lost)
     job_id = flink_cluster.submit(cluster, Path(attribution_job.__file__),
                                   ["--bootstrap", kafka_bootstrap, "--region", region,
-                                   "--group-id", "cluster-test"], progress=lambda *_: None)
+                                   "--group-id", "cluster-test", *NO_NEW_SUBNET_WAIT], progress=lambda *_: None)
     try:
         until(lambda: flink_cluster.rest_get(f"/jobs/{job_id}")["state"] == "RUNNING", 60, "job RUNNING")
         produce_to_kafka(kafka_bootstrap, fleet, flows, deliveries, progress=lambda *_: None)
@@ -133,7 +134,8 @@ def test_stop_with_a_savepoint_and_resume_loses_no_flow_and_emits_none_twice(clu
         write_truth(truth, fleet, flows, deliveries)
         timeline = kafka_timeline(fleet, flows, deliveries)
         args = ["--bootstrap", b.bootstrap, "--region", HOME_REGION, "--group-id", "savepoint-test",
-                "--checkpoint-interval-ms", "5000", "--checkpoint-dir", (tmp_path / "checkpoints").as_uri()]
+                "--checkpoint-interval-ms", "5000", "--checkpoint-dir", (tmp_path / "checkpoints").as_uri(),
+                *NO_NEW_SUBNET_WAIT]
         job = Path(attribution_job.__file__)
         first = flink_cluster.submit(cluster, job, args, progress=quiet)
         assert first != "", "no job id"

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from flowattr.lab import NO_NEW_SUBNET_WAIT
 from flowattr.lab.simulate import HOME_REGION, REMOTE_REGION
 from flowattr.stack import broker, flink_cluster, topics
 from flowattr.stack.kafka_clients import producer, read_topic
@@ -76,7 +77,7 @@ def test_one_small_taskmanager_holds_several_heaps_of_flows_on_disk(tmp_path):
         topics.create_topics(b.bootstrap, [REGION, REMOTE_REGION], progress=lambda *_: None)
         job_id = flink_cluster.submit(tmp_path, JOB_FILE, [
             "--bootstrap", b.bootstrap, "--region", REGION, "--group-id", "hold", "--hold-ms", "3600000",
-            "--checkpoint-interval-ms", "10000", "--checkpoint-dir", f"file://{tmp_path / 'chk'}"],
+            "--checkpoint-interval-ms", "10000", "--checkpoint-dir", f"file://{tmp_path / 'chk'}", *NO_NEW_SUBNET_WAIT],
             progress=lambda *_: None)
         until(lambda: flink_cluster.rest_get(f"/jobs/{job_id}")["state"] == "RUNNING", 120, "the job to run")
         p = producer(b.bootstrap)
