@@ -105,8 +105,11 @@ class Attributor:
 
     def learn_claims(self, claims: list[Claim], exporter: str = "", learned_at_ms: int | None = None) -> int:
         """Apply claims (of one exporter's batch); return the number of new conflicts."""
-        return sum(self.heartbeats.learn(c.key, c.workload, c.start_ms, c.end_ms, exporter, learned_at_ms).conflicts
-                   for c in claims)
+        # The subnet's first-heard time: the window, or the wait's clock if later (a late
+        # batch must not make a subnet look old).
+        heard = None if learned_at_ms is None else max(learned_at_ms, self._wait_clock_ms())
+        return sum(self.heartbeats.learn(c.key, c.workload, c.start_ms, c.end_ms, exporter, learned_at_ms,
+                                         heard_ms=heard).conflicts for c in claims)
 
     def learn_batch(self, exporter: str, sequence: int, window_start_ms: int, window_end_ms: int,
                     claims: list[Claim], part: int = 0, part_count: int = 1,
@@ -124,9 +127,7 @@ class Attributor:
         # found a duplicate reviving a gone exporter while the cache kept it gone.
         self.ledger.version += 1
         self.rejected.add_batch(rejected_records, window_start_ms, window_end_ms, self.cfg.close_slack_ms)
-        # When the exporter joins a subnet it claims in: its window, or the fleet's progress
-        # if that is later (a late batch must not make a subnet look long known).
-        return self.learn_claims(claims, exporter, learned_at_ms=max(window_start_ms, self.fleet.time_ms))
+        return self.learn_claims(claims, exporter, learned_at_ms=window_start_ms)
 
     def apply_event(self, ip: bytes, workload: str, action: int, event_ms: int, emit_ms: int | None = None,
                     event_id: str = "") -> str:
@@ -246,6 +247,7 @@ class Attributor:
         subnets = self.heartbeats.subnets
         first_joined: dict[bytes, int] = {}  # per subnet: its first member's first claim
         new_after = self._new_subnets_after()
+        heard = self.heartbeats.subnet_heard
         new = np.zeros(len(keys), bool)     # per key: its subnet is new (every row waits)
         # Span sets to test (a key's claimants; a newcomer key's subnet), each searched by
         # all its rows at once (SpanSearch): per key only dict lookups, no numpy call.
@@ -263,7 +265,7 @@ class Attributor:
             members = subnets.get(subnet, {})
             if subnet not in first_joined:
                 first_joined[subnet] = min(members.values(), default=NEVER)
-            new[k] = first_joined[subnet] > new_after
+            new[k] = heard.get(subnet, first_joined[subnet]) > new_after
             # Joined late: first claim there well after the subnet's first (at a collector's
             # start every exporter is new; a stale entry on another host joins later).
             late_from = first_joined[subnet] + self.cfg.newcomer_join_ms
@@ -291,15 +293,21 @@ class Attributor:
         collector's start, a fleet coming back, a host whose first batches are late or in a
         partition not read yet), the true host may be unknown: a busy fleet's replay
         misattributed 43 flows without this (flowattr bench's data: a stale claim in the
-        first minute, the true host's first three batches two minutes late). In event time,
-        so the wait and the retry schedule run on one clock: the fleet's progress, but no
-        further than the driver's watermark (the job's is held at what every partition has
-        read, where the fleet's follows the claims read first). Only with a listening clock
-        (callers giving heard_at_ms: the job, the replay), as the silence is; unit tests of
-        the other rules give none."""
+        first minute, the true host's first three batches two minutes late). A subnet is
+        first heard of at its first claim's window, or at _wait_clock_ms then if later (a
+        late batch must not make a subnet look old). Only with a listening clock (callers
+        giving heard_at_ms: the job, the replay), as the silence is; unit tests of the
+        other rules give none."""
         if not self.cfg.new_subnet_ms or self.fleet.last_now_ms is None:
             return 2**62
-        return min(self.fleet.time_ms, self.watermark_ms) - self.cfg.new_subnet_ms
+        return self._wait_clock_ms() - self.cfg.new_subnet_ms
+
+    def _wait_clock_ms(self) -> int:
+        """The new-subnet wait's clock, in event time as the retry schedule is: the fleet's
+        progress, no further than the driver's watermark once there is one (the job's
+        follows every input; the fleet's, the claims read first, maybe of one partition)."""
+        fleet = self.fleet.time_ms
+        return fleet if self.watermark_ms == NEVER else min(fleet, self.watermark_ms)
 
     def _rejected(self, keys, segment: np.ndarray, cols: FlowColumns, ends: np.ndarray,
                   candidates: np.ndarray) -> np.ndarray:
@@ -337,6 +345,7 @@ class Attributor:
                 subnets.append(subnet)
                 if not members:
                     del self.heartbeats.subnets[subnet]
+                    self.heartbeats.subnet_heard.pop(subnet, None)
         return Pruned(keys, exporters, self.events.prune(now_ms), subnets, rejected)
 
 

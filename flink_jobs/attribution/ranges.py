@@ -190,12 +190,16 @@ class OwnershipTable:
         self.port_shared: dict[bytes, list[int]] = {}  # 16-byte IP -> [first start, last end]
         # subnet_key -> exporter -> start of its first claim there (newcomers, attributor.py)
         self.subnets: dict[bytes, dict[str, int]] = {}
+        # Per subnet: when it was first heard of, by the caller's clock (`heard_ms`): the
+        # new-subnet wait (attributor.py) counts from it.
+        self.subnet_heard: dict[bytes, int] = {}
 
     def learn(self, ip: bytes, workload: str, start_ms: int, end_ms: int, exporter: str = "",
-              learned_at_ms: int | None = None) -> LearnResult:
+              learned_at_ms: int | None = None, heard_ms: int | None = None) -> LearnResult:
         """Add a claim. `learned_at_ms` (the claiming batch's window start; the claim's start
         if None) is when `exporter` joins the IP's subnet: a claim's own start may lie hours
-        back (long-lived connections), and must not backdate a newcomer."""
+        back (long-lived connections), and must not backdate a newcomer. `heard_ms`: the
+        caller's clock now, kept as when the subnet was first heard of (the earliest)."""
         if end_ms < self.horizon_ms:
             return LearnResult(ignored=True)
         start_ms = max(start_ms, self.horizon_ms)
@@ -210,6 +214,8 @@ class OwnershipTable:
             members = self.subnets.setdefault(subnet_key(ip), {})
             if joined < members.get(exporter, 2**62):
                 members[exporter] = joined
+            if heard_ms is not None and heard_ms < self.subnet_heard.get(subnet_key(ip), 2**62):
+                self.subnet_heard[subnet_key(ip)] = heard_ms
         if len(ip) == PORT_KEY_BYTES:
             span = self.port_shared.get(ip[:16])
             if span is None:
@@ -269,10 +275,14 @@ class OwnershipTable:
         return b"".join(out)
 
     # Subnet memberships (one value per subnet): per member u8 length + UTF-8 exporter id,
-    # then i64 join time.
+    # then i64 join time; when the subnet was first heard of is a member with an empty id
+    # (exporter ids are never empty: claims without one join no subnet).
     def encode_subnet(self, subnet: bytes) -> bytes:
+        members = dict(self.subnets.get(subnet, {}))
+        if subnet in self.subnet_heard:
+            members[""] = self.subnet_heard[subnet]
         return b"".join(struct.pack("<B", len(raw)) + raw + struct.pack("<q", joined)
-                        for raw, joined in ((e.encode()[:255], t) for e, t in self.subnets.get(subnet, {}).items()))
+                        for raw, joined in ((e.encode()[:255], t) for e, t in members.items()))
 
     def restore_subnet(self, subnet: bytes, value: bytes) -> None:
         members, pos = {}, 0
@@ -281,6 +291,9 @@ class OwnershipTable:
             exporter = value[pos + 1:pos + 1 + length].decode()
             (members[exporter],) = struct.unpack_from("<q", value, pos + 1 + length)
             pos += 1 + length + 8
+        heard = members.pop("", None)
+        if heard is not None:
+            self.subnet_heard[subnet] = heard
         self.subnets[subnet] = members
 
     def restore_ip(self, ip: bytes, value: bytes) -> None:
