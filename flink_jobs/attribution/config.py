@@ -74,9 +74,10 @@ class AttributionConfig:
         "it misattributes; the job refuses it", flag=False)
     newcomer_ms: int = setting(10 * 60 * 1000, "how long a late joiner of a subnet stays a newcomer there")
     new_subnet_ms: int = setting(
-        15 * 60 * 1000, "a subnet (/24, IPv6 /64) first heard of less than this before the fleet's progress is "
-        "new: no flow to it is proven from heartbeats yet, as the true host of a stale claim's IP may not have "
-        "been heard from (its batches late, or its partition unread); 0: no wait (harnesses of short runs)")
+        15 * 60 * 1000, "a subnet (/24, IPv6 /64) first heard of less than this before the fleet's progress (no "
+        "further than the watermark) is new: no flow to it is proven from heartbeats yet, as the true host of a "
+        "stale claim's IP may not have been heard from (its batches late, or its partition unread); 0: no wait "
+        "(harnesses of short runs)")
 
     def __post_init__(self):
         for f in fields(self):

@@ -190,8 +190,8 @@ class OwnershipTable:
         self.port_shared: dict[bytes, list[int]] = {}  # 16-byte IP -> [first start, last end]
         # subnet_key -> exporter -> start of its first claim there (newcomers, attributor.py)
         self.subnets: dict[bytes, dict[str, int]] = {}
-        # Per subnet: when it was first heard of, by the caller's clock (`heard_ms`): the
-        # new-subnet wait (attributor.py) counts from it.
+        # Per subnet: when it was first heard of (`heard_ms`, event time: the new-subnet
+        # wait's clock, attributor.py), which the wait counts from.
         self.subnet_heard: dict[bytes, int] = {}
 
     def learn(self, ip: bytes, workload: str, start_ms: int, end_ms: int, exporter: str = "",
@@ -199,7 +199,7 @@ class OwnershipTable:
         """Add a claim. `learned_at_ms` (the claiming batch's window start; the claim's start
         if None) is when `exporter` joins the IP's subnet: a claim's own start may lie hours
         back (long-lived connections), and must not backdate a newcomer. `heard_ms`: the
-        caller's clock now, kept as when the subnet was first heard of (the earliest)."""
+        new-subnet wait's clock now, kept as when the subnet was first heard of (the earliest)."""
         if end_ms < self.horizon_ms:
             return LearnResult(ignored=True)
         start_ms = max(start_ms, self.horizon_ms)
