@@ -211,11 +211,12 @@ class OwnershipTable:
         if exporter:
             self.claimants.setdefault(ip, set()).add(exporter)
             joined = start_ms if learned_at_ms is None else learned_at_ms
-            members = self.subnets.setdefault(subnet_key(ip), {})
+            subnet = subnet_key(ip)
+            members = self.subnets.setdefault(subnet, {})
             if joined < members.get(exporter, 2**62):
                 members[exporter] = joined
-            if heard_ms is not None and heard_ms < self.subnet_heard.get(subnet_key(ip), 2**62):
-                self.subnet_heard[subnet_key(ip)] = heard_ms
+            if heard_ms is not None and heard_ms < self.subnet_heard.get(subnet, 2**62):
+                self.subnet_heard[subnet] = heard_ms
         if len(ip) == PORT_KEY_BYTES:
             span = self.port_shared.get(ip[:16])
             if span is None:

@@ -90,7 +90,7 @@ def test_a_fleet_heard_for_long_is_no_help_in_a_subnet_it_has_never_heard_of():
 
 
 def test_a_restore_keeps_when_each_subnet_was_first_heard_of():
-    """The subnets' join times are in the broadcast state ("sn:" keys): a collector
+    """The subnets' first-heard times are in the broadcast state ("sn:" keys): a collector
     restored from a checkpoint goes on with the same wait, no shorter, no longer."""
     for minutes, expected in ((7, (ATTRIBUTED, "old")), (3, (RETRY, "EVIDENCE_UNSETTLED"))):
         before = Engine(CFG, "us-east-1", REGIONS)
