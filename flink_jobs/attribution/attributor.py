@@ -105,9 +105,12 @@ class Attributor:
 
     def learn_claims(self, claims: list[Claim], exporter: str = "", learned_at_ms: int | None = None) -> int:
         """Apply claims (of one exporter's batch); return the number of new conflicts."""
-        # The subnet's first-heard time: the window, or the wait's clock if later (a late
-        # batch must not make a subnet look old).
-        heard = None if learned_at_ms is None else max(learned_at_ms, self._wait_clock_ms())
+        # The subnet's first-heard time: the window, or the fleet's progress if later (a
+        # late batch must not make a subnet look old). The fleet's clock, not the wait's:
+        # the watermark may lag far behind and then catch up by the whole wait at once,
+        # and a later learning at a lagging watermark would lower the time (a review's
+        # attacks, tests/unit/test_new_subnet_attack_clocks.py).
+        heard = None if learned_at_ms is None else max(learned_at_ms, self.fleet.time_ms)
         return sum(self.heartbeats.learn(c.key, c.workload, c.start_ms, c.end_ms, exporter, learned_at_ms,
                                          heard_ms=heard).conflicts for c in claims)
 
@@ -294,8 +297,9 @@ class Attributor:
         partition not read yet), the true host may be unknown: a busy fleet's replay
         misattributed 43 flows without this (flowattr bench's data: a stale claim in the
         first minute, the true host's first three batches two minutes late). A subnet is
-        first heard of at its first claim's window, or at _wait_clock_ms then if later (a
-        late batch must not make a subnet look old). Only with a listening clock (callers
+        first heard of at its first claim's window, or at the fleet's progress then if
+        later (learn_claims), and stays new until _wait_clock_ms is new_subnet_ms past
+        that: both the fleet and the watermark have moved on. Only with a listening clock (callers
         giving heard_at_ms: the job, the replay), as the silence is; unit tests of the
         other rules give none."""
         if not self.cfg.new_subnet_ms or self.fleet.last_now_ms is None:
