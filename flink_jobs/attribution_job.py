@@ -2,7 +2,7 @@
 
     flows.R ──► ValidateFlows ──► pending batches ──┐            ┌─ route-attributed ─► attributed.R
                   │  └─ claims (heartbeats) ─┐       ├─ key_by ──► Attribute ─┼─ route-unattributed ─► unattributed.R
-    retry.R ──► ValidatePending ─────────────┤       │  exporter  (keyed      ├─ route-retry ─► retry.R
+    retry.R ──► ValidatePending ─────────────┤       │  exporter  (keyed      ├─ (route-retry ─► retry.R: unused)
     inbound.R ──► ValidatePending ───────────┘       │            broadcast)  └─ route-forward-<R2> ─► inbound.<R2>
     ipchanges.R ──► ValidateEvents ──────────────────┴──► broadcast  └─ route-edge-partials ─► key_by edge
                                                                             ─► EdgeMinutes ─► edges.R
@@ -14,8 +14,11 @@ attempt's event time for the job's outputs (retry and forwarded batches included
 batch read back never runs the watermark ahead: see flink_jobs/routing.py), emit time for
 IP-change events. A pending batch is
 held in keyed state until an event-time timer at its next attempt (window end + hold, then
-+ retry delay). Every decision (hold, attempt, retry, forward, give up) is the pure
-engine's (flink_jobs/attribution/engine.py), the one `flowattr evaluate` drives too.
++ retry delay): the rows to retry stay in the hold (until 2026-11-28 they went out to
+retry.R and were read back; the job still reads retry.R, so what an earlier version left
+there is attempted, and keeps its sink so that earlier savepoints map to the same
+operators). Every decision (hold, attempt, retry, forward, give up) is the pure engine's
+(flink_jobs/attribution/engine.py), the one `flowattr evaluate` drives too.
 Ownership evidence lives in broadcast state (STRING keys and latin-1 STRING values:
 thread mode cannot match byte-array keys; see flink_jobs/ownership_store.py), mirrored by
 the engine that every instance rebuilds after a restore.
@@ -237,7 +240,10 @@ class Attribute(KeyedBroadcastProcessFunction):
             "attributed", "unattributed", "retried", "forwarded", "conflicts", "attempts",
             "ip_change_events_outside_event_cidrs", "ip_change_events_duplicate", "ip_change_events_late",
             "ip_change_events_future")}
-        self.reason_group = g.add_group("unattributed_reason")
+        # Why rows were given up, and why rows were sent to retry: one counter per reason.
+        self.reason_groups = {"unattributed_": g.add_group("unattributed_reason"),
+                              "retried_": g.add_group("retried_reason")}
+        self.reason_counters = {}
         # Every instance learns the same evidence (broadcast): one publishes the changelog.
         self.publishes_ownership = _subtask_index(runtime_context) == 0
         self.ranges_counted_at = 0.0
@@ -294,15 +300,17 @@ class Attribute(KeyedBroadcastProcessFunction):
         pending = PendingHold.read(payload)
         if not pending.flow_count:
             return  # an empty batch only carried its timestamp (the watermark) this far
-        watermark = ctx.timer_service().current_watermark()
-        if PendingHold.is_due(pending.due_ms, watermark):
-            # Already due (a retry back from Kafka after the watermark moved on): attempt
-            # now, as a timer would at this watermark; a timer set in the past would wait
-            # for the next watermark advance, which may never come.
+        timers = ctx.timer_service()
+        if PendingHold.is_due(pending.due_ms, timers.current_watermark()):
+            # Already due (a forward, or a retry an earlier version sent through Kafka, read
+            # after the watermark moved on): attempt now, as a timer would at this watermark;
+            # a timer set in the past would wait for the next watermark advance, which may
+            # never come.
+            watermark = timers.current_watermark()
             self.engine.advance(watermark)
-            yield from self._attempt(payload, watermark)
+            yield from self._attempt_and_hold(payload, timers, watermark)
             return
-        ctx.timer_service().register_event_time_timer(self.hold.hold(payload, pending))
+        timers.register_event_time_timer(self.hold.hold(payload, pending))
 
     def on_timer(self, timestamp, ctx):
         if not self.store.synced:
@@ -310,33 +318,59 @@ class Attribute(KeyedBroadcastProcessFunction):
         # A timer fires when the operator's watermark (min of both inputs) passed it.
         self.engine.advance(timestamp)
         for payload in self.hold.take_due(timestamp):
-            yield from self._attempt(payload, timestamp)
+            yield from self._attempt_and_hold(payload, ctx.timer_service(), timestamp)
         self._count_ranges()
 
+    def _attempt_and_hold(self, payload: bytes, timers, now_ms: int):
+        """Attempt a pending batch at `now_ms`; its rows to retry go back into the hold,
+        under this same key (the source exporter), until their next slot, or, if the
+        watermark has passed that already, until the watermark's next advance: attempted
+        again at once, they would burn their slots with no new evidence read in between.
+        Until 2026-11-28 they went out to the retry topic and were read back: an encode, a
+        produce, a read, a validation and a decode for every retried batch."""
+        retry = yield from self._attempt(payload, now_ms)
+        if retry:
+            pending = PendingHold.read(retry)
+            at_ms = max(pending.due_ms, timers.current_watermark() + 1)
+            timers.register_event_time_timer(self.hold.hold(retry, pending, at_ms))
+
     def _attempt(self, payload: bytes, now_ms: int):
+        """Attempt a pending batch: yields its outputs, returns its rows to retry (a pending
+        batch due at their next slot) or None."""
         header, cols = decode_attributed_batch(payload)
         if not len(cols):
-            return
+            return None
         plan = self.engine.attempt(cols, header.attempts, now_ms)
         key = header.source_exporter_id.encode()  # the outputs' Kafka key
         for region, rows in plan.forward.items():
             self.metrics["forwarded"].inc(len(rows))
             yield routing.frame_forward(region, routing.keyed(key, batches.pending_rows(header, cols, rows)))
         if plan.attribution is None:
-            return
+            return None
         self.metrics["attempts"].inc()
         out = batches.split_attempt(header, plan.local_cols, plan.attribution, self.engine.owner_names(),
                                     plan.attempt, now_ms, plan.next_attempt, plan.next_attempt_ms, self.cfg.region)
         for name, count in out.counts.items():
-            if name.startswith("unattributed_"):
-                self.reason_group.counter(name.removeprefix("unattributed_")).inc(count)
+            if name.startswith(("unattributed_", "retried_")):
+                self._reason_counter(name).inc(count)
             elif count:
                 self.metrics[name].inc(count)
-        for route, payload in ((routing.ATTRIBUTED, out.attributed), (routing.UNATTRIBUTED, out.unattributed),
-                               (routing.RETRY, out.retry)):
+        for route, payload in ((routing.ATTRIBUTED, out.attributed), (routing.UNATTRIBUTED, out.unattributed)):
             if payload:
                 yield routing.frame(route, routing.keyed(key, payload))
         yield from self._edge_partials(header.window_end_ms, out, now_ms)
+        return out.retry
+
+    def _reason_counter(self, name: str):
+        """The counter of "unattributed_<REASON>" or "retried_<REASON>", made once: a second
+        group.counter(name) returns a new counter Flink does not report (a name collision),
+        so every count after a reason's first was lost from unattributed_reason until
+        2026-11-28."""
+        counter = self.reason_counters.get(name)
+        if counter is None:
+            prefix = "unattributed_" if name.startswith("unattributed_") else "retried_"
+            counter = self.reason_counters[name] = self.reason_groups[prefix].counter(name.removeprefix(prefix))
+        return counter
 
     def _edge_partials(self, window_end_ms: int, out: batches.AttemptOutput, now_ms: int):
         """The final rows' edge partials (flink_jobs/edges.py), from the columns in hand: one
@@ -501,6 +535,8 @@ def build_pipeline(env, cfg: JobConfig, sources: dict, sinks: dict) -> None:
     # savepoint's state maps back to the same operators after an upgrade (`flowattr job
     # stop --savepoint` / `resume`). The keyed sinks are Flink SQL tables, whose operator
     # ids the planner derives from the topology (README: "Upgrades with savepoints").
+    # Nothing is routed to "retry" any more (retries stay in Attribute's hold); its sink is
+    # kept so that the planner's operator ids, and savepoints of earlier versions, still match.
     for name in ("attributed", "unattributed", "retry"):
         sinks[name](split_keyed(getattr(routing, name.upper()), name))
     for region in cfg.other_regions:

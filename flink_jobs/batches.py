@@ -252,8 +252,9 @@ def split_attempt(header: pb.AttributedFlowBatch, cols: FlowColumns, result: Att
     retry = result.outcome == RETRY
     final = ~hit & ~retry
     counts = {"attributed": int(hit.sum()), "retried": int(retry.sum()), "unattributed": int(final.sum())}
-    for reason in np.unique(result.reason[final]):
-        counts["unattributed_" + pb.UnattributedReason.Name(int(reason)).removeprefix("UNATTRIBUTED_REASON_")] = \
-            int((result.reason[final] == reason).sum())
+    for prefix, mask in (("unattributed_", final), ("retried_", retry)):   # by reason: why not (yet) attributed
+        for reason in np.unique(result.reason[mask]):
+            counts[prefix + pb.UnattributedReason.Name(int(reason)).removeprefix("UNATTRIBUTED_REASON_")] = \
+                int((result.reason[mask] == reason).sum())
     return AttemptOutput(encode(hit, attempt), encode(final, attempt), encode(retry, next_attempt - 1, next_attempt_ms),
                          counts, full, ~retry)

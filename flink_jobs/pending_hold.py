@@ -53,16 +53,18 @@ class PendingHold:
         """Attempt now rather than hold: the watermark has already passed the due time."""
         return due_ms <= watermark_ms
 
-    def hold(self, payload: bytes, pending: Pending | None = None) -> int:
-        """Hold a pending AttributedFlowBatch (`pending`: its read(), when already made);
-        return the event time it is due (a timer must be registered there)."""
+    def hold(self, payload: bytes, pending: Pending | None = None, at_ms: int | None = None) -> int:
+        """Hold a pending AttributedFlowBatch (`pending`: its read(), when already made)
+        until `at_ms` (default: its due time); return that time (a timer must be
+        registered there)."""
         pending = pending or self.read(payload)
+        at_ms = pending.due_ms if at_ms is None else at_ms
         key = "batch:" + pending.batch_id
         if self.state.get(key) is None:  # a redelivered identical batch is held once
             self.state.put(key, payload)
-            due = "due:" + str(pending.due_ms)
+            due = "due:" + str(at_ms)
             self.state.put(due, (self.state.get(due) or []) + [pending.batch_id])
-        return pending.due_ms
+        return at_ms
 
     def take_due(self, timestamp_ms: int) -> list[bytes]:
         """Remove and return the batches due at this timer's time, in a stable order."""

@@ -149,9 +149,13 @@ def bench_decisions(data: ThroughputData, say) -> dict:
     from flowattr.lab.replay import replay
 
     cfg = load(None, {})
+    # The same settings as the e2e run's job (NO_NEW_SUBNET_WAIT): with the 15-min wait, every
+    # subnet of a fleet younger than that is new, and most flows would be retried until it
+    # passed (a 5-minute fleet replayed at ~97 k flows/s instead of ~390 k): not the job's work.
+    attribution = replace(cfg.attribution, new_subnet_ms=0)
     say(f"limit, every decision: replaying {data.flow_count:,} flows through the engine ...")
     t0 = time.perf_counter()
-    result = replay(data.fleet, data.flows, data.deliveries, cfg.attribution, dict(cfg.region_cidrs), cfg.region)
+    result = replay(data.fleet, data.flows, data.deliveries, attribution, dict(cfg.region_cidrs), cfg.region)
     seconds = time.perf_counter() - t0
     decided = int((result.owner != None).sum() + (result.reason > 0).sum())  # noqa: E711
     say(f"  {decided:,} flows decided in {seconds:.1f} s -> {data.flow_count / seconds:,.0f} flows/s (1 core)")
@@ -359,16 +363,19 @@ def _measure_e2e(job_name: str, total: int, cfg: BenchConfig, say, tick=lambda: 
     started = time.monotonic()
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     samples: list[tuple[float, int, int]] = []   # (monotonic time, outcomes, attributed)
-    last_accepted, accepted, port = (-1, started), 0, None
+    last_accepted, accepted, retried, retried_by_reason, port = (-1, started), 0, 0, {}, None
     first_input = None   # when the job had validated its first flows: reading the backlog counts
     last_growth = started
     while time.monotonic() - started < cfg.e2e_bound_s:
         port = port or flink_metrics.job_port(job_name)
-        counts = flink_metrics.counters(flink_metrics.scrape(port), job_name,
-                                        ("attributed", "unattributed", "flows_in")) \
-            if port else {"attributed": 0, "unattributed": 0, "flows_in": 0}
+        text = flink_metrics.scrape(port) if port else ""
+        counts = flink_metrics.counters(text, job_name,
+                                        ("attributed", "unattributed", "flows_in", "retried")) \
+            if port else {"attributed": 0, "unattributed": 0, "flows_in": 0, "retried": 0}
         outcomes = counts["attributed"] + counts["unattributed"]
         accepted = counts["flows_in"]   # rows the job validated (the rest are dead-lettered)
+        retried = counts["retried"]     # rows sent to the retry topic, every attempt counted
+        retried_by_reason = flink_metrics.counters_by_suffix(text, job_name, "retried_reason_") or retried_by_reason
         if accepted and first_input is None:
             first_input = time.monotonic()
         if outcomes and (not samples or outcomes > samples[-1][1]):
@@ -391,7 +398,8 @@ def _measure_e2e(job_name: str, total: int, cfg: BenchConfig, say, tick=lambda: 
     reader_cpu = 100 * ((cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)) / max(elapsed, 1e-9)
     outcomes = samples[-1][1] if samples else 0
     base = {"e2e_flows": total, "e2e_accepted": accepted, "e2e_outcomes": outcomes,
-            "e2e_reader_cpu_pct": round(reader_cpu, 2), "parallelism": cfg.parallelism}
+            "e2e_reader_cpu_pct": round(reader_cpu, 2), "parallelism": cfg.parallelism, "e2e_retried": retried,
+            "e2e_retried_by_reason": retried_by_reason}
     if not accepted or outcomes < accepted:
         say(f"e2e: INCOMPLETE: {outcomes:,} of {total:,} flows had an outcome after {elapsed:.0f} s; "
             "no throughput is reported")
@@ -406,7 +414,8 @@ def _measure_e2e(job_name: str, total: int, cfg: BenchConfig, say, tick=lambda: 
     rate = 0.99 * outcomes / max(t99 - first, 1e-9)
     attributed = samples[-1][2]
     say(f"e2e: every one of the {accepted:,} flows the job accepted (of {total:,} valid) has an outcome "
-        f"({attributed:,} attributed); first flows read {first - started:.1f} s after start, first output "
+        f"({attributed:,} attributed; {retried:,} sent to retry); first flows read {first - started:.1f} s after "
+        f"start, first output "
         f"{samples[0][0] - started:.1f} s; {rate:,.0f} flows/s from the first read to 99 % ({t99 - first:.1f} s); "
         f"the measuring side used {reader_cpu:.1f} % of a core")
     return base | {"e2e_complete": True, "e2e_flows_per_s": round(rate),

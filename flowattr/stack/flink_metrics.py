@@ -43,6 +43,19 @@ def counters(text: str, job_name: str, names: tuple[str, ...]) -> dict[str, int]
     return out
 
 
+def counters_by_suffix(text: str, job_name: str, prefix: str) -> dict[str, int]:
+    """The counters of a group (`prefix`, e.g. "retried_reason_"), by the name after it,
+    summed over subtasks and operators."""
+    out: dict[str, int] = {}
+    label = job_label(job_name)
+    for line in text.splitlines():
+        m = _LINE.match(line)
+        if m and m.group(1).startswith(OPERATOR + prefix) and label in m.group(2):
+            name = m.group(1).removeprefix(OPERATOR + prefix)
+            out[name] = out.get(name, 0) + int(float(m.group(3)))
+    return out
+
+
 def job_port(job_name: str) -> int | None:
     """The port of the range whose JVM reports this job (None: not yet)."""
     for port in range(FIRST_PORT, LAST_PORT + 1):

@@ -69,3 +69,14 @@ def test_every_value_is_one_batch():
     payloads = [v for k, v in state.items() if k.startswith("batch:")]
     assert len(payloads) == 100 and all(isinstance(v, bytes) for v in payloads)
     assert len(state["due:120000"]) == 100 and all(isinstance(i, str) for i in state["due:120000"])
+
+
+def test_a_retry_already_due_is_held_until_the_time_given_not_its_due_time():
+    """Attribute holds a retry whose slot the watermark has already passed until the
+    watermark's next advance (at_ms = watermark + 1): its timer, and the index, at that
+    time; taken then, and not at the (past) due time."""
+    hold = PendingHold(FakeMapState())
+    late = _pending(4, 120_000, attempts=2)
+    assert hold.hold(late, at_ms=300_001) == 300_001
+    assert hold.take_due(120_000) == []
+    assert hold.take_due(300_001) == [late]

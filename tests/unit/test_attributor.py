@@ -181,7 +181,8 @@ def test_split_attempt_names_owners_per_flow_and_routes_each_outcome():
     assert retry_header.attempts == 3   # so its next attempt is slot 4 (engine.next_attempt)
     _, final = decode_attributed_batch(out.unattributed)
     assert final["unattributed_reason"].tolist() == [CONFLICT]
-    assert out.counts == {"attributed": 3, "retried": 1, "unattributed": 1, "unattributed_CONFLICT": 1}
+    assert out.counts == {"attributed": 3, "retried": 1, "unattributed": 1, "unattributed_CONFLICT": 1,
+                          "retried_NO_EVIDENCE": 1}   # why the retried row was not attributed yet
 
 
 def test_header_of_keeps_every_header_field_and_no_column():

@@ -18,3 +18,17 @@ SCRAPED = "\n".join([
 def test_counters_of_one_job_summed_over_subtasks_by_its_submitted_name():
     got = counters(SCRAPED, "flowattr-collector-bench1", ("attributed", "unattributed", "flows_in"))
     assert got == {"attributed": 2503106 + 3070491, "unattributed": 14668, "flows_in": 0}
+
+
+def test_a_groups_counters_by_name_summed_over_subtasks():
+    from flowattr.stack.flink_metrics import counters_by_suffix
+    labels0 = LABELS.format(job="flowattr_collector_bench1", i=0)
+    labels1 = LABELS.format(job="flowattr_collector_bench1", i=1)
+    text = "\n".join([SCRAPED,
+                      f"{OPERATOR}retried_reason_EVIDENCE_UNSETTLED{{{labels0}}} 40.0",
+                      f"{OPERATOR}retried_reason_EVIDENCE_UNSETTLED{{{labels1}}} 2.0",
+                      f"{OPERATOR}retried_reason_NO_EVIDENCE{{{labels1}}} 5.0",
+                      f"{OPERATOR}retried_reason_NO_EVIDENCE{{{LABELS.format(job='other', i=0)}}} 9.0"])
+    assert counters_by_suffix(text, "flowattr-collector-bench1", "retried_reason_") == \
+        {"EVIDENCE_UNSETTLED": 42, "NO_EVIDENCE": 5}
+    assert counters_by_suffix(SCRAPED, "flowattr-collector-bench1", "retried_reason_") == {}
