@@ -2,7 +2,7 @@
 
     flows.R ──► ValidateFlows ──► pending batches ──┐            ┌─ route-attributed ─► attributed.R
                   │  └─ claims (heartbeats) ─┐       ├─ key_by ──► Attribute ─┼─ route-unattributed ─► unattributed.R
-    retry.R ──► ValidatePending ─────────────┤       │  exporter  (keyed      ├─ (route-retry ─► retry.R: unused)
+    retry.R ──► ValidatePending ─────────────┤       │  exporter  (keyed      ├─ route-retry ─► retry.R (input ended)
     inbound.R ──► ValidatePending ───────────┘       │            broadcast)  └─ route-forward-<R2> ─► inbound.<R2>
     ipchanges.R ──► ValidateEvents ──────────────────┴──► broadcast  └─ route-edge-partials ─► key_by edge
                                                                             ─► EdgeMinutes ─► edges.R
@@ -15,9 +15,9 @@ batch read back never runs the watermark ahead: see flink_jobs/routing.py), emit
 IP-change events. A pending batch is
 held in keyed state until an event-time timer at its next attempt (window end + hold, then
 + retry delay): the rows to retry stay in the hold (until 2026-11-28 they went out to
-retry.R and were read back; the job still reads retry.R, so what an earlier version left
-there is attempted, and keeps its sink so that earlier savepoints map to the same
-operators). Every decision (hold, attempt, retry, forward, give up) is the pure engine's
+retry.R and were read back; now only an attempt after every input has ended writes there,
+for the next job; the job still reads retry.R, so what an earlier version left there is
+attempted). Every decision (hold, attempt, retry, forward, give up) is the pure engine's
 (flink_jobs/attribution/engine.py), the one `flowattr evaluate` drives too.
 Ownership evidence lives in broadcast state (STRING keys and latin-1 STRING values:
 thread mode cannot match byte-array keys; see flink_jobs/ownership_store.py), mirrored by
@@ -63,6 +63,7 @@ OWNERSHIP = MapStateDescriptor("ownership", Types.STRING(), Types.STRING())
 # mode) lose the record timestamp, which left the broadcast watermark at Long.MIN and
 # stalled every timer whenever no timestamped IP-change events flowed.
 CLAIM_TAG, EVENT_TAG = b"C", b"E"
+END_OF_INPUT = 2**63 - 1   # Long.MAX_VALUE: the watermark once every input has ended
 CLAIMS_KEY = ""
 
 
@@ -329,10 +330,19 @@ class Attribute(KeyedBroadcastProcessFunction):
         Until 2026-11-28 they went out to the retry topic and were read back: an encode, a
         produce, a read, a validation and a decode for every retried batch."""
         retry = yield from self._attempt(payload, now_ms)
-        if retry:
-            pending = PendingHold.read(retry)
-            at_ms = max(pending.due_ms, timers.current_watermark() + 1)
-            timers.register_event_time_timer(self.hold.hold(retry, pending, at_ms))
+        if not retry:
+            return
+        watermark = timers.current_watermark()
+        if watermark >= END_OF_INPUT:
+            # The inputs have ended (a drained stop, a bounded run): no timer can fire after
+            # this one, so the rows go to the retry topic for the next job (found by an
+            # adversarial review: watermark + 1 overflows a Java long, and nothing would ever
+            # take them from the hold).
+            header = pb.AttributedFlowBatch.FromString(retry)
+            yield routing.frame(routing.RETRY, routing.keyed(header.source_exporter_id.encode(), retry))
+            return
+        pending = PendingHold.read(retry)
+        timers.register_event_time_timer(self.hold.hold(retry, pending, max(pending.due_ms, watermark + 1)))
 
     def _attempt(self, payload: bytes, now_ms: int):
         """Attempt a pending batch: yields its outputs, returns its rows to retry (a pending
@@ -535,8 +545,9 @@ def build_pipeline(env, cfg: JobConfig, sources: dict, sinks: dict) -> None:
     # savepoint's state maps back to the same operators after an upgrade (`flowattr job
     # stop --savepoint` / `resume`). The keyed sinks are Flink SQL tables, whose operator
     # ids the planner derives from the topology (README: "Upgrades with savepoints").
-    # Nothing is routed to "retry" any more (retries stay in Attribute's hold); its sink is
-    # kept so that the planner's operator ids, and savepoints of earlier versions, still match.
+    # Retries stay in Attribute's hold; "retry" gets only those of an attempt made once every
+    # input has ended (a drained stop: no timer fires after it), for the next job to read.
+    # Its sink also keeps the planner's operator ids, so savepoints of earlier versions match.
     for name in ("attributed", "unattributed", "retry"):
         sinks[name](split_keyed(getattr(routing, name.upper()), name))
     for region in cfg.other_regions:

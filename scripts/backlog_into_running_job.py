@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     from flowattr.lab.bench import (
         PRELOADED_CLOCK_MINUTES,
         BenchConfig,
-        _measure_e2e,
+        measure_e2e,
         one_region_config,
         produce_keyed_backlog,
         throughput_data,
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg = BenchConfig(state=st, port=args.port, e2e_flows=0, busy_factor=20, parallelism=2, latency_s=0,
                               latency_hold_s=0, exporter_s=0, out=st / "unused.json", e2e_bound_s=1200)
             try:
-                run = _measure_e2e(f"flowattr-collector-{region}", total, cfg, say, tick=lambda: clock.tick(1))
+                run = measure_e2e(f"flowattr-collector-{region}", total, cfg, say, tick=lambda: clock.tick(1))
             finally:
                 clock.close()
             if not run.get("e2e_complete"):

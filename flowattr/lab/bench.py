@@ -334,7 +334,7 @@ def bench_e2e(cfg: BenchConfig, data: ThroughputData, say, state_backend: str = 
                         "--parallelism", str(cfg.parallelism), "--group-id", region,
                         "--state-backend", state_backend, *NO_NEW_SUBNET_WAIT], cfg.state / "bench-job.log")
         # Event time goes on past the pre-loaded clock, as real exporters' empty batches
-        # would, but only while the job has caught up (_measure_e2e ticks when the outcomes
+        # would, but only while the job has caught up (measure_e2e ticks when the outcomes
         # stopped growing), so the last retries come due and every flow gets an outcome. A
         # clock running a minute a second regardless ran hours of event time ahead of a
         # 21.6 M-flow backlog (past the 3 h retention) while the job worked through it, and
@@ -342,14 +342,14 @@ def bench_e2e(cfg: BenchConfig, data: ThroughputData, say, state_backend: str = 
         clock = EventClock(b.bootstrap, [region], last_window + PRELOADED_CLOCK_MINUTES * 60_000)
         with job:
             try:
-                return _measure_e2e(f"flowattr-collector-{region}", total, cfg, say, tick=lambda: clock.tick(1))
+                return measure_e2e(f"flowattr-collector-{region}", total, cfg, say, tick=lambda: clock.tick(1))
             finally:
                 clock.close()
     finally:
         broker.stop(cfg.state)
 
 
-def _measure_e2e(job_name: str, total: int, cfg: BenchConfig, say, tick=lambda: None) -> dict:
+def measure_e2e(job_name: str, total: int, cfg: BenchConfig, say, tick=lambda: None) -> dict:
     """Time the job until every flow has an outcome (attributed or unattributed), counted
     from the job's own counters on its Prometheus endpoint (flowattr/stack/flink_metrics.py):
     no decoding of the output, so the instrument costs ~nothing. Incomplete within the
