@@ -151,7 +151,7 @@ def bench_decisions(data: ThroughputData, say) -> dict:
     cfg = load(None, {})
     # The same settings as the e2e run's job (NO_NEW_SUBNET_WAIT): with the 15-min wait, every
     # subnet of a fleet younger than that is new, and most flows would be retried until it
-    # passed (a 5-minute fleet replayed at ~97 k flows/s instead of ~390 k): not the job's work.
+    # passed (a 5-minute fleet replayed at ~97 k flows/s instead of 203-269 k): not the job's work.
     attribution = replace(cfg.attribution, new_subnet_ms=0)
     say(f"limit, every decision: replaying {data.flow_count:,} flows through the engine ...")
     t0 = time.perf_counter()
@@ -374,7 +374,7 @@ def measure_e2e(job_name: str, total: int, cfg: BenchConfig, say, tick=lambda: N
             if port else {"attributed": 0, "unattributed": 0, "flows_in": 0, "retried": 0}
         outcomes = counts["attributed"] + counts["unattributed"]
         accepted = counts["flows_in"]   # rows the job validated (the rest are dead-lettered)
-        retried = counts["retried"]     # rows sent to the retry topic, every attempt counted
+        retried = counts["retried"]     # rows held for another attempt, every attempt counted
         retried_by_reason = flink_metrics.counters_by_suffix(text, job_name, "retried_reason_") or retried_by_reason
         if accepted and first_input is None:
             first_input = time.monotonic()
