@@ -302,12 +302,12 @@ class Attribute(KeyedBroadcastProcessFunction):
         if not pending.flow_count:
             return  # an empty batch only carried its timestamp (the watermark) this far
         timers = ctx.timer_service()
-        if PendingHold.is_due(pending.due_ms, timers.current_watermark()):
+        watermark = timers.current_watermark()
+        if PendingHold.is_due(pending.due_ms, watermark):
             # Already due (a forward, or a retry an earlier version sent through Kafka, read
             # after the watermark moved on): attempt now, as a timer would at this watermark;
             # a timer set in the past would wait for the next watermark advance, which may
             # never come.
-            watermark = timers.current_watermark()
             self.engine.advance(watermark)
             yield from self._attempt_and_hold(payload, timers, watermark)
             return

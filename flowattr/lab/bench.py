@@ -363,7 +363,7 @@ def measure_e2e(job_name: str, total: int, cfg: BenchConfig, say, tick=lambda: N
     started = time.monotonic()
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     samples: list[tuple[float, int, int]] = []   # (monotonic time, outcomes, attributed)
-    last_accepted, accepted, retried, retried_by_reason, port = (-1, started), 0, 0, {}, None
+    last_accepted, accepted, retried, port, text = (-1, started), 0, 0, None, ""
     first_input = None   # when the job had validated its first flows: reading the backlog counts
     last_growth = started
     while time.monotonic() - started < cfg.e2e_bound_s:
@@ -375,7 +375,6 @@ def measure_e2e(job_name: str, total: int, cfg: BenchConfig, say, tick=lambda: N
         outcomes = counts["attributed"] + counts["unattributed"]
         accepted = counts["flows_in"]   # rows the job validated (the rest are dead-lettered)
         retried = counts["retried"]     # rows held for another attempt, every attempt counted
-        retried_by_reason = flink_metrics.counters_by_suffix(text, job_name, "retried_reason_") or retried_by_reason
         if accepted and first_input is None:
             first_input = time.monotonic()
         if outcomes and (not samples or outcomes > samples[-1][1]):
@@ -393,6 +392,8 @@ def measure_e2e(job_name: str, total: int, cfg: BenchConfig, say, tick=lambda: N
         if accepted and outcomes >= accepted and time.monotonic() - last_accepted[1] >= 15:
             break
         time.sleep(1)  # the job's counters are sampled at 1 Hz
+    # Why rows were retried, from the last scrape only (not parsed every second).
+    retried_by_reason = flink_metrics.counters_by_suffix(text, job_name, "retried_reason_")
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     elapsed = time.monotonic() - started
     reader_cpu = 100 * ((cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)) / max(elapsed, 1e-9)

@@ -31,15 +31,22 @@ def job_label(job_name: str) -> str:
     return f'job_name="{re.sub(r"[^A-Za-z0-9_:]", "_", job_name)}"'
 
 
-def counters(text: str, job_name: str, names: tuple[str, ...]) -> dict[str, int]:
-    """Operator counters `names` of job `job_name`, summed over subtasks and operators."""
-    out = dict.fromkeys(names, 0)
-    wanted = {OPERATOR + n: n for n in names}
+def _operator_counters(text: str, job_name: str):
+    """(name after the operator prefix, value text) of every operator metric line of the job:
+    converted by the callers, for the names they want (gauges may read NaN)."""
     label = job_label(job_name)
     for line in text.splitlines():
         m = _LINE.match(line)
-        if m and m.group(1) in wanted and label in m.group(2):
-            out[wanted[m.group(1)]] += int(float(m.group(3)))
+        if m and m.group(1).startswith(OPERATOR) and label in m.group(2):
+            yield m.group(1).removeprefix(OPERATOR), m.group(3)
+
+
+def counters(text: str, job_name: str, names: tuple[str, ...]) -> dict[str, int]:
+    """Operator counters `names` of job `job_name`, summed over subtasks and operators."""
+    out = dict.fromkeys(names, 0)
+    for name, value in _operator_counters(text, job_name):
+        if name in out:
+            out[name] += int(float(value))
     return out
 
 
@@ -47,12 +54,10 @@ def counters_by_suffix(text: str, job_name: str, prefix: str) -> dict[str, int]:
     """The counters of a group (`prefix`, e.g. "retried_reason_"), by the name after it,
     summed over subtasks and operators."""
     out: dict[str, int] = {}
-    label = job_label(job_name)
-    for line in text.splitlines():
-        m = _LINE.match(line)
-        if m and m.group(1).startswith(OPERATOR + prefix) and label in m.group(2):
-            name = m.group(1).removeprefix(OPERATOR + prefix)
-            out[name] = out.get(name, 0) + int(float(m.group(3)))
+    for name, value in _operator_counters(text, job_name):
+        if name.startswith(prefix):
+            member = name.removeprefix(prefix)
+            out[member] = out.get(member, 0) + int(float(value))
     return out
 
 

@@ -51,22 +51,23 @@ def _present(queried: str, names: set[str]) -> bool:
     return any(n.startswith(queried) for n in names) if queried.endswith("_") else queried in names
 
 
-def _scrape_names() -> set[str]:
-    """Metric names served by every Prometheus endpoint of the range that answers."""
+def _scrape_all() -> str:
+    """The text of every Prometheus endpoint of the range that answers."""
     from flink_jobs.metrics_reporter import FIRST_PORT, LAST_PORT
     from flowattr.stack.flink_metrics import scrape
-    names = set()
-    for port in range(FIRST_PORT, LAST_PORT + 1):
-        names |= {line.split("{")[0].split(" ")[0] for line in scrape(port).splitlines() if line and line[0] != "#"}
-    return names
+    return "\n".join(scrape(port) for port in range(FIRST_PORT, LAST_PORT + 1))
+
+
+def _scrape_names() -> set[str]:
+    """Metric names served by every Prometheus endpoint of the range that answers."""
+    return {line.split("{")[0].split(" ")[0] for line in _scrape_all().splitlines() if line and line[0] != "#"}
 
 
 def _reasons_add_up(job_name: str) -> bool:
     """One scrape of every endpoint: more unattributed flows than reasons (so some reason
     counted twice or more), and the per-reason counters summing to them."""
-    from flink_jobs.metrics_reporter import FIRST_PORT, LAST_PORT
-    from flowattr.stack.flink_metrics import counters, counters_by_suffix, scrape
-    text = "\n".join(scrape(port) for port in range(FIRST_PORT, LAST_PORT + 1))
+    from flowattr.stack.flink_metrics import counters, counters_by_suffix
+    text = _scrape_all()
     total = counters(text, job_name, ("unattributed",))["unattributed"]
     by_reason = counters_by_suffix(text, job_name, "unattributed_reason_")
     return total > len(by_reason) and sum(by_reason.values()) == total

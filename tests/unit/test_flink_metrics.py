@@ -32,3 +32,13 @@ def test_a_groups_counters_by_name_summed_over_subtasks():
     assert counters_by_suffix(text, "flowattr-collector-bench1", "retried_reason_") == \
         {"EVIDENCE_UNSETTLED": 42, "NO_EVIDENCE": 5}
     assert counters_by_suffix(SCRAPED, "flowattr-collector-bench1", "retried_reason_") == {}
+
+
+def test_a_gauge_reading_nan_beside_the_counters_is_not_converted():
+    """The job's operators also serve gauges that read NaN (a refactor that converted every
+    line of the job failed the cluster test with 'cannot convert float NaN to integer')."""
+    from flowattr.stack.flink_metrics import counters_by_suffix
+    labels = LABELS.format(job="flowattr_collector_bench1", i=0)
+    text = "\n".join([SCRAPED, f"{OPERATOR}currentInputWatermarkLag{{{labels}}} NaN"])
+    assert counters(text, "flowattr-collector-bench1", ("unattributed",)) == {"unattributed": 14668}
+    assert counters_by_suffix(text, "flowattr-collector-bench1", "unattributed") == {"": 14668}
