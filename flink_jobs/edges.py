@@ -187,7 +187,10 @@ def record(key: str, counts: list[int], region: str, updated_at_ms: int) -> tupl
     """(Kafka key, EdgeRecord bytes) of an edge's minute. Totals past the uint64 fields'
     maximum (bytes of flows near 2^64 each, summed) are reported at that maximum."""
     minute, local, remote, direction, port, reason = json.loads(key)
-    counts = [min(max(c, 0), UINT64_MAX) for c in counts]
+    # Clipped only when out of range: the per-element clip was 17 of a call's 24 us (PyLong
+    # comparisons against 2^64 - 1), once per edge record, nearly one per partial.
+    if min(counts) < 0 or max(counts) > UINT64_MAX:
+        counts = [min(max(c, 0), UINT64_MAX) for c in counts]
     histogram = counts[6:]
     edge = pb.EdgeRecord(
         window_start_ms=int(minute), local_workload=local, remote_workload=remote, direction=int(direction),

@@ -90,8 +90,13 @@ def _add_bench(sub) -> None:
     p.add_argument("--latency-s", type=float, default=60, help="seconds of live traffic for the latency run")
     p.add_argument("--latency-hold-s", type=float, default=10, help="hold used in the latency run")
     p.add_argument("--exporter-s", type=float, default=20, help="seconds of 1k conn/s for the exporter run")
-    p.add_argument("--only", action="append", choices=["limit", "state", "growth", "e2e", "e2e_rocksdb", "latency",
-                                                         "exporter"],
+    p.add_argument("--growth-e2e-flows", type=int, default=3_000_000,
+                   help="the fleet's flows in each growth_e2e run (default 3,000,000)")
+    p.add_argument("--growth-e2e-ips", type=positive_int, action="append",
+                   help="IPs the job learns before a growth_e2e run (repeatable; default 10,000, 1,000,000 and "
+                   "10,000,000)")
+    p.add_argument("--only", action="append", choices=["limit", "state", "growth", "e2e", "e2e_rocksdb", "growth_e2e",
+                                                         "latency", "exporter"],
                    help="run only these parts (repeatable); results merge into the JSON")
     p.add_argument("--out", type=Path, default=Path("bench/results.json"))
 
@@ -168,7 +173,8 @@ def _cmd_bench(args) -> int:
     cfg = bench.BenchConfig(state=paths.state_dir(args.state_dir), port=args.port, e2e_flows=args.e2e_flows,
                             busy_factor=args.busy_factor, parallelism=args.parallelism, latency_s=args.latency_s,
                             latency_hold_s=args.latency_hold_s, exporter_s=args.exporter_s, out=args.out,
-                            e2e_bound_s=args.e2e_bound_s, repeat=args.repeat)
+                            e2e_bound_s=args.e2e_bound_s, repeat=args.repeat, growth_e2e_flows=args.growth_e2e_flows,
+                            growth_e2e_ips=tuple(args.growth_e2e_ips or bench.GROWTH_E2E_IPS))
     results = bench.run(cfg, progress, args.only)
     print(bench.format_table(results))
     progress(f"saved {args.out}")

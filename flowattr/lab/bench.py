@@ -10,6 +10,8 @@
 4. state: bytes per ownership range as held in the job's broadcast state (key + value),
    and the total for 1 million IPs.
 5. growth: the limit again after preloading 10 k, 1 M and 10 M other IPs; RSS per IP.
+   growth_e2e (bench_growth.py): the e2e run of a smaller fleet after the job has learned
+   10 k, 1 M and 10 M other IPs; the job's RSS per IP.
 6. exporter: CPU of the real exporter at ~1,000 connections/s between namespace hosts,
    beside the traffic generator's own CPU (root and eBPF only; otherwise reported as null).
 """
@@ -29,6 +31,7 @@ import numpy as np
 
 from flink_jobs.attribution.attributor import Attributor
 from flowattr.lab import NO_NEW_SUBNET_WAIT
+from flowattr.lab.bench_growth import GROWTH_E2E_IPS, bench_growth_e2e
 from flowattr.lab.bench_latency import bench_latency
 from flowattr.lab.evaluate import default_config
 from flowattr.lab.simulate import (
@@ -56,6 +59,8 @@ class BenchConfig:
     out: Path                   # results JSON
     e2e_bound_s: float = 900    # an end-to-end run not complete by then fails
     repeat: int = 3             # throughput runs (limit, e2e) per figure: median, min, max
+    growth_e2e_flows: int = 3_000_000   # the fleet's flows in each growth_e2e run (a smaller fleet)
+    growth_e2e_ips: tuple[int, ...] = GROWTH_E2E_IPS   # IPs the job learns first, one run each
 
 
 def _machine() -> dict:
@@ -349,14 +354,16 @@ def bench_e2e(cfg: BenchConfig, data: ThroughputData, say, state_backend: str = 
         broker.stop(cfg.state)
 
 
-def measure_e2e(job_name: str, total: int, cfg: BenchConfig, say, tick=lambda: None) -> dict:
+def measure_e2e(job_name: str, total: int, cfg: BenchConfig, say, tick=lambda: None,
+                baseline: dict[str, int] | None = None) -> dict:
     """Time the job until every flow has an outcome (attributed or unattributed), counted
     from the job's own counters on its Prometheus endpoint (flowattr/stack/flink_metrics.py):
     no decoding of the output, so the instrument costs ~nothing. Incomplete within the
     bound: e2e_complete false and no throughput (run() then fails). `tick` moves event time
     on a minute; it is called once a second after the first outcome, while neither the
     accepted flows nor the outcomes have grown for 3 s (the pre-loaded clock brings the
-    first attempts due; ticking during start-up ran event time an hour ahead)."""
+    first attempts due; ticking during start-up ran event time an hour ahead). `baseline`:
+    counter values to count from (what the job had done before these flows were sent)."""
     import resource
 
     from flowattr.stack import flink_metrics
@@ -372,6 +379,7 @@ def measure_e2e(job_name: str, total: int, cfg: BenchConfig, say, tick=lambda: N
         counts = flink_metrics.counters(text, job_name,
                                         ("attributed", "unattributed", "flows_in", "retried")) \
             if port else {"attributed": 0, "unattributed": 0, "flows_in": 0, "retried": 0}
+        counts = {name: value - (baseline or {}).get(name, 0) for name, value in counts.items()}
         outcomes = counts["attributed"] + counts["unattributed"]
         accepted = counts["flows_in"]   # rows the job validated (the rest are dead-lettered)
         retried = counts["retried"]     # rows held for another attempt, every attempt counted
@@ -520,6 +528,8 @@ def run(cfg: BenchConfig, say, only: list[str] | None = None) -> dict:
     data = throughput_data(cfg.e2e_flows, cfg.busy_factor, say) if needs_data else None
     steps = {"limit": lambda: bench_limit(data, say), "state": lambda: bench_state(say),
              "growth": lambda: bench_growth(data, say),
+             "growth_e2e": lambda: bench_growth_e2e(
+                 cfg, throughput_data(cfg.growth_e2e_flows, cfg.busy_factor, say), say, cfg.growth_e2e_ips),
              "e2e": lambda: bench_e2e(cfg, data, say), "e2e_rocksdb": lambda: bench_e2e_rocksdb(cfg, data, say),
              "latency": lambda: bench_latency(cfg, say),
              "exporter": lambda: bench_exporter(cfg, say)}
@@ -572,7 +582,7 @@ def run(cfg: BenchConfig, say, only: list[str] | None = None) -> dict:
     return merged
 
 
-PARTS = ("limit", "state", "growth", "e2e", "e2e_rocksdb", "latency", "exporter")
+PARTS = ("limit", "state", "growth", "e2e", "e2e_rocksdb", "growth_e2e", "latency", "exporter")
 
 
 # Keys a part writes without its name as prefix.
@@ -614,6 +624,9 @@ def format_table(r: dict) -> str:
             ("state for 1 M IPs (bytes)", r.get("state_bytes_1m_ips")),
             *((f"limit, {g['ips']:,} more IPs known (flows/s; B/IP)",
                f"{g['limit_flows_per_s']:,} ({g['rss_bytes_per_ip']} B)") for g in r.get("growth_by_ips") or []),
+            *((f"end to end, {g['ips']:,} more IPs known (flows/s; job B/IP)",
+               f"{g['e2e_flows_per_s']:,} ({g['job_rss_bytes_per_ip']:,} B)" if g.get("e2e_complete")
+               else f"none: {g.get('error') or 'incomplete run'}") for g in r.get("growth_e2e_by_ips") or []),
             ("exporter CPU % of a core at 1k conn/s", r.get("exporter_cpu_pct_at_1k_cps")),
             ("traffic generator CPU %", r.get("generator_cpu_pct")),
             ("exporter CPU % at 10k conn/s asked (reached)", f"{r.get('exporter_cpu_pct_at_10k_asked')} "

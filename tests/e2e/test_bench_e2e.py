@@ -43,3 +43,18 @@ def test_the_latency_run_measures_a_live_fleet_after_its_warm_up(tmp_path):
     # out-of-orderness) is 3 s past them; batches come every 5 s, at their window's end, so
     # the first that moves it far enough is the next one: none comes out sooner than 5 s.
     assert results["latency_p50_s"] >= 5, results
+
+
+def test_the_growth_run_times_the_fleet_alone_after_the_job_learned_the_preloaded_ips(tmp_path):
+    out = tmp_path / "results.json"
+    run = subprocess.run([sys.executable, "-m", "flowattr.cli", "--state-dir", str(tmp_path), "bench", "--only",
+                          "growth_e2e", "--growth-e2e-ips", "20000", "--growth-e2e-flows", "60000", "--busy-factor",
+                          "3", "--port", str(free_port()), "--out", str(out)], capture_output=True, text=True,
+                         timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    [point] = json.loads(out.read_text())["growth_e2e_by_ips"]
+    assert point["ips"] == 20000 and point["e2e_complete"] and point["e2e_flows_per_s"] > 0, point
+    # Counted from the job's counters after the preload (the warm-up's and the N IPs' own
+    # flows, 40,000, are not in it): exactly the fleet's valid flows were read and decided.
+    assert point["e2e_accepted"] == point["e2e_flows"], point
+    assert point["e2e_attributed_pct"] >= 99, point

@@ -1,0 +1,253 @@
+"""`flowattr bench --only growth_e2e`: how the job's end-to-end cost and memory grow with
+the IPs in its ownership state (issue #15: 10 k, 1 M, 10 M).
+
+For each size N, on a fresh embedded broker: start the job, preload N other IPs into its
+state the way a real fleet puts them there (flow batches whose local IPs they are: one
+heartbeat range each, in fd00::/8, which the bench config adds to the region's CIDRs;
+none is the simulated fleet's, so every fleet flow gets the answer it gets without them),
+wait until both attribute instances hold them and the preload's own flows have their
+outcome, then pre-load the busy fleet and time it exactly as the e2e part does, counting
+from the preload's counters. The preload's flows go to 192.0.2.1 (TEST-NET-1, outside
+every region's CIDRs): unattributed at their first attempt, never retried.
+
+Memory is the RSS of the job's process tree (the JVM, with the operators' Python in it:
+thread mode) after the preload against before it, so it counts every copy the job keeps:
+each attribute instance's Python tables, the JVM's broadcast state per instance and the
+claimant and subnet indexes beside the ranges.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+from schemas import flowattr_pb2 as pb
+from schemas.columns import FlowColumns, encode_flow_batch, ip_to_bytes
+from schemas.errors import FlowattrError
+from schemas.topics import RegionTopics
+
+GROWTH_E2E_IPS = (10_000, 1_000_000, 10_000_000)
+PRELOAD_CIDR = "fd00::/8"
+PRELOAD_REMOTE = "192.0.2.1"      # TEST-NET-1: in no region's CIDRs
+PRELOAD_FLOWS_PER_BATCH = 20_000  # ~1.3 MB a batch
+PRELOAD_WORKLOADS = 300
+PRELOAD_LEAD_MS = 15 * 60_000     # the warm-up's window starts this long before the fleet's first
+WARMUP_IPS = PRELOAD_FLOWS_PER_BATCH  # learned first: the job's start-up growth is not counted per IP
+
+
+def preload_ip(i: int) -> bytes:
+    """The i-th preloaded IP: fd00::<i>, never one of the simulated fleet's (IPv4-mapped)."""
+    return b"\xfd" + bytes(11) + i.to_bytes(4, "big")
+
+
+def preload_batches(n_ips: int, window_start_ms: int, first_ip: int = 0):
+    """(exporter key, FlowBatch bytes) of batches that make a collector learn N IPs, from
+    the first_ip-th on: one outbound flow per IP, local IP preload_ip(i) attributed by the
+    exporter's IP map to svc-(i % 300), all in the one-minute window from window_start_ms;
+    one exporter per batch (sequence 1), so no exporter's ledger waits for another batch."""
+    workloads = [""] + [f"svc-{w:03d}" for w in range(PRELOAD_WORKLOADS)]
+    remote = np.frombuffer(ip_to_bytes(PRELOAD_REMOTE), np.uint8)
+    end = first_ip + n_ips
+    for first in range(first_ip, end, PRELOAD_FLOWS_PER_BATCH):
+        index = np.arange(first, min(end, first + PRELOAD_FLOWS_PER_BATCH), dtype=np.int64)
+        cols = FlowColumns.zeros(len(index))
+        local = cols["local_ip"]
+        local[:, 0] = 0xFD
+        local[:, 12:] = index.astype(">u4").view(np.uint8).reshape(-1, 4)
+        cols["remote_ip"][:] = remote
+        cols["local_port"][:] = 40_000 + index % 20_000
+        cols["remote_port"][:] = 443
+        cols["start_ms"][:] = window_start_ms + index % 50_000
+        cols["end_ms"][:] = cols["start_ms"] + 1_000
+        cols["bytes_sent"][:] = 100
+        cols["bytes_received"][:] = 200
+        cols["local_workload_ref"][:] = 1 + index % PRELOAD_WORKLOADS
+        cols["local_attribution"][:] = pb.LOCAL_ATTRIBUTION_IP_MAP
+        cols["direction"][:] = pb.FLOW_DIRECTION_OUTBOUND
+        cols.workloads = workloads
+        exporter = f"growth-preload-{first // PRELOAD_FLOWS_PER_BATCH:06d}"
+        header = pb.FlowBatch(exporter_id=exporter, host=exporter, window_start_ms=window_start_ms,
+                              window_end_ms=window_start_ms + 60_000, sequence=1, part=0, part_count=1)
+        yield exporter.encode(), encode_flow_batch(header, cols)
+
+
+def tree_rss_mib(pid: int) -> float:
+    """RSS of a process and all its descendants (the job's client, its JVM), MiB, each JVM
+    among them after a full garbage collection (jcmd GC.run): G1 grows the heap under
+    allocation rather than collect, and gives memory back only at a full collection, so
+    without one the RSS follows what the job allocated lately, not what it holds (a
+    100 k-IP preload measured 10 kB per IP that way)."""
+    pids = _tree(pid)
+    for p in pids:
+        if Path(f"/proc/{p}/exe").exists() and os.path.basename(os.readlink(f"/proc/{p}/exe")) == "java":
+            subprocess.run([shutil.which("jcmd") or "jcmd", str(p), "GC.run"], capture_output=True, timeout=120)
+    total = 0
+    for p in pids:
+        try:
+            total += int(Path(f"/proc/{p}/statm").read_text().split()[1])
+        except OSError:
+            pass   # it ended
+    return total * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _tree(pid: int) -> list[int]:
+    """A process and all its descendants."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue   # the process ended while we looked
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        out.append(todo.pop())
+        todo.extend(children.get(out[-1], []))
+    return out
+
+
+def growth_config(path: Path, region: str) -> Path:
+    """bench.one_region_config, with the preload's CIDR in the region (claims are learned
+    only for local IPs inside the region's CIDRs)."""
+    import yaml
+
+    from flowattr.lab.bench import one_region_config
+    one_region_config(path, region)
+    raw = yaml.safe_load(path.read_text())
+    raw["region_cidrs"][PRELOAD_CIDR] = region
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _preload_clock(p, region: str, minute_start_ms: int, partitions: list[int]) -> None:
+    """One empty batch per partition from the preload's own clock exporters for the minute
+    from minute_start_ms: event time moves on until the fleet's batches come (the fleet's
+    clock exporters start later, at the end of its data, with their own sequences)."""
+    topic = RegionTopics(region).flows
+    for part in partitions:
+        for k in range(3):   # the job's event time follows the 3rd latest exporter a validator reads
+            exporter = f"growth-clock-{part}-{k}"
+            header = pb.FlowBatch(exporter_id=exporter, host="clock", region=region, window_start_ms=minute_start_ms,
+                                  window_end_ms=minute_start_ms + 60_000, sequence=minute_start_ms // 60_000,
+                                  part=0, part_count=1)
+            p.send(topic, encode_flow_batch(header, FlowColumns.zeros(0)), partition=part,
+                   timestamp_ms=minute_start_ms + 60_000)
+    p.flush()
+
+
+def _counts(job_name: str, port: int) -> dict[str, int]:
+    from flowattr.stack import flink_metrics
+    return flink_metrics.counters(flink_metrics.scrape(port), job_name,
+                                  ("attributed", "unattributed", "flows_in", "retried", "broadcast_ranges_held"))
+
+
+def _preload(cfg, p, region: str, job_name: str, port: int, first_ip: int, n_ips: int, start_ms: int,
+             until_ms: int, say) -> dict:
+    """Send N preloaded IPs (from the first_ip-th) in the minute from start_ms, and wait
+    until every preloaded flow so far has its outcome and each attribute instance counts
+    every preloaded range; clock minutes move event time on, never to until_ms. Returns
+    the job's counters then."""
+    partitions = sorted(p.partitions_for(RegionTopics(region).flows))
+    for key, value in preload_batches(n_ips, start_ms, first_ip):
+        p.send(RegionTopics(region).flows, value, key=key, timestamp_ms=start_ms + 60_000)
+    # Three minutes of clock: the preload's hold (1 min) and out-of-orderness pass.
+    clock_ms = start_ms
+    for _ in range(3):
+        _preload_clock(p, region, clock_ms, partitions)
+        clock_ms += 60_000
+    known = first_ip + n_ips
+    began, said, counts = time.monotonic(), 0.0, {}
+    while time.monotonic() - began < cfg.e2e_bound_s:
+        counts = _counts(job_name, port)
+        decided = counts["attributed"] + counts["unattributed"]
+        if decided >= known and counts["broadcast_ranges_held"] >= cfg.parallelism * known:
+            return counts | {"clock_ms": clock_ms}
+        # The ranges gauge is recounted at most every 10 s, when an element comes: a clock
+        # minute more every few seconds brings one.
+        if decided >= known and clock_ms + 60_000 < until_ms:
+            _preload_clock(p, region, clock_ms, partitions)
+            clock_ms += 60_000
+        if time.monotonic() - said >= 10:
+            said = time.monotonic()
+            say(f"  preload of {n_ips:,} IPs: {counts['flows_in']:,} flows read, {decided:,} decided, "
+                f"{counts['broadcast_ranges_held']:,} ranges held over the instances ({said - began:.0f} s)")
+        time.sleep(1)
+    raise FlowattrError(f"the job had not learned the {n_ips:,} preloaded IPs within {cfg.e2e_bound_s:.0f} s "
+                        f"(counters {counts}); see the job log in {cfg.state}, or give --e2e-bound-s more")
+
+
+def growth_e2e_point(cfg, data, n_ips: int, say) -> dict:
+    """One size: the job's RSS growth for N preloaded IPs, then the fleet's e2e run over them."""
+    from flowattr.lab import NO_NEW_SUBNET_WAIT
+    from flowattr.lab.bench import PRELOADED_CLOCK_MINUTES, measure_e2e, produce_keyed_backlog
+    from flowattr.lab.settle import EventClock
+    from flowattr.stack import broker, flink_metrics, topics
+    from flowattr.stack.kafka_clients import producer
+    from flowattr.stack.local_job import LocalJob
+
+    b = broker.start(cfg.state, cfg.port, progress=say)
+    region = f"growth{int(time.time())}"
+    job_name = f"flowattr-collector-{region}"
+    try:
+        topics.create_topics(b.bootstrap, [region], progress=lambda *_: None)
+        config = growth_config(cfg.state / "bench-growth-config.yaml", region)
+        job = LocalJob("flink_jobs.attribution_job",
+                       ["--config", str(config), "--bootstrap", b.bootstrap, "--region", region,
+                        "--parallelism", str(cfg.parallelism), "--group-id", region, *NO_NEW_SUBNET_WAIT],
+                       cfg.state / "bench-growth-job.log")
+        with job:
+            began, port = time.monotonic(), None
+            while port is None and time.monotonic() - began < cfg.e2e_bound_s:
+                port = flink_metrics.job_port(job_name)
+                time.sleep(1)
+            if port is None:
+                raise FlowattrError(f"the job reported no metrics within {cfg.e2e_bound_s:.0f} s; "
+                                    f"see {cfg.state / 'bench-growth-job.log'}")
+            p = producer(b.bootstrap)
+            fleet_start = min(d.window_start_ms for d in data.deliveries)
+            # A warm-up batch first: the job's own growth as it starts working (the JVM's heap,
+            # its first windows: hundreds of MiB) would otherwise count against the IPs.
+            warm = _preload(cfg, p, region, job_name, port, 0, WARMUP_IPS, fleet_start - PRELOAD_LEAD_MS,
+                            fleet_start, say)
+            rss0, t0 = tree_rss_mib(job.proc.pid), time.monotonic()
+            baseline = _preload(cfg, p, region, job_name, port, WARMUP_IPS, n_ips, warm["clock_ms"], fleet_start, say)
+            learned_s, rss = time.monotonic() - t0, tree_rss_mib(job.proc.pid) - rss0
+            say(f"growth_e2e: {n_ips:,} IPs learned in {learned_s:.0f} s, job RSS +{rss:,.0f} MiB "
+                f"({rss * 2**20 / n_ips:,.0f} B per IP); now the fleet's {data.valid_flow_count:,} flows")
+            last_window = produce_keyed_backlog(p, data, region)
+            p.close()
+            clock = EventClock(b.bootstrap, [region], last_window + PRELOADED_CLOCK_MINUTES * 60_000)
+            try:
+                result = measure_e2e(job_name, data.valid_flow_count, cfg, say, tick=lambda: clock.tick(1),
+                                     baseline=baseline)
+            finally:
+                clock.close()
+    finally:
+        broker.stop(cfg.state)
+    return {"ips": n_ips, "warmup_ips": WARMUP_IPS, "e2e_complete": result["e2e_complete"],
+            "e2e_flows_per_s": result["e2e_flows_per_s"],
+            "e2e_attributed_pct": result["e2e_attributed_pct"], "e2e_flows": data.valid_flow_count,
+            "e2e_accepted": result["e2e_accepted"], "e2e_retried": result["e2e_retried"],
+            "job_rss_growth_mib": round(rss), "job_rss_bytes_per_ip": round(rss * 2**20 / n_ips),
+            "preload_learned_s": round(learned_s, 1)}
+
+
+def bench_growth_e2e(cfg, data, say, sizes=GROWTH_E2E_IPS) -> dict:
+    """growth_e2e_by_ips: one point per size (one run each). A size that fails or does not
+    complete is recorded with its reason, and the larger ones are not tried."""
+    points = []
+    for n_ips in sizes:
+        say(f"growth_e2e: {n_ips:,} other IPs known")
+        try:
+            points.append(growth_e2e_point(cfg, data, n_ips, say))
+        except FlowattrError as exc:
+            say(f"growth_e2e: {n_ips:,} IPs FAILED: {exc}")
+            points.append({"ips": n_ips, "e2e_complete": False, "e2e_flows_per_s": None, "error": str(exc)})
+        if not points[-1]["e2e_complete"]:
+            break
+    return {"growth_e2e_by_ips": points, "growth_e2e_complete": all(p["e2e_complete"] for p in points)}
