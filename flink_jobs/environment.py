@@ -10,7 +10,7 @@ import pyflink
 from pyflink.common import Configuration
 from pyflink.datastream import StreamExecutionEnvironment
 
-from flink_jobs.metrics_reporter import PROMETHEUS_PORTS, PROMETHEUS_REPORTER
+from flink_jobs.metrics_reporter import PROMETHEUS_SETTINGS
 from flink_jobs.python_path import embedded_python_path
 
 DEFAULT_CHECKPOINT_DIR = "file://" + os.path.join(tempfile.gettempdir(), "flowattr-checkpoints")
@@ -29,8 +29,8 @@ def make_environment(parallelism: int, checkpoint_interval_ms: int = 0,
     conf.set_string("python.client.executable", sys.executable)
     # Prometheus (flink_jobs/metrics_reporter.py); the local JVM loads the plugin from here.
     os.environ.setdefault("FLINK_PLUGINS_DIR", os.path.join(os.path.dirname(pyflink.__file__), "plugins"))
-    conf.set_string("metrics.reporter.prom.factory.class", PROMETHEUS_REPORTER)
-    conf.set_string("metrics.reporter.prom.port", PROMETHEUS_PORTS)
+    for key, value in PROMETHEUS_SETTINGS.items():
+        conf.set_string(key, value)
     if web_ui_port:  # local mode: the mini-cluster serves the web UI and REST API here
         conf.set_string("rest.port", str(web_ui_port))
         conf.set_string("rest.bind-address", "127.0.0.1")

@@ -31,7 +31,7 @@ import numpy as np
 
 from flink_jobs.attribution.attributor import Attributor
 from flowattr.lab import NO_NEW_SUBNET_WAIT
-from flowattr.lab.bench_growth import GROWTH_E2E_IPS, bench_growth_e2e
+from flowattr.lab.bench_growth import GROWTH_E2E_IPS, bench_growth_e2e, tree_peak_rss_mib
 from flowattr.lab.bench_latency import bench_latency
 from flowattr.lab.evaluate import default_config
 from flowattr.lab.simulate import (
@@ -347,9 +347,12 @@ def bench_e2e(cfg: BenchConfig, data: ThroughputData, say, state_backend: str = 
         clock = EventClock(b.bootstrap, [region], last_window + PRELOADED_CLOCK_MINUTES * 60_000)
         with job:
             try:
-                return measure_e2e(f"flowattr-collector-{region}", total, cfg, say, tick=lambda: clock.tick(1))
+                result = measure_e2e(f"flowattr-collector-{region}", total, cfg, say, tick=lambda: clock.tick(1))
             finally:
                 clock.close()
+            # The most the job held resident at once: with the backlog pre-loaded, it holds
+            # most of it at some point (the hold's size against memory: with growth_e2e's).
+            return result | {"e2e_job_peak_rss_mib": round(tree_peak_rss_mib(job.proc.pid))}
     finally:
         broker.stop(cfg.state)
 
@@ -613,6 +616,7 @@ def format_table(r: dict) -> str:
             ("end to end: complete / outcomes of accepted", f"{r.get('e2e_complete')} / {r.get('e2e_outcomes')} "
              f"of {r.get('e2e_accepted')} ({r.get('e2e_attributed_pct')} % attributed)"),
             ("end to end: measuring side's CPU (% of a core)", r.get("e2e_reader_cpu_pct")),
+            ("end to end: the job's peak RSS, last run (MiB)", r.get("e2e_job_peak_rss_mib")),
             ("ratio to limit (medians)", r.get("ratio_to_limit")),
             ("ratio to every-decision limit (medians)", r.get("ratio_to_decisions")),
             ("end to end, hold on disk (RocksDB; flows/s)", r.get("e2e_rocksdb_flows_per_s")),

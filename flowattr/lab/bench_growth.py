@@ -3,8 +3,10 @@ the IPs in its ownership state (issue #15: 10 k, 1 M, 10 M).
 
 For each size N, on a fresh embedded broker: start the job, preload N other IPs into its
 state the way a real fleet puts them there (flow batches whose local IPs they are: one
-heartbeat range each, in fd00::/8, which the bench config adds to the region's CIDRs;
-none is the simulated fleet's, so every fleet flow gets the answer it gets without them),
+heartbeat range each, in 11.0.0.0/8, which the bench config adds to the region's CIDRs;
+IPv4, as VPC fleets are (an IPv6 address costs a trie lookup and a cache entry where an
+IPv4 one costs a binary search); none is the simulated fleet's (10.0.0.0/8), so every
+fleet flow gets the answer it gets without them),
 wait until both attribute instances hold them and the preload's own flows have their
 outcome, then pre-load the busy fleet and time it exactly as the e2e part does, counting
 from the preload's counters. The preload's flows go to 192.0.2.1 (TEST-NET-1, outside
@@ -32,7 +34,7 @@ from schemas.errors import FlowattrError
 from schemas.topics import RegionTopics
 
 GROWTH_E2E_IPS = (10_000, 1_000_000, 10_000_000)
-PRELOAD_CIDR = "fd00::/8"
+PRELOAD_CIDR = "11.0.0.0/8"      # 16.7 M addresses, outside the simulated fleet's 10.0.0.0/8
 PRELOAD_REMOTE = "192.0.2.1"      # TEST-NET-1: in no region's CIDRs
 PRELOAD_FLOWS_PER_BATCH = 20_000  # ~1.3 MB a batch
 PRELOAD_WORKLOADS = 300
@@ -41,8 +43,8 @@ WARMUP_IPS = PRELOAD_FLOWS_PER_BATCH  # learned first: the job's start-up growth
 
 
 def preload_ip(i: int) -> bytes:
-    """The i-th preloaded IP: fd00::<i>, never one of the simulated fleet's (IPv4-mapped)."""
-    return b"\xfd" + bytes(11) + i.to_bytes(4, "big")
+    """The i-th preloaded IP: 11.0.0.0 + i, IPv4-mapped (i < 2^24)."""
+    return bytes(10) + b"\xff\xff" + (0x0B000000 + i).to_bytes(4, "big")
 
 
 def preload_batches(n_ips: int, window_start_ms: int, first_ip: int = 0):
@@ -50,15 +52,17 @@ def preload_batches(n_ips: int, window_start_ms: int, first_ip: int = 0):
     the first_ip-th on: one outbound flow per IP, local IP preload_ip(i) attributed by the
     exporter's IP map to svc-(i % 300), all in the one-minute window from window_start_ms;
     one exporter per batch (sequence 1), so no exporter's ledger waits for another batch."""
+    end = first_ip + n_ips
+    if end > 1 << 24:
+        raise FlowattrError(f"{end:,} preloaded IPs do not fit in {PRELOAD_CIDR} (at most {1 << 24:,}); ask fewer")
     workloads = [""] + [f"svc-{w:03d}" for w in range(PRELOAD_WORKLOADS)]
     remote = np.frombuffer(ip_to_bytes(PRELOAD_REMOTE), np.uint8)
-    end = first_ip + n_ips
     for first in range(first_ip, end, PRELOAD_FLOWS_PER_BATCH):
         index = np.arange(first, min(end, first + PRELOAD_FLOWS_PER_BATCH), dtype=np.int64)
         cols = FlowColumns.zeros(len(index))
         local = cols["local_ip"]
-        local[:, 0] = 0xFD
-        local[:, 12:] = index.astype(">u4").view(np.uint8).reshape(-1, 4)
+        local[:, 10:12] = 0xFF
+        local[:, 12:] = (0x0B000000 + index).astype(">u4").view(np.uint8).reshape(-1, 4)
         cols["remote_ip"][:] = remote
         cols["local_port"][:] = 40_000 + index % 20_000
         cols["remote_port"][:] = 443
@@ -93,6 +97,19 @@ def tree_rss_mib(pid: int) -> float:
         except OSError:
             pass   # it ended
     return total * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def tree_peak_rss_mib(pid: int) -> float:
+    """The peak RSS (VmHWM) of a process and its descendants, summed, MiB: at most what
+    they held at once."""
+    total = 0
+    for p in _tree(pid):
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+        except OSError:
+            continue   # it ended
+        total += next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), 0)
+    return total / 1024
 
 
 def _tree(pid: int) -> list[int]:
@@ -227,12 +244,14 @@ def growth_e2e_point(cfg, data, n_ips: int, say) -> dict:
                                      baseline=baseline)
             finally:
                 clock.close()
+            peak = tree_peak_rss_mib(job.proc.pid)
     finally:
         broker.stop(cfg.state)
     return {"ips": n_ips, "warmup_ips": WARMUP_IPS, "e2e_complete": result["e2e_complete"],
             "e2e_flows_per_s": result["e2e_flows_per_s"],
             "e2e_attributed_pct": result["e2e_attributed_pct"], "e2e_flows": data.valid_flow_count,
             "e2e_accepted": result["e2e_accepted"], "e2e_retried": result["e2e_retried"],
+            "job_peak_rss_mib": round(peak),
             "job_rss_growth_mib": round(rss), "job_rss_bytes_per_ip": round(rss * 2**20 / n_ips),
             "preload_learned_s": round(learned_s, 1)}
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from flink_jobs.metrics_reporter import PROMETHEUS_PORTS, PROMETHEUS_REPORTER
+from flink_jobs.metrics_reporter import PROMETHEUS_SETTINGS
 from flink_jobs.python_path import embedded_python_path
 from flowattr.stack import paths
 from flowattr.stack.processes import PortInUseError, port_accepts, port_is_free
@@ -77,8 +77,7 @@ def write_config(state: Path, slots: int = 4, rest_port: int = REST_PORT, taskma
     config["taskmanager"]["load-balance"] = {"mode": "slots"}
     config["python"] = {"executable": py, "client": {"executable": py}, "execution-mode": "thread"}
     # Prometheus (flink_jobs/metrics_reporter.py): the JobManager and each TaskManager.
-    config["metrics.reporter.prom.factory.class"] = PROMETHEUS_REPORTER
-    config["metrics.reporter.prom.port"] = PROMETHEUS_PORTS
+    config.update(PROMETHEUS_SETTINGS)
     (conf_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     (conf_dir / "masters").write_text(f"127.0.0.1:{rest_port}\n")
     (conf_dir / "workers").write_text("127.0.0.1\n" * taskmanagers)  # start-cluster.sh: one TM per line

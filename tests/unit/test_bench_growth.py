@@ -11,7 +11,14 @@ import numpy as np
 
 from flink_jobs.attribution.attributor import Attributor
 from flink_jobs.attribution.engine import scoped_config
-from flowattr.lab.bench_growth import PRELOAD_CIDR, PRELOAD_FLOWS_PER_BATCH, preload_batches, preload_ip, tree_rss_mib
+from flowattr.lab.bench_growth import (
+    PRELOAD_CIDR,
+    PRELOAD_FLOWS_PER_BATCH,
+    preload_batches,
+    preload_ip,
+    tree_peak_rss_mib,
+    tree_rss_mib,
+)
 from flowattr.lab.evaluate import default_config
 from schemas.cidrs import CidrSet
 from schemas.columns import decode_flow_batch
@@ -37,7 +44,7 @@ def test_the_preload_splits_into_batches_of_one_exporter_each_in_one_window():
 
 
 def test_a_collector_whose_region_holds_the_preload_cidr_learns_one_range_per_ip():
-    cfg = scoped_config(default_config(), "r", {"10.0.0.0/8": "r", PRELOAD_CIDR: "r"})
+    cfg = scoped_config(default_config(), "r", {"10.0.0.0/12": "r", PRELOAD_CIDR: "r"})
     att = Attributor(cfg)
     n = 2 * PRELOAD_FLOWS_PER_BATCH + 3
     for _, _, cols in _preload(n):
@@ -47,7 +54,7 @@ def test_a_collector_whose_region_holds_the_preload_cidr_learns_one_range_per_ip
     remote = _preload(1)[0][2]["remote_ip"]
     assert not CidrSet(cfg.known_cidrs).contains(remote).any()
     # Without the preload CIDR in the region, nothing is learned: why growth_config adds it.
-    plain = Attributor(scoped_config(default_config(), "r", {"10.0.0.0/8": "r"}))
+    plain = Attributor(scoped_config(default_config(), "r", {"10.0.0.0/12": "r"}))
     plain.learn_claims(plain.claims(_preload(10)[0][2]))
     assert plain.heartbeats.range_count() == 0
 
@@ -55,3 +62,15 @@ def test_a_collector_whose_region_holds_the_preload_cidr_learns_one_range_per_ip
 def test_tree_rss_counts_this_process():
     own = int(Path(f"/proc/{os.getpid()}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     assert tree_rss_mib(os.getpid()) >= own * 0.9
+
+
+def test_the_peak_rss_is_at_least_the_current_one():
+    assert tree_peak_rss_mib(os.getpid()) >= tree_rss_mib(os.getpid()) * 0.9
+
+
+def test_a_preload_larger_than_its_cidr_is_refused():
+    import pytest
+
+    from schemas.errors import FlowattrError
+    with pytest.raises(FlowattrError, match="do not fit"):
+        next(preload_batches(1 << 24, WINDOW, first_ip=1))

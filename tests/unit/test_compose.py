@@ -11,6 +11,7 @@ import jsonschema
 import yaml
 
 from flink_jobs.job_config import default_regions
+from flink_jobs.metrics_reporter import PROMETHEUS_SETTINGS
 from flowattr.stack import paths
 from schemas.topics import RegionTopics
 
@@ -63,6 +64,9 @@ def test_prometheus_scrapes_every_metrics_endpoint_and_grafana_loads_the_dashboa
         properties = yaml.safe_load(services[name]["environment"]["FLINK_PROPERTIES"])
         assert properties["metrics.reporter.prom.factory.class"].endswith("PrometheusReporterFactory")
         assert properties["metrics.reporter.prom.port"] == 9249
+        # The same labels left out as the embedded stack's (each scrape renders the page anew).
+        assert properties["metrics.reporter.prom.scope.variables.excludes"] == \
+            PROMETHEUS_SETTINGS["metrics.reporter.prom.scope.variables.excludes"]
     exporter = services["exporter"]["command"]
     port = exporter[exporter.index("--metrics-port") + 1]
     assert exporter[exporter.index("--metrics-address") + 1] == "0.0.0.0"   # reachable from the bridge
