@@ -282,14 +282,23 @@ def one_region_config(path: Path, region: str) -> Path:
 PRELOADED_CLOCK_MINUTES = 2
 
 
-def produce_keyed_backlog(p, data: ThroughputData, region: str, progress=lambda produced: None) -> int:
-    """Produce the fleet's IP-change events, then its batches keyed by exporter, then
-    PRELOADED_CLOCK_MINUTES of clock batches; return the last window end. `progress` gets
-    the batches produced so far, every 1000."""
-    from flowattr.lab.simulate import advance_event_time, encode_event
+def produce_events(p, data: ThroughputData, region: str) -> None:
+    """The fleet's IP-change events, to the region's ip-changes topic."""
+    from flowattr.lab.simulate import encode_event
 
     for ev in data.fleet.events:
         p.send(RegionTopics(region).ip_changes, encode_event(ev), timestamp_ms=ev.emit_ms)
+
+
+def produce_keyed_backlog(p, data: ThroughputData, region: str, progress=lambda produced: None,
+                          events: bool = True) -> int:
+    """Produce the fleet's IP-change events (unless `events` is False: sent already), then
+    its batches keyed by exporter, then PRELOADED_CLOCK_MINUTES of clock batches; return
+    the last window end. `progress` gets the batches produced so far, every 1000."""
+    from flowattr.lab.simulate import advance_event_time
+
+    if events:
+        produce_events(p, data, region)
     for k, (d, value) in enumerate(zip(data.deliveries, data.values, strict=True)):
         # Keyed by the exporter, as exporters send (exporter/publisher.py): one exporter's
         # batches in one partition, in order. Unkeyed, they were spread over every
@@ -431,7 +440,7 @@ def measure_e2e(job_name: str, total: int, cfg: BenchConfig, say, tick=lambda: N
         f"{samples[0][0] - started:.1f} s; {rate:,.0f} flows/s from the first read to 99 % ({t99 - first:.1f} s); "
         f"the measuring side used {reader_cpu:.1f} % of a core")
     return base | {"e2e_complete": True, "e2e_flows_per_s": round(rate),
-                   "e2e_attributed_pct": round(100 * attributed / outcomes, 2),
+                   "e2e_attributed_pct": round(100 * attributed / outcomes, 2), "e2e_attributed": attributed,
                    "e2e_startup_s": round(first - started, 1), "e2e_first_output_s": round(samples[0][0] - started, 1),
                    "e2e_seconds_to_99pct": round(t99 - first, 1), "e2e_seconds_to_last": round(last - first, 1)}
 
