@@ -10,8 +10,10 @@ FIRST_PORT, LAST_PORT = (int(p) for p in PROMETHEUS_PORTS.split("-"))
 # (lines of ~700 characters, most of them the task's name: its whole operator chain), and
 # serving it once a second took most of the JVM's Java CPU samples during a bench run
 # (README, "Benchmarks"). What stays tells series apart: job_name, job_id, task_id,
-# operator_id, operator_name, subtask_index, and the metric's own labels.
-EXCLUDED_LABELS = ("task_name", "task_attempt_id", "task_attempt_num", "tm_id", "host")
+# operator_id, operator_name, subtask_index, the metric's own labels, and task_attempt_num
+# (a digit or two): after a failover the old attempt's series is removed by its labels,
+# and without the attempt's number those would be the new attempt's too.
+EXCLUDED_LABELS = ("task_name", "task_attempt_id", "tm_id", "host")
 PROMETHEUS_SETTINGS = {
     "metrics.reporter.prom.factory.class": PROMETHEUS_REPORTER,
     "metrics.reporter.prom.port": PROMETHEUS_PORTS,

@@ -366,37 +366,60 @@ def bench_e2e(cfg: BenchConfig, data: ThroughputData, say, state_backend: str = 
         broker.stop(cfg.state)
 
 
+def _job_counts(job_name: str, port: int | None, baseline: dict | None, previous: dict, cfg: BenchConfig):
+    """(the job's outcome counters less `baseline`, the page) from one scrape; (None, page)
+    when the page does not name the job (a scrape that timed out). Raises when a counter
+    went down from `previous`: the job restarted, and its counters began at 0 again."""
+    from flowattr.stack import flink_metrics
+    names = ("attributed", "unattributed", "flows_in", "retried")
+    if not port:
+        return dict.fromkeys(names, 0), ""
+    text = flink_metrics.scrape(port)
+    if flink_metrics.job_label(job_name) not in text:
+        return None, text
+    counts = {name: value - (baseline or {}).get(name, 0)
+              for name, value in flink_metrics.counters(text, job_name, names).items()}
+    went_down = [name for name, value in counts.items() if value < previous.get(name, 0)]
+    if went_down:
+        raise FlowattrError(f"the job's counters {', '.join(went_down)} went down ({previous} -> {counts}): it "
+                            f"restarted and counts anew, so no figure is reported; see the job log in {cfg.state}")
+    return counts, text
+
+
 def measure_e2e(job_name: str, total: int, cfg: BenchConfig, say, tick=lambda: None,
-                baseline: dict[str, int] | None = None) -> dict:
+                baseline: dict[str, int] | None = None, sent_at: float | None = None) -> dict:
     """Time the job until every flow has an outcome (attributed or unattributed), counted
     from the job's own counters on its Prometheus endpoint (flowattr/stack/flink_metrics.py):
     no decoding of the output, so the instrument costs ~nothing. Incomplete within the
     bound: e2e_complete false and no throughput (run() then fails). `tick` moves event time
-    on a minute; it is called once a second after the first outcome, while neither the
-    accepted flows nor the outcomes have grown for 3 s (the pre-loaded clock brings the
-    first attempts due; ticking during start-up ran event time an hour ahead). `baseline`:
-    counter values to count from (what the job had done before these flows were sent)."""
+    on a minute, once a second after the first outcome while neither the accepted flows
+    nor the outcomes have grown for 3 s (ticking during start-up ran event time an hour
+    ahead). `baseline`: counters to count from (the job's work before these flows);
+    `sent_at`: when they began to be sent to a job already running (its reading counts
+    from then). A counter that goes down (a restart) fails the run (_job_counts)."""
     import resource
 
     from flowattr.stack import flink_metrics
-    started = time.monotonic()
+    started = time.monotonic() if sent_at is None else sent_at
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    previous: dict[str, int] = {}
     samples: list[tuple[float, int, int]] = []   # (monotonic time, outcomes, attributed)
     last_accepted, accepted, retried, port, text = (-1, started), 0, 0, None, ""
     first_input = None   # when the job had validated its first flows: reading the backlog counts
     last_growth = started
     while time.monotonic() - started < cfg.e2e_bound_s:
         port = port or flink_metrics.job_port(job_name)
-        text = flink_metrics.scrape(port) if port else ""
-        counts = flink_metrics.counters(text, job_name,
-                                        ("attributed", "unattributed", "flows_in", "retried")) \
-            if port else {"attributed": 0, "unattributed": 0, "flows_in": 0, "retried": 0}
-        counts = {name: value - (baseline or {}).get(name, 0) for name, value in counts.items()}
+        counts, text = _job_counts(job_name, port, baseline, previous, cfg)
+        if counts is None:
+            time.sleep(1)   # a scrape that timed out (a busy JVM) is no count of zero
+            continue
+        previous = counts
         outcomes = counts["attributed"] + counts["unattributed"]
         accepted = counts["flows_in"]   # rows the job validated (the rest are dead-lettered)
         retried = counts["retried"]     # rows held for another attempt, every attempt counted
         if accepted and first_input is None:
-            first_input = time.monotonic()
+            # Already reading at the first look: it began when the flows began to arrive.
+            first_input = started if sent_at is not None else time.monotonic()
         if outcomes and (not samples or outcomes > samples[-1][1]):
             samples.append((time.monotonic(), outcomes, counts["attributed"]))
             last_growth = time.monotonic()

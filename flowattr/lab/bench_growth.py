@@ -90,8 +90,18 @@ def tree_rss_mib(pid: int) -> float:
     100 k-IP preload measured 10 kB per IP that way)."""
     pids = _tree(pid)
     for p in pids:
-        if Path(f"/proc/{p}/exe").exists() and os.path.basename(os.readlink(f"/proc/{p}/exe")) == "java":
-            subprocess.run([shutil.which("jcmd") or "jcmd", str(p), "GC.run"], capture_output=True, timeout=120)
+        try:
+            java = os.path.basename(os.readlink(f"/proc/{p}/exe")) == "java"
+        except OSError:
+            continue   # it ended
+        if java:
+            jcmd = shutil.which("jcmd")
+            if jcmd is None:
+                raise FlowattrError("jcmd (the JDK's) is not on PATH: the job's memory cannot be measured after a "
+                                    "full GC; install a JDK (scripts/setup.sh does)")
+            done = subprocess.run([jcmd, str(p), "GC.run"], capture_output=True, text=True, timeout=300)
+            if done.returncode:
+                raise FlowattrError(f"jcmd {p} GC.run failed ({done.returncode}): {done.stderr.strip()[-300:]}")
     total = 0
     for p in pids:
         try:
@@ -165,12 +175,15 @@ def _counts(job_name: str, port: int) -> dict[str, int]:
                                   ("attributed", "unattributed", "flows_in", "retried", "broadcast_ranges_held"))
 
 
-def _preload(cfg, p, region: str, job_name: str, port: int, first_ip: int, n_ips: int, start_ms: int,
+def _preload(cfg, job, p, region: str, job_name: str, port: int, first_ip: int, n_ips: int, start_ms: int,
              until_ms: int, say) -> dict:
     """Send N preloaded IPs (from the first_ip-th) in the minute from start_ms, and wait
     until every preloaded flow so far has its outcome and each attribute instance counts
     every preloaded range; clock minutes move event time on, never to until_ms. Returns
     the job's counters then."""
+    if start_ms + 60_000 > until_ms:
+        raise FlowattrError(f"the preload's window ({start_ms}) would end after the fleet's first ({until_ms}); "
+                            "PRELOAD_LEAD_MS is too short for the clock minutes used")
     partitions = sorted(p.partitions_for(RegionTopics(region).flows))
     for key, value in preload_batches(n_ips, start_ms, first_ip):
         p.send(RegionTopics(region).flows, value, key=key, timestamp_ms=start_ms + 60_000)
@@ -189,8 +202,13 @@ def _preload(cfg, p, region: str, job_name: str, port: int, first_ip: int, n_ips
     bound_s = cfg.e2e_bound_s + n_ips / MIN_LEARN_RATE
     began, said, counts = time.monotonic(), 0.0, {}
     while time.monotonic() - began < bound_s:
+        if not job.running():
+            raise FlowattrError(f"the job ended while learning the preloaded IPs; its log ends:\n{job.log_tail()}")
         counts = _counts(job_name, port)
         decided = counts["attributed"] + counts["unattributed"]
+        # Both: the gauge counts event ranges too (the fleet's events, a few hundred), so it
+        # alone could pass that many IPs early; every preloaded flow decided means every
+        # batch before it was learned.
         if decided >= known and counts["broadcast_ranges_held"] >= cfg.parallelism * known:
             return counts | {"clock_ms": clock_ms}
         # The ranges gauge is recounted at most every 10 s, when an element comes: a clock
@@ -203,7 +221,7 @@ def _preload(cfg, p, region: str, job_name: str, port: int, first_ip: int, n_ips
             say(f"  preload of {n_ips:,} IPs: {counts['flows_in']:,} flows read, {decided:,} decided, "
                 f"{counts['broadcast_ranges_held']:,} ranges held over the instances ({said - began:.0f} s)")
         time.sleep(1)
-    held = counts.get("broadcast_ranges_held", 0) / cfg.parallelism - first_ip
+    held = max(0.0, counts.get("broadcast_ranges_held", 0) / cfg.parallelism - first_ip)
     raise FlowattrError(f"the job had not learned the {n_ips:,} preloaded IPs within {bound_s:.0f} s: each instance "
                         f"held ~{held:,.0f} of them ({held / bound_s:,.0f} a second; counters {counts}); see the job "
                         f"log in {cfg.state}, or give --e2e-bound-s more")
@@ -230,7 +248,7 @@ def growth_e2e_point(cfg, data, n_ips: int, say) -> dict:
                        cfg.state / "bench-growth-job.log")
         with job:
             began, port = time.monotonic(), None
-            while port is None and time.monotonic() - began < cfg.e2e_bound_s:
+            while port is None and time.monotonic() - began < cfg.e2e_bound_s and job.running():
                 port = flink_metrics.job_port(job_name)
                 time.sleep(1)
             if port is None:
@@ -244,19 +262,21 @@ def growth_e2e_point(cfg, data, n_ips: int, say) -> dict:
             fleet_start = min(d.window_start_ms for d in data.deliveries)
             # A warm-up batch first: the job's own growth as it starts working (the JVM's heap,
             # its first windows: hundreds of MiB) would otherwise count against the IPs.
-            warm = _preload(cfg, p, region, job_name, port, 0, WARMUP_IPS, fleet_start - PRELOAD_LEAD_MS,
+            warm = _preload(cfg, job, p, region, job_name, port, 0, WARMUP_IPS, fleet_start - PRELOAD_LEAD_MS,
                             fleet_start, say)
             rss0, t0 = tree_rss_mib(job.proc.pid), time.monotonic()
-            baseline = _preload(cfg, p, region, job_name, port, WARMUP_IPS, n_ips, warm["clock_ms"], fleet_start, say)
+            baseline = _preload(cfg, job, p, region, job_name, port, WARMUP_IPS, n_ips, warm["clock_ms"],
+                                fleet_start, say)
             learned_s, rss = time.monotonic() - t0, tree_rss_mib(job.proc.pid) - rss0
             say(f"growth_e2e: {n_ips:,} IPs learned in {learned_s:.0f} s, job RSS +{rss:,.0f} MiB "
                 f"({rss * 2**20 / n_ips:,.0f} B per IP); now the fleet's {data.valid_flow_count:,} flows")
+            sent_at = time.monotonic()
             last_window = produce_keyed_backlog(p, data, region, events=False)
             p.close()
             clock = EventClock(b.bootstrap, [region], last_window + PRELOADED_CLOCK_MINUTES * 60_000)
             try:
                 result = measure_e2e(job_name, data.valid_flow_count, cfg, say, tick=lambda: clock.tick(1),
-                                     baseline=baseline)
+                                     baseline=baseline, sent_at=sent_at)
             finally:
                 clock.close()
             peak = tree_peak_rss_mib(job.proc.pid)
