@@ -321,13 +321,22 @@ def produce_keyed_backlog(p, data: ThroughputData, region: str, progress=lambda 
     return last_window
 
 
+def bench_job(cfg: BenchConfig, config: Path, bootstrap: str, region: str, log_name: str, *extra: str):
+    """The collector as the throughput runs start it (a LocalJob, not started): one region,
+    the bench's parallelism, a consumer group of its own, no new-subnet wait; `extra` flags."""
+    from flowattr.stack.local_job import LocalJob
+    return LocalJob("flink_jobs.attribution_job",
+                    ["--config", str(config), "--bootstrap", bootstrap, "--region", region,
+                     "--parallelism", str(cfg.parallelism), "--group-id", region, *extra, *NO_NEW_SUBNET_WAIT],
+                    cfg.state / log_name)
+
+
 def bench_e2e(cfg: BenchConfig, data: ThroughputData, say, state_backend: str = "hashmap") -> dict:
     """Pre-load the busy fleet's batches (and its IP-change events) into the embedded
     broker, then run the job and time its attributed output."""
     from flowattr.lab.settle import EventClock
     from flowattr.stack import broker, topics
     from flowattr.stack.kafka_clients import producer
-    from flowattr.stack.local_job import LocalJob
 
     total = data.valid_flow_count
     b = broker.start(cfg.state, cfg.port, progress=say)
@@ -343,10 +352,7 @@ def bench_e2e(cfg: BenchConfig, data: ThroughputData, say, state_backend: str = 
         p.close()
         say(f"  pre-loaded in {time.perf_counter() - t0:.0f} s")
         config = one_region_config(cfg.state / "bench-config.yaml", region)
-        job = LocalJob("flink_jobs.attribution_job",
-                       ["--config", str(config), "--bootstrap", b.bootstrap, "--region", region,
-                        "--parallelism", str(cfg.parallelism), "--group-id", region,
-                        "--state-backend", state_backend, *NO_NEW_SUBNET_WAIT], cfg.state / "bench-job.log")
+        job = bench_job(cfg, config, b.bootstrap, region, "bench-job.log", "--state-backend", state_backend)
         # Event time goes on past the pre-loaded clock, as real exporters' empty batches
         # would, but only while the job has caught up (measure_e2e ticks when the outcomes
         # stopped growing), so the last retries come due and every flow gets an outcome. A

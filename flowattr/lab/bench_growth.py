@@ -229,12 +229,16 @@ def _preload(cfg, job, p, region: str, job_name: str, port: int, first_ip: int, 
 
 def growth_e2e_point(cfg, data, n_ips: int, say) -> dict:
     """One size: the job's RSS growth for N preloaded IPs, then the fleet's e2e run over them."""
-    from flowattr.lab import NO_NEW_SUBNET_WAIT
-    from flowattr.lab.bench import PRELOADED_CLOCK_MINUTES, measure_e2e, produce_events, produce_keyed_backlog
+    from flowattr.lab.bench import (
+        PRELOADED_CLOCK_MINUTES,
+        bench_job,
+        measure_e2e,
+        produce_events,
+        produce_keyed_backlog,
+    )
     from flowattr.lab.settle import EventClock
     from flowattr.stack import broker, flink_metrics, topics
     from flowattr.stack.kafka_clients import producer
-    from flowattr.stack.local_job import LocalJob
 
     b = broker.start(cfg.state, cfg.port, progress=say)
     region = f"growth{int(time.time())}"
@@ -242,10 +246,7 @@ def growth_e2e_point(cfg, data, n_ips: int, say) -> dict:
     try:
         topics.create_topics(b.bootstrap, [region], progress=lambda *_: None)
         config = growth_config(cfg.state / "bench-growth-config.yaml", region)
-        job = LocalJob("flink_jobs.attribution_job",
-                       ["--config", str(config), "--bootstrap", b.bootstrap, "--region", region,
-                        "--parallelism", str(cfg.parallelism), "--group-id", region, *NO_NEW_SUBNET_WAIT],
-                       cfg.state / "bench-growth-job.log")
+        job = bench_job(cfg, config, b.bootstrap, region, "bench-growth-job.log")
         with job:
             began, port = time.monotonic(), None
             while port is None and time.monotonic() - began < cfg.e2e_bound_s and job.running():
