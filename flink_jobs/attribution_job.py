@@ -245,8 +245,9 @@ class Attribute(KeyedBroadcastProcessFunction):
         self.reason_groups = {"unattributed_": g.add_group("unattributed_reason"),
                               "retried_": g.add_group("retried_reason")}
         self.reason_counters = {}
-        # Every instance learns the same evidence (broadcast): one publishes the changelog.
-        self.publishes_ownership = _subtask_index(runtime_context) == 0
+        # Every instance learns the same evidence (broadcast): each publishes its share of
+        # the changelog's keys (ownership_changelog.publishes).
+        self.instance, self.instances = _subtask_index(runtime_context), _subtask_count(runtime_context)
         self.ranges_counted_at = 0.0
         self.ranges_held = SettableCounter(g.counter("broadcast_ranges_held"))
         self.event_time_lag = SettableCounter(g.counter("event_time_lag_ms"))
@@ -287,8 +288,9 @@ class Attribute(KeyedBroadcastProcessFunction):
             if not outcome.inside:
                 self.metrics["ip_change_events_outside_event_cidrs"].inc()
         self.store.prune(state)
-        changed = self.store.take_changed()
-        if changed and self.publishes_ownership:
+        changed = [key for key in self.store.take_changed()
+                   if ownership_changelog.publishes(key, self.instance, self.instances)]
+        if changed:
             for key, value in ownership_changelog.changes(self.engine.attributor, changed, self.cfg.region, now):
                 yield routing.frame(routing.OWNERSHIP, routing.keyed(key, value))
         self._count_ranges()
@@ -502,6 +504,14 @@ def _subtask_index(runtime_context) -> int:
         return runtime_context.get_index_of_this_subtask()
     except AttributeError:
         return runtime_context._runtime_context.getTaskInfo().getIndexOfThisSubtask()
+
+
+def _subtask_count(runtime_context) -> int:
+    """The operator's parallelism (PyFlink 2.0.2 in thread mode: as _subtask_index)."""
+    try:
+        return runtime_context.get_number_of_parallel_subtasks()
+    except AttributeError:
+        return runtime_context._runtime_context.getTaskInfo().getNumberOfParallelSubtasks()
 
 
 class SettableCounter:

@@ -15,10 +15,13 @@ REGIONS = {"10.0.0.0/12": "us-east-1", "10.16.0.0/12": "eu-west-1"}
 
 class FakeMapState(dict):
     """Flink's broadcast MapState as flink_jobs/ownership_store.py uses it
-    (put/get/contains/remove/items)."""
+    (put_all/get/contains/remove/items)."""
 
     def put(self, key, value):
         self[key] = value
+
+    def put_all(self, values):
+        self.update(values)
 
     def contains(self, key):
         return key in self

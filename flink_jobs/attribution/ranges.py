@@ -14,6 +14,7 @@ from __future__ import annotations
 import struct
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -57,10 +58,13 @@ class IpRanges:
 
     __slots__ = ("starts", "ends", "owners", "_arrays")
 
-    def __init__(self):
-        self.starts: list[int] = []
-        self.ends: list[int] = []
-        self.owners: list[int] = []
+    def __init__(self, starts: list[int] | None = None, ends: list[int] | None = None,
+                 owners: list[int] | None = None):
+        # Lists made to size: most IPs hold one range, and an empty list grown by insert
+        # keeps room for four (24 bytes more per list, per IP).
+        self.starts: list[int] = starts or []
+        self.ends: list[int] = ends or []
+        self.owners: list[int] = owners or []
         self._arrays = None
 
     def __len__(self) -> int:
@@ -186,7 +190,13 @@ class OwnershipTable:
         self.by_ip: dict[bytes, IpRanges] = {}
         self.horizon_ms = -(2**62)  # nothing pruned yet
         self.conflicts_total = 0
-        self.claimants: dict[bytes, set[str]] = {}
+        # A key's claimant exporters, interned: a fleet's keys share few distinct sets (an
+        # exporter's own IPs), and one set per key cost ~260 bytes of each key's ~900.
+        self.claimants: dict[bytes, frozenset[str]] = {}
+        self._claimant_sets: dict[frozenset[str], frozenset[str]] = {}
+        self._claimant_sets_rebuild_at = 4096
+        self._claimant_bytes: dict[frozenset[str], bytes] = {}  # encode_ip's claimant part per set
+        self._name_bytes: dict[int, bytes] = {}                 # encode_ip's name entry per owner id
         self.port_shared: dict[bytes, list[int]] = {}  # 16-byte IP -> [first start, last end]
         # subnet_key -> exporter -> start of its first claim there (newcomers, attributor.py)
         self.subnets: dict[bytes, dict[str, int]] = {}
@@ -204,12 +214,18 @@ class OwnershipTable:
             return LearnResult(ignored=True)
         start_ms = max(start_ms, self.horizon_ms)
         ranges = self.by_ip.get(ip)
-        if ranges is None:
-            ranges = self.by_ip[ip] = IpRanges()
-        conflicts = ranges.learn(self.names.id(workload), start_ms, end_ms, self.merge_gap_ms)
+        if ranges is None:  # a new key: its one range as it is (IpRanges.learn would insert it)
+            low, high = min(start_ms, end_ms), max(start_ms, end_ms)
+            self.by_ip[ip] = IpRanges([low], [high], [self.names.id(workload)])
+            conflicts = 0
+        else:
+            conflicts = ranges.learn(self.names.id(workload), start_ms, end_ms, self.merge_gap_ms)
         self.conflicts_total += conflicts
         if exporter:
-            self.claimants.setdefault(ip, set()).add(exporter)
+            claimants = self.claimants.get(ip)
+            if claimants is None or exporter not in claimants:
+                self.claimants[ip] = self._intern(frozenset((exporter,)) if claimants is None
+                                                  else claimants | {exporter})
             joined = start_ms if learned_at_ms is None else learned_at_ms
             subnet = subnet_key(ip)
             members = self.subnets.setdefault(subnet, {})
@@ -246,7 +262,16 @@ class OwnershipTable:
                     self.claimants.pop(ip, None)
         for ip in [ip for ip, (_, last) in self.port_shared.items() if last < horizon]:
             del self.port_shared[ip]
+        if len(self._claimant_sets) > self._claimant_sets_rebuild_at:
+            # Sets no key holds any more (their exporters gone, their keys pruned) go: a
+            # pass over the keys, as the loop above, whenever the table doubled.
+            self._claimant_sets = {c: c for c in self.claimants.values()}
+            self._claimant_bytes = {}
+            self._claimant_sets_rebuild_at = max(4096, 2 * len(self._claimant_sets))
         return changed
+
+    def _intern(self, claimants: frozenset[str]) -> frozenset[str]:
+        return self._claimant_sets.setdefault(claimants, claimants)
 
     def range_count(self) -> int:
         return sum(len(r) for r in self.by_ip.values())
@@ -262,18 +287,21 @@ class OwnershipTable:
         for o in ranges.owners:
             if o != CONTESTED and o not in local:
                 local[o] = len(local)
-        out = [struct.pack("<H", len(local))]
-        for o in local:
-            raw = self.names.names[o].encode()[:255]
-            out.append(struct.pack("<B", len(raw)) + raw)
-        out.append(struct.pack("<H", len(ranges)))
-        for s, e, o in ranges.items():
-            out.append(struct.pack("<qIh", s, min(e - s, 0xFFFFFFFF),
-                                   CONTESTED if o == CONTESTED else local[o]))
-        claimants = sorted(self.claimants.get(ip, ()))
-        out.append(struct.pack("<H", len(claimants)))
-        out.extend(struct.pack("<B", len(raw)) + raw for raw in (c.encode()[:255] for c in claimants))
-        return b"".join(out)
+        flat: list[int] = []
+        for s, e, o in zip(ranges.starts, ranges.ends, ranges.owners, strict=True):
+            flat += (s, min(e - s, 0xFFFFFFFF), CONTESTED if o == CONTESTED else local[o])
+        names = [self._name_bytes.get(o) or self._encode_name(o) for o in local]
+        claimants = self.claimants.get(ip)
+        tail = self._claimant_bytes.get(claimants) if claimants is not None else b"\x00\x00"
+        if tail is None:
+            tail = self._claimant_bytes[claimants] = _encode_claimants(claimants)
+        return b"".join((struct.pack("<H", len(local)), *names, _ranges_struct(len(ranges)).pack(len(ranges), *flat),
+                         tail))
+
+    def _encode_name(self, owner: int) -> bytes:
+        raw = self.names.names[owner].encode()[:255]
+        out = self._name_bytes[owner] = struct.pack("<B", len(raw)) + raw
+        return out
 
     # Subnet memberships (one value per subnet): per member u8 length + UTF-8 exporter id,
     # then i64 join time; when the subnet was first heard of is a member with an empty id
@@ -323,8 +351,20 @@ class OwnershipTable:
         ranges = IpRanges()
         ranges._set(items)
         self.by_ip[ip] = ranges
-        if claimants:
-            self.claimants[ip] = claimants  # (their subnet join times are saved apart: encode_subnet)
+        if claimants:  # (their subnet join times are saved apart: encode_subnet)
+            self.claimants[ip] = self._intern(frozenset(claimants))
         if len(ip) == PORT_KEY_BYTES and items:
             span = self.port_shared.setdefault(ip[:16], [items[0][0], items[-1][1]])
             span[0], span[1] = min(span[0], items[0][0]), max(span[1], max(i[1] for i in items))
+
+
+@lru_cache(maxsize=64)
+def _ranges_struct(n: int) -> struct.Struct:
+    """encode_ip's range part for n ranges: u16 n, then per range i64 start, u32 duration, i16 owner."""
+    return struct.Struct("<H" + "qIh" * n)
+
+
+def _encode_claimants(claimants: frozenset[str]) -> bytes:
+    """encode_ip's claimant part: u16 count, then each exporter id (sorted) as u8 length + UTF-8."""
+    raws = [c.encode()[:255] for c in sorted(claimants)]
+    return struct.pack("<H", len(raws)) + b"".join(struct.pack("<B", len(raw)) + raw for raw in raws)

@@ -667,7 +667,9 @@ def format_table(r: dict) -> str:
             *((f"limit, {g['ips']:,} more IPs known (flows/s; B/IP)",
                f"{g['limit_flows_per_s']:,} ({g['rss_bytes_per_ip']} B)") for g in r.get("growth_by_ips") or []),
             *((f"end to end, {g['ips']:,} more IPs known (flows/s; job B/IP)",
-               f"{g['e2e_flows_per_s']:,} ({g['job_rss_bytes_per_ip']:,} B)" if g.get("e2e_complete")
+               f"{g['e2e_flows_per_s']:,} ({g['job_held_bytes_per_ip']:,} B held, {g['job_rss_bytes_per_ip']:,} B RSS; "
+               f"learned {g['preload_ips_per_s']:,} IPs/s, {g['preload_cpu_us_per_ip']:,} us CPU each)"
+               if g.get("e2e_complete")
                else f"none: {g.get('error') or 'incomplete run'}") for g in r.get("growth_e2e_by_ips") or []),
             ("exporter CPU % of a core at 1k conn/s", r.get("exporter_cpu_pct_at_1k_cps")),
             ("traffic generator CPU %", r.get("generator_cpu_pct")),

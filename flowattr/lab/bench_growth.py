@@ -21,9 +21,11 @@ claimant and subnet indexes beside the ranges.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -82,33 +84,79 @@ def preload_batches(n_ips: int, window_start_ms: int, first_ip: int = 0):
         yield exporter.encode(), encode_flow_batch(header, cols)
 
 
-def tree_rss_mib(pid: int) -> float:
-    """RSS of a process and all its descendants (the job's client, its JVM), MiB, each JVM
+@dataclass(frozen=True)
+class JobMemory:
+    """A job's process tree's memory, MiB, each JVM in it just after a full collection."""
+
+    rss_mib: float            # what the tree holds in memory, the JVMs' heaps included
+    heap_used_mib: float      # the JVMs' live objects (used heap after the collection)
+    outside_heap_mib: float   # resident outside the JVMs' heaps: the operators' Python tables
+                              # (thread mode: in the JVM's process), native buffers, the JVMs' own
+    heap_max_mib: float = 0   # the JVMs' heap limits (their heaps' reserved address ranges)
+
+
+# JDK 17's GC.heap_info: " garbage-first heap   total 397312K, used 17621K [0x...687400000, 0x...800000000)"
+_HEAP_INFO = re.compile(r"heap\s+total (\d+)K, used (\d+)K \[0x([0-9a-f]+), 0x([0-9a-f]+)\)")
+_MAPPING = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) ")
+
+
+def job_memory(pid: int) -> JobMemory:
+    """The memory of a process and all its descendants (the job's client, its JVM), each JVM
     among them after a full garbage collection (jcmd GC.run): G1 grows the heap under
     allocation rather than collect, and gives memory back only at a full collection, so
     without one the RSS follows what the job allocated lately, not what it holds (a
-    100 k-IP preload measured 10 kB per IP that way)."""
-    pids = _tree(pid)
-    for p in pids:
+    100 k-IP preload measured 10 kB per IP that way). Even after one, the RSS keeps heap
+    G1 chose to keep: the used heap and what is resident outside the heap's address range
+    (/proc/PID/smaps) are what the job holds."""
+    rss = used = outside = heap_max = 0.0
+    for p in _tree(pid):
+        heap = _java_heap(p)
         try:
-            java = os.path.basename(os.readlink(f"/proc/{p}/exe")) == "java"
+            smaps = Path(f"/proc/{p}/smaps").read_text()
         except OSError:
             continue   # it ended
-        if java:
-            jcmd = shutil.which("jcmd")
-            if jcmd is None:
-                raise FlowattrError("jcmd (the JDK's) is not on PATH: the job's memory cannot be measured after a "
-                                    "full GC; install a JDK (scripts/setup.sh does)")
-            done = subprocess.run([jcmd, str(p), "GC.run"], capture_output=True, text=True, timeout=300)
-            if done.returncode:
-                raise FlowattrError(f"jcmd {p} GC.run failed ({done.returncode}): {done.stderr.strip()[-300:]}")
-    total = 0
-    for p in pids:
-        try:
-            total += int(Path(f"/proc/{p}/statm").read_text().split()[1])
-        except OSError:
-            pass   # it ended
-    return total * os.sysconf("SC_PAGE_SIZE") / 2**20
+        mapping_rss = _mapping_rss_kib(smaps)
+        rss += sum(kib for _, kib in mapping_rss) / 1024
+        low, high = heap[1] if heap else (0, 0)
+        outside += sum(kib for start, kib in mapping_rss if not low <= start < high) / 1024
+        used += heap[0] if heap else 0
+        heap_max += (high - low) / 2**20
+    return JobMemory(rss, used, outside, heap_max)
+
+
+def _java_heap(pid: int) -> tuple[float, tuple[int, int]] | None:
+    """(used heap MiB after a full collection, the heap's address range) of a JVM; None
+    for a process that is not one."""
+    try:
+        if os.path.basename(os.readlink(f"/proc/{pid}/exe")) != "java":
+            return None
+    except OSError:
+        return None   # it ended
+    jcmd = shutil.which("jcmd")
+    if jcmd is None:
+        raise FlowattrError("jcmd (the JDK's) is not on PATH: the job's memory cannot be measured after a "
+                            "full GC; install a JDK (scripts/setup.sh does)")
+    for command in ("GC.run", "GC.heap_info"):
+        done = subprocess.run([jcmd, str(pid), command], capture_output=True, text=True, timeout=300)
+        if done.returncode:
+            raise FlowattrError(f"jcmd {pid} {command} failed ({done.returncode}): {done.stderr.strip()[-300:]}")
+    heap = _HEAP_INFO.search(done.stdout)
+    if heap is None:
+        raise FlowattrError(f"jcmd {pid} GC.heap_info printed no G1 heap line (total, used, address range): "
+                            f"{done.stdout.strip()[:300]}")
+    return int(heap.group(2)) / 1024, (int(heap.group(3), 16), int(heap.group(4), 16))
+
+
+def _mapping_rss_kib(smaps: str) -> list[tuple[int, int]]:
+    """(start address, resident KiB) of each mapping in a /proc/PID/smaps text."""
+    out, start = [], None
+    for line in smaps.splitlines():
+        m = _MAPPING.match(line)
+        if m:
+            start = int(m.group(1), 16)
+        elif line.startswith("Rss:") and start is not None:
+            out.append((start, int(line.split()[1])))
+    return out
 
 
 def tree_peak_rss_mib(pid: int) -> float:
@@ -122,6 +170,18 @@ def tree_peak_rss_mib(pid: int) -> float:
             continue   # it ended
         total += next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), 0)
     return total / 1024
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and its descendants."""
+    total = 0.0
+    for p in _tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue   # it ended
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def _tree(pid: int) -> list[int]:
@@ -265,12 +325,20 @@ def growth_e2e_point(cfg, data, n_ips: int, say) -> dict:
             # its first windows: hundreds of MiB) would otherwise count against the IPs.
             warm = _preload(cfg, job, p, region, job_name, port, 0, WARMUP_IPS, fleet_start - PRELOAD_LEAD_MS,
                             fleet_start, say)
-            rss0, t0 = tree_rss_mib(job.proc.pid), time.monotonic()
+            before = job_memory(job.proc.pid)
+            t0, cpu0 = time.monotonic(), tree_cpu_s(job.proc.pid)
             baseline = _preload(cfg, job, p, region, job_name, port, WARMUP_IPS, n_ips, warm["clock_ms"],
                                 fleet_start, say)
-            learned_s, rss = time.monotonic() - t0, tree_rss_mib(job.proc.pid) - rss0
-            say(f"growth_e2e: {n_ips:,} IPs learned in {learned_s:.0f} s, job RSS +{rss:,.0f} MiB "
-                f"({rss * 2**20 / n_ips:,.0f} B per IP); now the fleet's {data.valid_flow_count:,} flows")
+            learned_s, cpu_s = time.monotonic() - t0, tree_cpu_s(job.proc.pid) - cpu0
+            after = job_memory(job.proc.pid)
+            growth = memory_growth(before, after, n_ips)
+            say(f"growth_e2e: {n_ips:,} IPs learned in {learned_s:.0f} s ({n_ips / learned_s:,.0f} a second, "
+                f"{cpu_s * 1e6 / n_ips:,.0f} us of the job's CPU each); "
+                f"held: +{growth['job_held_growth_mib']:,} MiB ({growth['job_held_bytes_per_ip']:,} B per IP: "
+                f"{growth['job_heap_used_growth_mib']:,} MiB of Java objects, "
+                f"{growth['job_outside_heap_growth_mib']:,} outside the heap), "
+                f"RSS +{growth['job_rss_growth_mib']:,} MiB; now the fleet's "
+                f"{data.valid_flow_count:,} flows")
             sent_at = time.monotonic()
             last_window = produce_keyed_backlog(p, data, region, events=False)
             p.close()
@@ -288,9 +356,23 @@ def growth_e2e_point(cfg, data, n_ips: int, say) -> dict:
             "e2e_attributed_pct": result["e2e_attributed_pct"], "e2e_attributed": result.get("e2e_attributed"),
             "e2e_flows": data.valid_flow_count,
             "e2e_accepted": result["e2e_accepted"], "e2e_retried": result["e2e_retried"],
-            "job_peak_rss_mib": round(peak),
-            "job_rss_growth_mib": round(rss), "job_rss_bytes_per_ip": round(rss * 2**20 / n_ips),
-            "preload_learned_s": round(learned_s, 1)}
+            "job_peak_rss_mib": round(peak), "job_heap_max_mib": round(after.heap_max_mib), **growth,
+            "preload_learned_s": round(learned_s, 1), "preload_ips_per_s": round(n_ips / learned_s),
+            # The job's CPU (every thread: both instances learning, the changelog, the
+            # preload's own flows, one per IP) while it learned, per IP.
+            "preload_cpu_s": round(cpu_s, 1), "preload_cpu_us_per_ip": round(cpu_s * 1e6 / n_ips, 1)}
+
+
+def memory_growth(before: JobMemory, after: JobMemory, n_ips: int) -> dict:
+    """What N more IPs cost the job: the RSS growth (an upper bound: it counts heap G1 kept
+    but does not use) and what is held, the Java objects plus the memory outside the heap."""
+    heap = after.heap_used_mib - before.heap_used_mib
+    outside = after.outside_heap_mib - before.outside_heap_mib
+    rss = after.rss_mib - before.rss_mib
+    return {"job_rss_growth_mib": round(rss), "job_rss_bytes_per_ip": round(rss * 2**20 / n_ips),
+            "job_heap_used_growth_mib": round(heap), "job_outside_heap_growth_mib": round(outside),
+            "job_held_growth_mib": round(heap + outside),
+            "job_held_bytes_per_ip": round((heap + outside) * 2**20 / n_ips)}
 
 
 def bench_growth_e2e(cfg, data, say, sizes=GROWTH_E2E_IPS) -> dict:
@@ -299,6 +381,11 @@ def bench_growth_e2e(cfg, data, say, sizes=GROWTH_E2E_IPS) -> dict:
     points = []
     for n_ips in sizes:
         say(f"growth_e2e: {n_ips:,} other IPs known")
+        too_big = memory_misfit(points[-1], n_ips, available_mib()) if points else None
+        if too_big:
+            say(f"growth_e2e: {n_ips:,} IPs NOT RUN: {too_big}")
+            points.append({"ips": n_ips, "e2e_complete": False, "e2e_flows_per_s": None, "error": too_big})
+            break
         try:
             points.append(growth_e2e_point(cfg, data, n_ips, say))
         except FlowattrError as exc:
@@ -307,3 +394,32 @@ def bench_growth_e2e(cfg, data, say, sizes=GROWTH_E2E_IPS) -> dict:
         if not points[-1]["e2e_complete"]:
             break
     return {"growth_e2e_by_ips": points, "growth_e2e_complete": all(p["e2e_complete"] for p in points)}
+
+
+def available_mib() -> float:
+    """MemAvailable: what a new job could use without swapping or the OOM killer, MiB."""
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) / 1024
+    raise FlowattrError("/proc/meminfo has no MemAvailable (Linux 3.14 or later has it)")
+
+
+def memory_misfit(point: dict, n_ips: int, available: float) -> str | None:
+    """Why N IPs cannot be held, projected from a smaller point's measured cost per IP (its
+    Java objects against the JVM's heap limit, 90 % of it as G1's working room; the rest
+    against the memory available beside a full heap), or None when they fit. A size that
+    cannot fit is reported as not run, not left to an out-of-memory error an hour in."""
+    if not point.get("e2e_complete") or not point.get("job_heap_max_mib") or point["ips"] < 100_000:
+        return None   # nothing to project from (below 100 k IPs the growth is mostly noise: the 10 k point)
+    heap = point["job_heap_used_growth_mib"] / point["ips"] * n_ips
+    outside = point["job_outside_heap_growth_mib"] / point["ips"] * n_ips
+    limit = point["job_heap_max_mib"]
+    if heap > 0.9 * limit:
+        return (f"{n_ips:,} IPs need ~{heap / 1024:,.1f} GiB of Java objects (the {point['ips']:,}-IP run's "
+                f"{heap * 2**20 / n_ips:,.0f} B per IP) and the job's heap limit is {limit / 1024:,.1f} GiB; "
+                "run it on a machine with more memory, or ask fewer with --growth-e2e-ips")
+    if outside + limit > available:
+        return (f"{n_ips:,} IPs need ~{outside / 1024:,.1f} GiB outside the heap (the {point['ips']:,}-IP run's "
+                f"{outside * 2**20 / n_ips:,.0f} B per IP) beside a {limit / 1024:,.1f} GiB heap, and "
+                f"{available / 1024:,.1f} GiB are available; free memory or ask fewer with --growth-e2e-ips")
+    return None

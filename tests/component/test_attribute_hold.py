@@ -84,6 +84,9 @@ class FakeFlink:
     def get_index_of_this_subtask(self):
         return 0
 
+    def get_number_of_parallel_subtasks(self):
+        return 1
+
     # keyed context and timer service
     def get_broadcast_state(self, descriptor):
         return self.broadcast

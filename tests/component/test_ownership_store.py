@@ -100,3 +100,56 @@ def _event_range(store: OwnershipStore, keys) -> tuple[str, int, int]:
     (_, value), = ownership_changelog.changes(store.engine.attributor, keys, "us-east-1", 0)
     (r,) = pb.IpOwnership.FromString(value).ranges
     return r.workload, r.start_ms, r.end_ms
+
+
+class CountingMapState(FakeMapState):
+    """FakeMapState counting the calls that would cross into Java."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls: list[str] = []
+
+    def put(self, key, value):
+        raise AssertionError("the store writes through put_all, one call per element")
+
+    def put_all(self, values):
+        self.calls.append("put_all")
+        super().put_all(values)
+
+    def remove(self, key):
+        self.calls.append("remove")
+        super().remove(key)
+
+
+def test_a_batch_of_many_ips_is_written_in_one_call_with_each_keys_last_value():
+    store, state = OwnershipStore(Engine(CFG, "us-east-1", REGIONS)), CountingMapState()
+    store.sync(state)
+    rows = [(f"10.0.1.{i}", 8080, "api", IP_MAP, "10.0.0.1", 40000 + i, 1_000, 5_000) for i in range(1, 201)]
+    store.learn(state, update("h1", 1, 0, rows))
+    # 200 IPs' ranges, one subnet's members and the exporter's ledger: one crossing.
+    assert state.calls == ["put_all"]
+    assert len([k for k in state if k.startswith("hb:")]) == 200 and "seq:h1" in state
+    assert sum(k.startswith("sn:") for k in state) == 1
+
+
+def test_the_last_write_of_a_key_wins_within_one_call():
+    from flink_jobs.ownership_store import StateWrites
+    state = CountingMapState()
+    state.put_all({"a": "old", "b": "old"})
+    state.calls.clear()
+    with StateWrites(state) as writes:
+        writes.put("a", "1")
+        writes.remove("a")      # put then remove: removed
+        writes.remove("b")
+        writes.put("b", "2")    # remove then put: the new value
+        writes.put("c", "3")
+        writes.put("c", "4")
+        assert dict(state) == {"a": "old", "b": "old"}   # nothing written before the call ends
+    assert dict(state) == {"b": "2", "c": "4"} and state.calls == ["put_all", "remove"]
+    try:
+        with StateWrites(state) as writes:
+            writes.put("d", "5")
+            raise RuntimeError("the element failed")
+    except RuntimeError:
+        pass
+    assert "d" not in state   # a failed call writes nothing (the job restores its checkpoint)

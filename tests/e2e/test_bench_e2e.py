@@ -58,3 +58,6 @@ def test_the_growth_run_times_the_fleet_alone_after_the_job_learned_the_preloade
     # flows, 40,000, are not in it): exactly the fleet's valid flows were read and decided.
     assert point["e2e_accepted"] == point["e2e_flows"], point
     assert point["e2e_attributed_pct"] >= 99, point
+    # The preload's rate and what the IPs cost, Java objects and outside the heap apart.
+    assert point["preload_ips_per_s"] > 0 and point["preload_cpu_us_per_ip"] > 0, point
+    assert {"job_heap_used_growth_mib", "job_outside_heap_growth_mib", "job_held_bytes_per_ip"} <= set(point), point

@@ -5,6 +5,7 @@ decided at once (their remote is in no region), so they add no retries to the ru
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +15,14 @@ from flink_jobs.attribution.engine import scoped_config
 from flowattr.lab.bench_growth import (
     PRELOAD_CIDR,
     PRELOAD_FLOWS_PER_BATCH,
+    JobMemory,
+    job_memory,
+    memory_growth,
+    memory_misfit,
     preload_batches,
     preload_ip,
+    tree_cpu_s,
     tree_peak_rss_mib,
-    tree_rss_mib,
 )
 from flowattr.lab.evaluate import default_config
 from schemas.cidrs import CidrSet
@@ -59,13 +64,36 @@ def test_a_collector_whose_region_holds_the_preload_cidr_learns_one_range_per_ip
     assert plain.heartbeats.range_count() == 0
 
 
-def test_tree_rss_counts_this_process():
+def test_job_memory_counts_this_process_which_has_no_jvm():
     own = int(Path(f"/proc/{os.getpid()}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    assert tree_rss_mib(os.getpid()) >= own * 0.9
+    mem = job_memory(os.getpid())
+    assert own * 0.9 <= mem.rss_mib <= own * 1.1
+    assert mem.heap_used_mib == 0 and mem.outside_heap_mib == mem.rss_mib
 
 
 def test_the_peak_rss_is_at_least_the_current_one():
-    assert tree_peak_rss_mib(os.getpid()) >= tree_rss_mib(os.getpid()) * 0.9
+    assert tree_peak_rss_mib(os.getpid()) >= job_memory(os.getpid()).rss_mib * 0.9
+
+
+def test_what_is_held_leaves_out_the_heap_g1_kept_but_does_not_use():
+    # 2^20 IPs: the RSS grew 500 MiB; the objects in the heap 200 MiB; outside the heap
+    # 100 MiB. Held: 300 MiB (the other 200 MiB: heap G1 kept, empty).
+    growth = memory_growth(JobMemory(1_000, 100, 400), JobMemory(1_500, 300, 500), 2**20)
+    assert growth == {"job_rss_growth_mib": 500, "job_rss_bytes_per_ip": 500, "job_heap_used_growth_mib": 200,
+                      "job_outside_heap_growth_mib": 100, "job_held_growth_mib": 300, "job_held_bytes_per_ip": 300}
+
+
+def test_the_heap_and_its_address_range_are_read_from_what_jcmd_prints_for_g1():
+    from flowattr.lab.bench_growth import _HEAP_INFO
+    line = " garbage-first heap   total 397312K, used 17621K [0x0000000687400000, 0x0000000800000000)"
+    assert _HEAP_INFO.search(line).groups() == ("397312", "17621", "0000000687400000", "0000000800000000")
+
+
+def test_resident_memory_is_read_per_mapping():
+    from flowattr.lab.bench_growth import _mapping_rss_kib
+    smaps = ("687400000-687800000 rw-p 00000000 00:00 0 \nSize:               4096 kB\nRss:                1024 kB\n"
+             "7f0000000000-7f0000001000 r-xp 00000000 08:01 42   /usr/lib/libpython3.11.so\nRss:    4 kB\n")
+    assert _mapping_rss_kib(smaps) == [(0x687400000, 1024), (0x7F0000000000, 4)]
 
 
 def test_a_preload_larger_than_its_cidr_is_refused():
@@ -74,3 +102,35 @@ def test_a_preload_larger_than_its_cidr_is_refused():
     from schemas.errors import FlowattrError
     with pytest.raises(FlowattrError, match="do not fit"):
         next(preload_batches(1 << 24, WINDOW, first_ip=1))
+
+
+def test_a_size_whose_projected_memory_does_not_fit_is_not_run():
+    # 1 M IPs measured: 600 MiB of Java objects, 500 MiB outside the heap; heap limit 6,000 MiB.
+    point = {"ips": 1_000_000, "e2e_complete": True, "job_heap_used_growth_mib": 600,
+             "job_outside_heap_growth_mib": 500, "job_heap_max_mib": 6_000}
+    # 10 M: 6,000 MiB of objects > 90 % of the 6,000 MiB limit.
+    assert "heap limit is 5.9 GiB" in memory_misfit(point, 10_000_000, 100_000)
+    # 5 M: 3,000 MiB of objects fit; 2,500 outside + a 6,000 heap > 8,000 available.
+    assert "2.4 GiB outside the heap" in memory_misfit(point, 5_000_000, 8_000)
+    assert memory_misfit(point, 5_000_000, 8_500) is None
+    # Nothing to project from: an incomplete point, or one without a JVM measured.
+    assert memory_misfit({**point, "e2e_complete": False}, 10_000_000, 100) is None
+    assert memory_misfit({**point, "job_heap_max_mib": 0}, 10_000_000, 100) is None
+    assert memory_misfit({**point, "ips": 10_000}, 10_000_000, 100) is None
+
+
+def test_the_cpu_of_a_process_tree_counts_a_child_spinning():
+    import subprocess
+    import sys
+    child = subprocess.Popen([sys.executable, "-c", "import time\nend = time.process_time() + 0.5\n"
+                              "while time.process_time() < end: pass\ntime.sleep(30)"])
+    try:
+        deadline = time.monotonic() + 30
+        while tree_cpu_s(child.pid) < 0.5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # Its own process: at least the 0.5 s it spun (stat's fields 14-15, in clock ticks).
+        assert 0.5 <= tree_cpu_s(child.pid) < 5
+        assert tree_cpu_s(os.getpid()) >= tree_cpu_s(child.pid)   # the tree holds the child
+    finally:
+        child.kill()
+        child.wait()
