@@ -287,6 +287,10 @@ class Attribute(KeyedBroadcastProcessFunction):
                 self.metrics[f"ip_change_events_{outcome.status}"].inc()
             if not outcome.inside:
                 self.metrics["ip_change_events_outside_event_cidrs"].inc()
+        # The operator's watermark moves the engine here too, not only in timers: an
+        # instance holding no exporter's batches has no timers, and would never prune nor
+        # move its event horizon, and its share of the changelog would go stale (a review).
+        self.engine.advance(ctx.current_watermark())
         self.store.prune(state)
         changed = [key for key in self.store.take_changed()
                    if ownership_changelog.publishes(key, self.instance, self.instances)]

@@ -17,7 +17,7 @@ from google.protobuf.message import DecodeError
 from flink_jobs.attribution.attribute import ATTRIBUTED, RETRY, Attribution
 from flink_jobs.attribution.heartbeats import Claim
 from flink_jobs.attribution.rejected import RECORD_BYTES
-from flink_jobs.attribution.rows import RowCheck, RowRules, check_rows
+from flink_jobs.attribution.rows import MAX_WORKLOAD_NAME_BYTES, RowCheck, RowRules, check_rows
 from schemas import flowattr_pb2 as pb
 from schemas.columns import (
     ATTRIBUTION_COLUMNS,
@@ -119,6 +119,8 @@ def event_problem(event: pb.IpChangeEvent, now_ms: int, max_future_ms: int) -> s
     return ("ip is not 16 bytes" if len(event.ip) != 16 else
             "action is unspecified or unknown" if event.action not in valid_actions else
             "workload is empty" if not event.workload else
+            f"workload is longer than {MAX_WORKLOAD_NAME_BYTES} UTF-8 bytes"
+            if len(event.workload.encode()) > MAX_WORKLOAD_NAME_BYTES else
             "event_time_ms is not positive" if event.event_time_ms <= 0 else
             "event_time_ms is after emit_time_ms" if event.event_time_ms > event.emit_time_ms else
             "emit_time_ms is in the future" if event.emit_time_ms > now_ms + max_future_ms

@@ -65,6 +65,8 @@ _V4_MAPPED_PREFIX = b"\x00" * 10 + b"\xff\xff"
 
 def bytes_to_ip(raw: bytes) -> str:
     """16 bytes -> text; IPv4-mapped addresses are shown as plain IPv4."""
+    if not isinstance(raw, bytes):
+        raw = bytes(raw)   # a numpy row, bytearray or memoryview: compared and indexed as bytes below
     if len(raw) != IP_BYTES:
         raise ValueError(f"an IP is 16 bytes here, got {len(raw)}")
     if raw[:12] == _V4_MAPPED_PREFIX:  # most of a fleet's: formatted here, ~10x faster than ipaddress

@@ -17,7 +17,9 @@ Evidence and its caveats (read before changing anything here):
 * Conflicts: two workloads claiming overlapping time on one IP (an agent bug or a race
   at reassignment) leave the overlap as a CONTESTED interval: flows starting there are
   never attributed. Best effort: conflicts are detected only among the claims seen so
-  far; learning is order-dependent in the result but never attributes a contested instant.
+  far. The ranges are a function of the set of claims, whatever their order (each
+  workload's claims joined across gaps under G, then an instant in two workloads' is
+  contested: ranges.py), so every attribute instance holds the same table.
 * Pruning: ranges ending before the retention horizon are dropped, and flows starting
   before the horizon are EVIDENCE_EXPIRED (a pruned range could have contested them).
 * IP-change events (Sonar-style) are lower-trust evidence, used only for configured

@@ -3,10 +3,21 @@ each owned by one workload or CONTESTED. See the package docstring for the rules
 
 Rule for extending versus starting a range (assumption G = min_reuse_gap_ms):
 * a claim overlapping a range of the same workload is unioned with it;
-* a claim within G of a range of the same workload, with nothing between them, is
-  joined to it (no other workload can have used the IP in a gap shorter than G);
-* otherwise it starts a new range. A range is never stretched over another workload's
-  range, a contested interval, or a gap of G or more.
+* a claim within G of a range of the same workload is joined to it, whatever lies
+  between (no other workload can have used the IP in a gap shorter than G);
+* otherwise it starts a new range. An instant claimed (so joined) by more than one
+  workload is CONTESTED; a range is never stretched over a gap of G or more.
+
+The table is a function of the set of claims, not of their order: each workload's claims
+are joined across gaps under G (its coverage), then every instant in one workload's
+coverage alone is that workload's and every instant in two or more is contested. A key
+claimed by one workload keeps only its ranges (its coverage); a key claimed by two or
+more also keeps each workload's coverage (OwnershipTable.coverage), from which its
+ranges are recomputed at each claim. Until 2026-11-28 the ranges were built claim by
+claim and a later claim was not joined across another workload's range, so the order of
+arrival decided between contested and owned (A at 0-10 and 15-20 ms then B at 12-13: B's
+part contested; B between them first: B's), and two attribute instances, which read the
+broadcast channels interleaved differently, could answer differently (a review's find).
 """
 
 from __future__ import annotations
@@ -196,6 +207,10 @@ class OwnershipTable:
         self._claimant_sets: dict[frozenset[str], frozenset[str]] = {}
         self._claimant_sets_rebuild_at = 4096
         self._claimant_bytes: dict[frozenset[str], bytes] = {}  # encode_ip's claimant part per set
+        # Keys claimed by more than one workload: owner id -> that workload's coverage, its
+        # claims joined across gaps under G, sorted and disjoint (see the module docstring).
+        # CONTESTED stands for an interval restored as contested from an older state.
+        self.coverage: dict[bytes, dict[int, list[tuple[int, int]]]] = {}
         self._name_bytes: dict[int, bytes] = {}                 # encode_ip's name entry per owner id
         self.port_shared: dict[bytes, list[int]] = {}  # 16-byte IP -> [first start, last end]
         # subnet_key -> exporter -> start of its first claim there (newcomers, attributor.py)
@@ -214,12 +229,16 @@ class OwnershipTable:
             return LearnResult(ignored=True)
         start_ms = max(start_ms, self.horizon_ms)
         ranges = self.by_ip.get(ip)
+        owner = self.names.id(workload)
         if ranges is None:  # a new key: its one range as it is (IpRanges.learn would insert it)
             low, high = min(start_ms, end_ms), max(start_ms, end_ms)
-            self.by_ip[ip] = IpRanges([low], [high], [self.names.id(workload)])
+            self.by_ip[ip] = IpRanges([low], [high], [owner])
             conflicts = 0
+        elif ip not in self.coverage and all(o == owner for o in ranges.owners):
+            # One workload only: its ranges are its coverage (IpRanges.learn joins within G).
+            conflicts = ranges.learn(owner, start_ms, end_ms, self.merge_gap_ms)
         else:
-            conflicts = ranges.learn(self.names.id(workload), start_ms, end_ms, self.merge_gap_ms)
+            conflicts = self._learn_covered(ip, ranges, owner, start_ms, end_ms)
         self.conflicts_total += conflicts
         if exporter:
             claimants = self.claimants.get(ip)
@@ -255,7 +274,12 @@ class OwnershipTable:
         changed = []
         for ip in list(self.by_ip):
             ranges = self.by_ip[ip]
-            if ranges.prune(horizon):
+            if ip in self.coverage and self._prune_coverage(ip, horizon):
+                changed.append(ip)
+                if not len(ranges):
+                    del self.by_ip[ip]
+                    self.claimants.pop(ip, None)
+            elif ip not in self.coverage and ranges.prune(horizon):
                 changed.append(ip)
                 if not len(ranges):
                     del self.by_ip[ip]
@@ -270,6 +294,37 @@ class OwnershipTable:
             self._claimant_sets_rebuild_at = max(4096, 2 * len(self._claimant_sets))
         return changed
 
+    def _learn_covered(self, ip: bytes, ranges: IpRanges, owner: int, start: int, end: int) -> int:
+        """A claim on a key of more than one workload: join it into its owner's coverage and
+        recompute the key's ranges from every coverage. Returns the contested intervals it
+        made that were not contested before (each a new conflict)."""
+        coverage = self.coverage.get(ip)
+        if coverage is None:
+            coverage = self.coverage[ip] = _coverage_of(ranges)
+        before = list(zip(ranges.starts, ranges.ends, ranges.owners, strict=True))
+        coverage[owner] = _joined(coverage.get(owner, []) + [(min(start, end), max(start, end))], self.merge_gap_ms)
+        ranges._set(_timeline(coverage))
+        was_contested = [(s, e) for s, e, o in before if o == CONTESTED]
+        return sum(1 for s, e, o in ranges.items()
+                   if o == CONTESTED and not any(ps <= s and e <= pe for ps, pe in was_contested))
+
+    def _prune_coverage(self, ip: bytes, horizon_ms: int) -> bool:
+        """Prune a covered key's coverage and recompute its ranges; True if they changed.
+        A key left with one workload's coverage (no contested interval) keeps only its ranges."""
+        coverage = self.coverage[ip]
+        for owner in list(coverage):
+            kept = [(max(s, horizon_ms), e) for s, e in coverage[owner] if e >= horizon_ms]
+            if kept:
+                coverage[owner] = kept
+            else:
+                del coverage[owner]
+        ranges = self.by_ip[ip]
+        before = ranges.items()
+        ranges._set(_timeline(coverage))
+        if len(coverage) <= 1 and CONTESTED not in coverage:
+            del self.coverage[ip]
+        return ranges.items() != before
+
     def _intern(self, claimants: frozenset[str]) -> frozenset[str]:
         return self._claimant_sets.setdefault(claimants, claimants)
 
@@ -283,6 +338,11 @@ class OwnershipTable:
     # Then u16 claimant count, each claimant exporter id as u8 length + UTF-8 bytes.
     def encode_ip(self, ip: bytes) -> bytes:
         ranges = self.by_ip[ip]
+        coverage = self.coverage.get(ip)
+        if coverage is not None:  # each workload's coverage: ranges that may overlap (restore_ip)
+            ranges = IpRanges()
+            ranges.starts, ranges.ends, ranges.owners = map(list, zip(*sorted(
+                (s, e, o) for o, intervals in coverage.items() for s, e in intervals), strict=True))
         local: dict[int, int] = {}
         for o in ranges.owners:
             if o != CONTESTED and o not in local:
@@ -349,6 +409,16 @@ class OwnershipTable:
             claimants.add(value[pos + 1:pos + 1 + length].decode())
             pos += 1 + length
         ranges = IpRanges()
+        self.coverage.pop(ip, None)
+        if len({o for _, _, o in items}) > 1:
+            # More than one workload (or a contested interval of an older state): the value
+            # holds each one's coverage, which may overlap; the ranges are computed from it.
+            coverage: dict[int, list[tuple[int, int]]] = {}
+            for s, e, o in items:
+                coverage.setdefault(o, []).append((s, e))
+            self.coverage[ip] = coverage = {o: _joined(iv, 1 if o == CONTESTED else self.merge_gap_ms)
+                                            for o, iv in coverage.items()}
+            items = _timeline(coverage)
         ranges._set(items)
         self.by_ip[ip] = ranges
         if claimants:  # (their subnet join times are saved apart: encode_subnet)
@@ -368,3 +438,51 @@ def _encode_claimants(claimants: frozenset[str]) -> bytes:
     """encode_ip's claimant part: u16 count, then each exporter id (sorted) as u8 length + UTF-8."""
     raws = [c.encode()[:255] for c in sorted(claimants)]
     return struct.pack("<H", len(raws)) + b"".join(struct.pack("<B", len(raw)) + raw for raw in raws)
+
+
+def _coverage_of(ranges: IpRanges) -> dict[int, list[tuple[int, int]]]:
+    """The coverage of a key's ranges that were built without one: each owner's ranges
+    (those of one workload are its coverage; a contested interval stays CONTESTED's)."""
+    coverage: dict[int, list[tuple[int, int]]] = {}
+    for s, e, o in ranges.items():
+        coverage.setdefault(o, []).append((s, e))
+    return coverage
+
+
+def _joined(intervals: list[tuple[int, int]], gap: int) -> list[tuple[int, int]]:
+    """Inclusive intervals, sorted, each joined with the next when it starts at most
+    `gap` after the end of the one before (or overlaps it)."""
+    out: list[tuple[int, int]] = []
+    for s, e in sorted(intervals):
+        if out and s - out[-1][1] <= gap:
+            out[-1] = (out[-1][0], max(out[-1][1], e))
+        else:
+            out.append((s, e))
+    return out
+
+
+def _timeline(coverage: dict[int, list[tuple[int, int]]]) -> list[tuple[int, int, int]]:
+    """The ranges of a key from its workloads' coverage: each instant held by one
+    workload's coverage alone is its; held by two or more (or by CONTESTED), contested.
+    Touching pieces of one owner, and of CONTESTED, are one range."""
+    edges: dict[int, list[tuple[int, int]]] = {}   # instant -> (owner, +1 from it / -1 from it)
+    for owner, intervals in coverage.items():
+        for s, e in intervals:
+            edges.setdefault(s, []).append((owner, 1))
+            edges.setdefault(e + 1, []).append((owner, -1))
+    active: dict[int, int] = {}
+    points = sorted(edges)
+    out: list[tuple[int, int, int]] = []
+    for at, following in zip(points, points[1:], strict=False):
+        for owner, step in edges[at]:
+            active[owner] = active.get(owner, 0) + step
+            if not active[owner]:
+                del active[owner]
+        if not active:
+            continue
+        owner = next(iter(active)) if len(active) == 1 else CONTESTED
+        if out and out[-1][2] == owner and out[-1][1] + 1 == at:
+            out[-1] = (out[-1][0], following - 1, owner)
+        else:
+            out.append((at, following - 1, owner))
+    return out

@@ -48,6 +48,11 @@ UNKNOWN_DIRECTION = "unknown direction code"
 LOCAL_REF_PAST_DICTIONARY = "local_workload_ref past the workloads dictionary"
 ATTRIBUTION_REF_DISAGREE = "local_attribution and local_workload_ref disagree"
 BAD_DICTIONARY = "workloads dictionary is empty or entry 0 is not empty"
+# Broadcast state keeps a workload name in at most 255 UTF-8 bytes (ranges.encode_ip): a
+# longer one came back cut after a restore (a name no workload has, or a cut inside a
+# character that failed every restore), so it is never learned (a review's find).
+MAX_WORKLOAD_NAME_BYTES = 255
+LOCAL_NAME_TOO_LONG = f"local workload name longer than {MAX_WORKLOAD_NAME_BYTES} UTF-8 bytes"
 REMOTE_REF_PAST_DICTIONARY = "remote_workload_ref past the workloads dictionary"
 UNKNOWN_EVIDENCE_SOURCE = "unknown evidence_source code"
 UNKNOWN_REASON = "unknown unattributed_reason code"
@@ -114,10 +119,12 @@ def _local_faults(cols: FlowColumns) -> dict[str, np.ndarray]:
     attribution = np.asarray(cols["local_attribution"])
     ref = np.asarray(cols["local_workload_ref"]).astype(np.int64)
     in_range = ref < size
-    # Per dictionary ENTRY (not per row): does it hold a name?
+    # Per dictionary ENTRY (not per row): does it hold a name, is it too long?
     named_entry = np.array([bool(w) for w in cols.workloads], bool)
-    has_name = np.zeros(n, bool)
+    long_entry = np.array([len(w.encode()) > MAX_WORKLOAD_NAME_BYTES for w in cols.workloads], bool)
+    has_name, too_long = np.zeros(n, bool), np.zeros(n, bool)
     has_name[in_range] = named_entry[ref[in_range]]
+    too_long[in_range] = long_entry[ref[in_range]]
     # Judged only where the ref is inside the dictionary: a ref past it has its own reason.
     disagree = in_range & (
         ((attribution == pb.LOCAL_ATTRIBUTION_UNKNOWN) & (ref != 0))
@@ -128,6 +135,7 @@ def _local_faults(cols: FlowColumns) -> dict[str, np.ndarray]:
         UNKNOWN_DIRECTION: ~np.isin(np.asarray(cols["direction"]), DIRECTIONS),
         LOCAL_REF_PAST_DICTIONARY: ~in_range,
         ATTRIBUTION_REF_DISAGREE: disagree,
+        LOCAL_NAME_TOO_LONG: too_long,
         # Every ref of the batch is suspect when entry 0 is not the "unknown" entry.
         BAD_DICTIONARY: np.full(n, dictionary_bad),
     }

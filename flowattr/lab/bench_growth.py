@@ -96,7 +96,9 @@ class JobMemory:
 
 
 # JDK 17's GC.heap_info: " garbage-first heap   total 397312K, used 17621K [0x...687400000, 0x...800000000)"
-_HEAP_INFO = re.compile(r"heap\s+total (\d+)K, used (\d+)K \[0x([0-9a-f]+), 0x([0-9a-f]+)\)")
+# (JDK 22 on: "total reserved ...K, committed ...K, used ...K [...)": the committed size is the total.)
+_HEAP_INFO = re.compile(r"heap\s+total (?:reserved \d+K, committed )?(\d+)K, used (\d+)K "
+                        r"\[0x([0-9a-f]+), 0x([0-9a-f]+)\)")
 _MAPPING = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) ")
 
 
@@ -142,8 +144,9 @@ def _java_heap(pid: int) -> tuple[float, tuple[int, int]] | None:
             raise FlowattrError(f"jcmd {pid} {command} failed ({done.returncode}): {done.stderr.strip()[-300:]}")
     heap = _HEAP_INFO.search(done.stdout)
     if heap is None:
-        raise FlowattrError(f"jcmd {pid} GC.heap_info printed no G1 heap line (total, used, address range): "
-                            f"{done.stdout.strip()[:300]}")
+        raise FlowattrError(f"jcmd {pid} GC.heap_info printed no G1 heap line (total, used, address range); the "
+                            "JVM picks another collector with one CPU or under 1,792 MB of memory: give it more, "
+                            f"or pass -XX:+UseG1GC in FLINK_ENV_JAVA_OPTS: {done.stdout.strip()[:300]}")
     return int(heap.group(2)) / 1024, (int(heap.group(3), 16), int(heap.group(4), 16))
 
 
@@ -356,7 +359,10 @@ def growth_e2e_point(cfg, data, n_ips: int, say) -> dict:
             "e2e_attributed_pct": result["e2e_attributed_pct"], "e2e_attributed": result.get("e2e_attributed"),
             "e2e_flows": data.valid_flow_count,
             "e2e_accepted": result["e2e_accepted"], "e2e_retried": result["e2e_retried"],
-            "job_peak_rss_mib": round(peak), "job_heap_max_mib": round(after.heap_max_mib), **growth,
+            "job_peak_rss_mib": round(peak), "job_heap_max_mib": round(after.heap_max_mib),
+            # what the job held before the N IPs (the warm-up's included): memory_misfit's base
+            "job_heap_used_before_mib": round(before.heap_used_mib),
+            "job_outside_heap_before_mib": round(before.outside_heap_mib), **growth,
             "preload_learned_s": round(learned_s, 1), "preload_ips_per_s": round(n_ips / learned_s),
             # The job's CPU (every thread: both instances learning, the changelog, the
             # preload's own flows, one per IP) while it learned, per IP.
@@ -405,21 +411,27 @@ def available_mib() -> float:
 
 
 def memory_misfit(point: dict, n_ips: int, available: float) -> str | None:
-    """Why N IPs cannot be held, projected from a smaller point's measured cost per IP (its
-    Java objects against the JVM's heap limit, 90 % of it as G1's working room; the rest
-    against the memory available beside a full heap), or None when they fit. A size that
-    cannot fit is reported as not run, not left to an out-of-memory error an hour in."""
+    """Why N IPs cannot be held, projected from a smaller point (what the job held before
+    its IPs plus its measured cost per IP: the Java objects against the JVM's heap limit,
+    90 % of it as G1's working room; the rest against the memory available beside a full
+    heap), or None when they fit. The fleet's own working set during the e2e run is not
+    in the projection. A size that cannot fit is reported as not run, not left to an
+    out-of-memory error an hour into its preload."""
     if not point.get("e2e_complete") or not point.get("job_heap_max_mib") or point["ips"] < 100_000:
         return None   # nothing to project from (below 100 k IPs the growth is mostly noise: the 10 k point)
-    heap = point["job_heap_used_growth_mib"] / point["ips"] * n_ips
-    outside = point["job_outside_heap_growth_mib"] / point["ips"] * n_ips
+    heap = point["job_heap_used_before_mib"] + point["job_heap_used_growth_mib"] / point["ips"] * n_ips
+    outside = point["job_outside_heap_before_mib"] + point["job_outside_heap_growth_mib"] / point["ips"] * n_ips
     limit = point["job_heap_max_mib"]
     if heap > 0.9 * limit:
         return (f"{n_ips:,} IPs need ~{heap / 1024:,.1f} GiB of Java objects (the {point['ips']:,}-IP run's "
-                f"{heap * 2**20 / n_ips:,.0f} B per IP) and the job's heap limit is {limit / 1024:,.1f} GiB; "
+                f"{point['job_heap_used_before_mib']:,} MiB before its IPs, "
+                f"{point['job_heap_used_growth_mib'] * 2**20 / point['ips']:,.0f} B per IP) and the job's heap limit "
+                f"is {limit / 1024:,.1f} GiB; "
                 "run it on a machine with more memory, or ask fewer with --growth-e2e-ips")
     if outside + limit > available:
         return (f"{n_ips:,} IPs need ~{outside / 1024:,.1f} GiB outside the heap (the {point['ips']:,}-IP run's "
-                f"{outside * 2**20 / n_ips:,.0f} B per IP) beside a {limit / 1024:,.1f} GiB heap, and "
+                f"{point['job_outside_heap_before_mib']:,} MiB before its IPs, "
+                f"{point['job_outside_heap_growth_mib'] * 2**20 / point['ips']:,.0f} B per IP) beside a "
+                f"{limit / 1024:,.1f} GiB heap, and "
                 f"{available / 1024:,.1f} GiB are available; free memory or ask fewer with --growth-e2e-ips")
     return None

@@ -267,6 +267,8 @@ _ROW_FAULTS = (
     ("IP-map attribution with ref 0", "local_workload_ref", [0]),
     ("empty dictionary", "workloads", []),
     ("dictionary entry 0 is a name", "workloads", ["x", "fuzz-a", "fuzz-b"]),
+    # More than broadcast state keeps of a name (255 UTF-8 bytes): each named entry, so every row.
+    ("dictionary names of 256 bytes", "workloads", ["", "w" * 256, "é" * 128]),
 )
 _PENDING_ROW_FAULTS = (
     # 6 is reserved (a retired reason); max + 1 is the first code past the enum
@@ -297,8 +299,8 @@ def _event_invalid(**fields):
     return mutate
 
 
-def _event_valid_long_workload(fz, event):
-    event.workload = "w" * 1000
+def _event_valid_longest_workload(fz, event):
+    event.workload = "é" * 127 + "w"   # 255 UTF-8 bytes: the longest name state keeps whole
     return VALID
 
 
@@ -314,7 +316,9 @@ _EVENT_FAULTS = (
     ("event time after emit", _event_invalid(event_time_ms=lambda e: e.emit_time_ms + 1)),
     ("event emitted a day ahead", None),
     ("event emitted at int64 max", _event_invalid(emit_time_ms=INT64_MAX)),
-    ("event with a 1000-character workload", _event_valid_long_workload),
+    ("event with a 255-byte workload", _event_valid_longest_workload),
+    ("event with a 1000-character workload", _event_invalid(workload="w" * 1000)),
+    ("event with a 256-byte workload", _event_invalid(workload="é" * 128)),
 )
 
 

@@ -185,3 +185,44 @@ def test_once_every_input_has_ended_retries_go_to_the_retry_topic_for_the_next_j
     assert [(route, header.source_exporter_id, flows) for route, header, flows in flink.outputs] == \
         [(routing.RETRY, "e1", [0, 1])]
     assert flink.held() == 0 and not flink.queue
+
+
+def _claim(exporter: str, ip: str, window_end: int) -> bytes:
+    """A broadcast element: exporter's batch ending at window_end, claiming ip for "web"."""
+    cols = FlowColumns.zeros(1)
+    cols.workloads = ["", "web"]
+    cols.columns["local_ip"][:] = ips_to_array([ip])
+    cols.columns["local_workload_ref"][:] = 1
+    cols.columns["local_attribution"][:] = pb.LOCAL_ATTRIBUTION_IP_MAP
+    cols.columns["remote_ip"][:] = ips_to_array(["10.1.0.1"])
+    cols.columns["start_ms"][:] = window_end - 30_000
+    cols.columns["end_ms"][:] = window_end - 29_000
+    header = pb.FlowBatch(exporter_id=exporter, sequence=window_end // MIN, window_start_ms=window_end - MIN,
+                          window_end_ms=window_end)
+    engine = attribution_job.Engine(load(None, {}).attribution, "us-east-1", load(None, {}).region_cidrs)
+    return attribution_job.CLAIM_TAG + batches.ownership_update(header, engine.claims(cols))
+
+
+def _ownership_records(records) -> dict[bytes, pb.IpOwnership]:
+    out = {}
+    for record in records:
+        route, _, payload = routing.unframe(record)
+        if route == routing.OWNERSHIP:
+            key, value = routing.unkeyed(payload)
+            out[key] = pb.IpOwnership.FromString(value)
+    return out
+
+
+def test_an_instance_without_exporters_still_prunes_and_publishes_its_share_of_the_changelog():
+    # No keyed element ever reaches this instance (all exporters hash to the other), so no
+    # timer fires here: only broadcast elements and the operator's watermark.
+    flink = FakeFlink()
+    first = _ownership_records(flink.op.process_broadcast_element(_claim("h1", "10.0.0.7", 10 * MIN), flink))
+    assert [r.workload for r in first[b"10.0.0.7"].ranges] == ["web"]
+    # Event time passes the retention (3 h) beyond the claim; the next broadcast element
+    # (another exporter's batch) comes with that watermark.
+    flink.watermark = 10 * MIN + flink.op.cfg.attribution.retention_ms + 5 * MIN
+    later = _ownership_records(flink.op.process_broadcast_element(_claim("h2", "10.0.0.8", flink.watermark), flink))
+    # The pruned IP is republished without ranges: whois no longer shows the expired owner.
+    assert b"10.0.0.7" in later and not later[b"10.0.0.7"].ranges
+    assert [r.workload for r in later[b"10.0.0.8"].ranges] == ["web"]

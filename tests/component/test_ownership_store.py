@@ -153,3 +153,22 @@ def test_the_last_write_of_a_key_wins_within_one_call():
     except RuntimeError:
         pass
     assert "d" not in state   # a failed call writes nothing (the job restores its checkpoint)
+
+
+def test_a_large_call_is_written_in_chunks_in_order(monkeypatch):
+    from flink_jobs.ownership_store import StateWrites
+    monkeypatch.setattr(StateWrites, "FLUSH_AT", 3)
+    state = CountingMapState()
+    state.put_all({"gone": "old"})
+    state.calls.clear()
+    with StateWrites(state) as writes:
+        writes.put("a", "1")
+        writes.put("b", "1")
+        writes.put("gone", "new")     # the third write: a chunk of three puts goes
+        assert dict(state) == {"gone": "new", "a": "1", "b": "1"}
+        writes.remove("a")            # a later chunk removes what an earlier one put
+        writes.put("c", "1")
+        writes.remove("gone")         # the third write of this chunk: one put, two removes
+        writes.put("d", "1")          # left for the end of the call
+    assert dict(state) == {"b": "1", "c": "1", "d": "1"}
+    assert state.calls == ["put_all", "put_all", "remove", "remove", "put_all"]

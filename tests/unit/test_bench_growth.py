@@ -105,18 +105,28 @@ def test_a_preload_larger_than_its_cidr_is_refused():
 
 
 def test_a_size_whose_projected_memory_does_not_fit_is_not_run():
-    # 1 M IPs measured: 600 MiB of Java objects, 500 MiB outside the heap; heap limit 6,000 MiB.
+    # 1 M IPs measured: 600 MiB of Java objects, 500 MiB outside the heap, after 100 MiB and
+    # 300 MiB held before them; heap limit 6,000 MiB.
     point = {"ips": 1_000_000, "e2e_complete": True, "job_heap_used_growth_mib": 600,
-             "job_outside_heap_growth_mib": 500, "job_heap_max_mib": 6_000}
-    # 10 M: 6,000 MiB of objects > 90 % of the 6,000 MiB limit.
-    assert "heap limit is 5.9 GiB" in memory_misfit(point, 10_000_000, 100_000)
-    # 5 M: 3,000 MiB of objects fit; 2,500 outside + a 6,000 heap > 8,000 available.
-    assert "2.4 GiB outside the heap" in memory_misfit(point, 5_000_000, 8_000)
-    assert memory_misfit(point, 5_000_000, 8_500) is None
-    # Nothing to project from: an incomplete point, or one without a JVM measured.
+             "job_outside_heap_growth_mib": 500, "job_heap_max_mib": 6_000, "job_heap_used_before_mib": 100,
+             "job_outside_heap_before_mib": 300}
+    # 9 M: 100 + 5,400 = 5,500 MiB of objects > 90 % of the 6,000 MiB limit (5,400).
+    assert "heap limit is 5.9 GiB" in memory_misfit(point, 9_000_000, 100_000)
+    assert memory_misfit(point, 8_000_000, 100_000) is None   # 4,900 MiB
+    # 5 M: 300 + 2,500 = 2,800 MiB outside, beside a 6,000 MiB heap: 8,800 MiB > 8,700 available.
+    assert "2.7 GiB outside the heap" in memory_misfit(point, 5_000_000, 8_700)
+    assert memory_misfit(point, 5_000_000, 8_800) is None
+    # Nothing to project from: an incomplete point, one without a JVM measured, a small one.
     assert memory_misfit({**point, "e2e_complete": False}, 10_000_000, 100) is None
     assert memory_misfit({**point, "job_heap_max_mib": 0}, 10_000_000, 100) is None
     assert memory_misfit({**point, "ips": 10_000}, 10_000_000, 100) is None
+
+
+def test_the_heap_line_of_jdk_22_and_later_is_read_too():
+    from flowattr.lab.bench_growth import _HEAP_INFO
+    line = (" garbage-first heap   total reserved 6291456K, committed 397312K, used 17621K "
+            "[0x0000000687400000, 0x0000000800000000)")
+    assert _HEAP_INFO.search(line).groups() == ("397312", "17621", "0000000687400000", "0000000800000000")
 
 
 def test_the_cpu_of_a_process_tree_counts_a_child_spinning():

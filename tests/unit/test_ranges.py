@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flink_jobs.attribution.attribute import CLOCK_SKEW, CONFLICT, EXPIRED, NO_EVIDENCE, lookup_ip
 from flink_jobs.attribution.ranges import CONTESTED, IpRanges, OwnershipTable
@@ -109,8 +111,10 @@ def test_compact_encoding_round_trips_and_is_small():
     t.learn(IP, Y, 1_790_000_050_000, 1_790_000_090_000, exporter="ec2-002")
     t.learn(IP, X, 1_790_000_100_000, 1_790_000_110_000, exporter="ec2-001")
     value = t.encode_ip(IP)
-    # 2 + (1+9) + (1+9) names, 2 + 4 ranges x 14 bytes, 2 + 2 x (1+7) claimant exporters
-    assert len(value) == 2 + 10 + 10 + 2 + 4 * 14 + 2 + 2 * 8
+    # Two workloads: stored as each one's coverage (the ranges are computed from it on
+    # restore): X 0-60 s and 100-110 s, Y 50-90 s, 3 ranges where the table has 4.
+    # 2 + (1+9) + (1+9) names, 2 + 3 ranges x 14 bytes, 2 + 2 x (1+7) claimant exporters
+    assert len(value) == 2 + 10 + 10 + 2 + 3 * 14 + 2 + 2 * 8
     other = OwnershipTable(merge_gap_ms=G, retention_ms=3_600_000)
     other.names.id("unrelated")                     # ids differ between processes
     other.restore_ip(IP, value)
@@ -130,3 +134,71 @@ def test_ranges_stay_sorted_and_disjoint(claims):
     items = r.items()
     assert all(a[1] < b[0] for a, b in zip(items, items[1:], strict=False))
     assert all(s <= e for s, e, _ in items)
+
+
+@pytest.mark.parametrize("order", [("X1", "X2", "Y"), ("X1", "Y", "X2"), ("Y", "X1", "X2"), ("X2", "Y", "X1")])
+def test_a_claim_inside_a_gap_shorter_than_G_is_contested_in_any_order(order):
+    # X at 0-10 s and 11.5-20 s (1.5 s apart, under G: no other workload can have held the
+    # IP between), Y at 10.5-11 s, inside that gap. X's claims join across Y's: 0-20 s is
+    # X's coverage, 10.5-11 s also Y's, so contested; X keeps 0-10.499 s and 11.001-20 s.
+    # Built claim by claim, Y first between X's claims used to keep 10.5-11 s (a review).
+    claims = {"X1": (X, 0, 10_000), "X2": (X, 11_500, 20_000), "Y": (Y, 10_500, 11_000)}
+    t = table()
+    for name in order:
+        t.learn(IP, *claims[name])
+    assert timeline(t) == [(0, 10_499, X), (10_500, 11_000, "CONTESTED"), (11_001, 20_000, X)]
+    assert owner_at(t, 10_700) == CONFLICT
+
+
+def test_a_state_value_written_before_coverage_restores_to_the_same_ranges():
+    # An older version wrote a key's ranges as they were, contested intervals included:
+    # X 0-4999, contested 5000-6000, Y 6001-9000, one claimant.
+    import struct
+    value = (struct.pack("<H", 2) + b"\x09" + X.encode() + b"\x09" + Y.encode() + struct.pack("<H", 3)
+             + struct.pack("<qIh", 0, 4_999, 0) + struct.pack("<qIh", 5_000, 1_000, -1)
+             + struct.pack("<qIh", 6_001, 2_999, 1) + struct.pack("<H", 1) + b"\x02h1")
+    t = table()
+    t.restore_ip(IP, value)
+    assert timeline(t) == [(0, 4_999, X), (5_000, 6_000, "CONTESTED"), (6_001, 9_000, Y)]
+    t.learn(IP, Y, 9_500, 12_000)   # Y again, 500 ms later: joined to Y's range
+    assert timeline(t) == [(0, 4_999, X), (5_000, 6_000, "CONTESTED"), (6_001, 12_000, Y)]
+    other = table()
+    other.restore_ip(IP, t.encode_ip(IP))
+    assert timeline(other) == timeline(t)
+
+
+_claims = st.lists(st.tuples(st.sampled_from("ABC"), st.integers(0, 60_000), st.integers(0, 15_000)),
+                   min_size=1, max_size=6)
+
+
+@given(claims=_claims, order=st.randoms(use_true_random=False))
+@settings(max_examples=400, deadline=None)
+def test_the_table_is_the_same_whatever_order_the_claims_come_in(claims, order):
+    """What two attribute instances hold after the same claims read in different orders,
+    and after a restore of either: the same ranges."""
+    def learned(sequence):
+        t = table()
+        for workload, start, length in sequence:
+            t.learn(IP, workload, start, start + length)
+        return t
+    first = learned(claims)
+    shuffled = list(claims)
+    order.shuffle(shuffled)
+    second = learned(shuffled)
+    assert timeline(second) == timeline(first)
+    restored = table()
+    restored.restore_ip(IP, second.encode_ip(IP))
+    assert timeline(restored) == timeline(first)
+    # Ranges stay sorted and disjoint, and no two touching ranges have one owner.
+    items = first.by_ip[IP].items()
+    assert all(s <= e for s, e, _ in items)
+    assert all(a[1] < b[0] and not (a[2] == b[2] and a[1] + 1 == b[0]) for a, b in zip(items, items[1:], strict=False))
+    # Pruned at the same horizon, they stay the same, and nothing before it survives.
+    horizon = order.randint(0, 80_000)
+    for t in (first, second, restored):
+        t.prune_changed(horizon + t.retention_ms)
+    if IP in first.by_ip:
+        assert timeline(second) == timeline(restored) == timeline(first)
+        assert first.by_ip[IP].starts[0] >= horizon
+    else:
+        assert IP not in second.by_ip and IP not in restored.by_ip

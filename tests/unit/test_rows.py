@@ -100,6 +100,25 @@ def test_attribution_and_ref_must_agree():
     assert check.reasons[r.ATTRIBUTION_REF_DISAGREE].tolist() == [1, 2, 4, 6]
 
 
+def test_a_workload_name_longer_than_state_keeps_rejects_the_rows_naming_it():
+    # Dictionary ["", "web", 256 x "a", 128 x "é" (2 bytes each: 256), 85 x "é" + "a" (171
+    # bytes)]: entries 2 and 3 are over 255 UTF-8 bytes, entry 4 is not. Rows 1, 2, 4 name them.
+    names = ("", "web", "a" * 256, "é" * 128, "é" * 85 + "a")
+    check = check_rows(_rows(5, workloads=names, local_workload_ref=[1, 2, 3, 4, 2]), *WINDOW, RULES)
+    assert list(check.reasons) == [r.LOCAL_NAME_TOO_LONG]
+    assert check.reasons[r.LOCAL_NAME_TOO_LONG].tolist() == [1, 2, 4]
+    ok = check_rows(_rows(1, workloads=("", "a" * 255), local_workload_ref=[1]), *WINDOW, RULES)
+    assert ok.valid.all()   # 255 bytes is kept whole
+
+
+def test_an_ip_change_event_with_a_name_longer_than_state_keeps_is_invalid():
+    event = pb.IpChangeEvent(ip=bytes(16), workload="é" * 128, action=pb.IP_CHANGE_ACTION_ASSIGNED,
+                             event_time_ms=1_000, emit_time_ms=1_000)
+    assert batches.event_problem(event, 2_000, 0) == "workload is longer than 255 UTF-8 bytes"
+    event.workload = "é" * 127 + "a"   # 255 bytes
+    assert batches.event_problem(event, 2_000, 0) is None
+
+
 def test_an_empty_dictionary_or_a_named_entry_0_rejects_every_row():
     empty = check_rows(_rows(2, workloads=(), local_attribution=UNKNOWN, local_workload_ref=0),
                        *WINDOW, RULES)
