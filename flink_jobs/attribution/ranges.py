@@ -30,6 +30,7 @@ from functools import lru_cache
 import numpy as np
 
 CONTESTED = -1  # owner id of a contested interval
+MAX_ENCODED_OWNERS = 32_767  # an encoded range's owner index is an i16
 PORT_KEY_BYTES = 18  # a port-shared IP's key: 16-byte IP + 2-byte big-endian port
 
 
@@ -234,8 +235,11 @@ class OwnershipTable:
             low, high = min(start_ms, end_ms), max(start_ms, end_ms)
             self.by_ip[ip] = IpRanges([low], [high], [owner])
             conflicts = 0
-        elif ip not in self.coverage and all(o == owner for o in ranges.owners):
-            # One workload only: its ranges are its coverage (IpRanges.learn joins within G).
+        elif ip not in self.coverage and not self._near_others(ranges, owner, start_ms, end_ms):
+            # Nothing of another workload (nor contested) within G of the claim: IpRanges.learn
+            # makes what the coverage would (anything between it and a range of its owner
+            # within G would be within G of it), and the key keeps only its ranges (a key
+            # reused by a second workload is most keys that have two: no coverage for them).
             conflicts = ranges.learn(owner, start_ms, end_ms, self.merge_gap_ms)
         else:
             conflicts = self._learn_covered(ip, ranges, owner, start_ms, end_ms)
@@ -294,19 +298,27 @@ class OwnershipTable:
             self._claimant_sets_rebuild_at = max(4096, 2 * len(self._claimant_sets))
         return changed
 
+    def _near_others(self, ranges: IpRanges, owner: int, start: int, end: int) -> bool:
+        """Whether a range of another owner, or a contested one, lies within G of [start, end]."""
+        gap, low, high = self.merge_gap_ms, min(start, end), max(start, end)
+        i = bisect_left(ranges.ends, low - gap)
+        while i < len(ranges.starts) and ranges.starts[i] <= high + gap:
+            if ranges.owners[i] != owner:
+                return True
+            i += 1
+        return False
+
     def _learn_covered(self, ip: bytes, ranges: IpRanges, owner: int, start: int, end: int) -> int:
         """A claim on a key of more than one workload: join it into its owner's coverage and
         recompute the key's ranges from every coverage. Returns the contested intervals it
         made that were not contested before (each a new conflict)."""
         coverage = self.coverage.get(ip)
         if coverage is None:
-            coverage = self.coverage[ip] = _coverage_of(ranges)
-        before = list(zip(ranges.starts, ranges.ends, ranges.owners, strict=True))
+            coverage = self.coverage[ip] = _coverage_of(ranges, self.merge_gap_ms)
+        before = ranges.items()
         coverage[owner] = _joined(coverage.get(owner, []) + [(min(start, end), max(start, end))], self.merge_gap_ms)
         ranges._set(_timeline(coverage))
-        was_contested = [(s, e) for s, e, o in before if o == CONTESTED]
-        return sum(1 for s, e, o in ranges.items()
-                   if o == CONTESTED and not any(ps <= s and e <= pe for ps, pe in was_contested))
+        return _new_contested(before, ranges.items())
 
     def _prune_coverage(self, ip: bytes, horizon_ms: int) -> bool:
         """Prune a covered key's coverage and recompute its ranges; True if they changed.
@@ -339,7 +351,9 @@ class OwnershipTable:
     def encode_ip(self, ip: bytes) -> bytes:
         ranges = self.by_ip[ip]
         coverage = self.coverage.get(ip)
-        if coverage is not None:  # each workload's coverage: ranges that may overlap (restore_ip)
+        if coverage is not None and len(coverage) <= MAX_ENCODED_OWNERS:
+            # Each workload's coverage: ranges that may overlap (restore_ip). (More owners than
+            # an i16 holds: the ranges, which an older state also held, restored conservatively.)
             ranges = IpRanges()
             ranges.starts, ranges.ends, ranges.owners = map(list, zip(*sorted(
                 (s, e, o) for o, intervals in coverage.items() for s, e in intervals), strict=True))
@@ -348,15 +362,20 @@ class OwnershipTable:
             if o != CONTESTED and o not in local:
                 local[o] = len(local)
         flat: list[int] = []
+        n = 0
         for s, e, o in zip(ranges.starts, ranges.ends, ranges.owners, strict=True):
-            flat += (s, min(e - s, 0xFFFFFFFF), CONTESTED if o == CONTESTED else local[o])
+            o = CONTESTED if o == CONTESTED else local[o]
+            while e - s > 0xFFFFFFFF:   # a duration is a u32: longer ones go in touching pieces,
+                flat += (s, 0xFFFFFFFF, o)   # which restore_ip joins (cut, a coverage would
+                s, n = s + 0x100000000, n + 1   # uncover another workload's claim inside it)
+            flat += (s, e - s, o)
+            n += 1
         names = [self._name_bytes.get(o) or self._encode_name(o) for o in local]
         claimants = self.claimants.get(ip)
         tail = self._claimant_bytes.get(claimants) if claimants is not None else b"\x00\x00"
         if tail is None:
             tail = self._claimant_bytes[claimants] = _encode_claimants(claimants)
-        return b"".join((struct.pack("<H", len(local)), *names, _ranges_struct(len(ranges)).pack(len(ranges), *flat),
-                         tail))
+        return b"".join((struct.pack("<H", len(local)), *names, _ranges_struct(n).pack(n, *flat), tail))
 
     def _encode_name(self, owner: int) -> bytes:
         raw = self.names.names[owner].encode()[:255]
@@ -410,15 +429,21 @@ class OwnershipTable:
             pos += 1 + length
         ranges = IpRanges()
         self.coverage.pop(ip, None)
-        if len({o for _, _, o in items}) > 1:
+        if len({o for _, _, o in items}) == 1:
+            # One owner: its ranges joined within G (what encode_ip writes already; pieces of
+            # a range over a u32 of milliseconds, or a crafted value's overlaps, are joined).
+            items = [(s, e, items[0][2]) for s, e in _joined([(s, e) for s, e, _ in items],
+                                                            1 if items[0][2] == CONTESTED else self.merge_gap_ms)]
+        elif items:
             # More than one workload (or a contested interval of an older state): the value
             # holds each one's coverage, which may overlap; the ranges are computed from it.
             coverage: dict[int, list[tuple[int, int]]] = {}
             for s, e, o in items:
                 coverage.setdefault(o, []).append((s, e))
-            self.coverage[ip] = coverage = {o: _joined(iv, 1 if o == CONTESTED else self.merge_gap_ms)
-                                            for o, iv in coverage.items()}
+            coverage = {o: _joined(iv, 1 if o == CONTESTED else self.merge_gap_ms) for o, iv in coverage.items()}
             items = _timeline(coverage)
+            if _needs_coverage(items, self.merge_gap_ms):   # else learn keeps ranges alone (_near_others)
+                self.coverage[ip] = coverage
         ranges._set(items)
         self.by_ip[ip] = ranges
         if claimants:  # (their subnet join times are saved apart: encode_subnet)
@@ -440,13 +465,35 @@ def _encode_claimants(claimants: frozenset[str]) -> bytes:
     return struct.pack("<H", len(raws)) + b"".join(struct.pack("<B", len(raw)) + raw for raw in raws)
 
 
-def _coverage_of(ranges: IpRanges) -> dict[int, list[tuple[int, int]]]:
+def _coverage_of(ranges: IpRanges, gap: int) -> dict[int, list[tuple[int, int]]]:
     """The coverage of a key's ranges that were built without one: each owner's ranges
-    (those of one workload are its coverage; a contested interval stays CONTESTED's)."""
+    joined within G (a contested interval stays CONTESTED's, joined where they touch)."""
     coverage: dict[int, list[tuple[int, int]]] = {}
     for s, e, o in ranges.items():
         coverage.setdefault(o, []).append((s, e))
-    return coverage
+    return {o: _joined(iv, 1 if o == CONTESTED else gap) for o, iv in coverage.items()}
+
+
+def _needs_coverage(items: list[tuple[int, int, int]], gap: int) -> bool:
+    """Whether ranges hold a contested one or two of different owners within G of each
+    other: what only a key with each workload's coverage can hold."""
+    return any(o == CONTESTED for _, _, o in items) or any(
+        a[2] != b[2] and b[0] - a[1] <= gap for a, b in zip(items, items[1:], strict=False))
+
+
+def _new_contested(before: list[tuple[int, int, int]], after: list[tuple[int, int, int]]) -> int:
+    """Contested ranges of `after` that overlap no contested range of `before` (both
+    sorted and disjoint): the new conflicts. One pass over each."""
+    old = [(s, e) for s, e, o in before if o == CONTESTED]
+    count = i = 0
+    for s, e, o in after:
+        if o != CONTESTED:
+            continue
+        while i < len(old) and old[i][1] < s:
+            i += 1
+        if i == len(old) or old[i][0] > e:
+            count += 1
+    return count
 
 
 def _joined(intervals: list[tuple[int, int]], gap: int) -> list[tuple[int, int]]:

@@ -202,3 +202,28 @@ def test_the_table_is_the_same_whatever_order_the_claims_come_in(claims, order):
         assert first.by_ip[IP].starts[0] >= horizon
     else:
         assert IP not in second.by_ip and IP not in restored.by_ip
+
+
+def test_a_key_reused_by_another_workload_keeps_only_its_ranges():
+    # X until 10 s, Y from 60 s: no claim of one within G of the other's, so no coverage
+    # is kept (memory), and the ranges are what IpRanges.learn makes.
+    t = table()
+    t.learn(IP, X, 0, 10_000)
+    t.learn(IP, Y, 60_000, 70_000)
+    t.learn(IP, Y, 71_000, 80_000)
+    assert timeline(t) == [(0, 10_000, X), (60_000, 80_000, Y)] and IP not in t.coverage
+    t.learn(IP, X, 58_500, 59_000)   # X 1 s before Y's range: within G, so both are kept
+    assert IP in t.coverage and timeline(t) == [(0, 10_000, X), (58_500, 59_000, X), (60_000, 80_000, Y)]
+
+
+def test_a_range_longer_than_a_u32_of_milliseconds_restores_whole():
+    # 55 days of X with 1 s of Y at day 52 inside: contested there. A duration is stored
+    # as a u32 (49.7 days): cut, X's coverage would end before day 52 and Y own it.
+    day = 86_400_000
+    t = OwnershipTable(merge_gap_ms=G, retention_ms=100 * day)
+    t.learn(IP, X, 0, 55 * day)
+    t.learn(IP, Y, 52 * day, 52 * day + 1_000)
+    other = OwnershipTable(merge_gap_ms=G, retention_ms=100 * day)
+    other.restore_ip(IP, t.encode_ip(IP))
+    assert timeline(other) == timeline(t) == [(0, 52 * day - 1, X), (52 * day, 52 * day + 1_000, "CONTESTED"),
+                                              (52 * day + 1_001, 55 * day, X)]
