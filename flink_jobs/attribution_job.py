@@ -245,9 +245,12 @@ class Attribute(KeyedBroadcastProcessFunction):
         self.reason_groups = {"unattributed_": g.add_group("unattributed_reason"),
                               "retried_": g.add_group("retried_reason")}
         self.reason_counters = {}
-        # Every instance learns the same evidence (broadcast): each publishes its share of
-        # the changelog's keys (ownership_changelog.publishes).
-        self.instance, self.instances = _subtask_index(runtime_context), _subtask_count(runtime_context)
+        # Every instance learns the same evidence (broadcast): one publishes the changelog.
+        # (Sharing the keys by crc32, tried in 2058150, left the share of an instance with no
+        # exporters stale: it has no timers, so its engine never prunes, and the broadcast
+        # context has no watermark in thread mode: 'currentWatermark' is missing on PyFlink
+        # 2.0.2's Java context, which failed every broadcast element of 7cb812a.)
+        self.publishes_ownership = _subtask_index(runtime_context) == 0
         self.ranges_counted_at = 0.0
         self.ranges_held = SettableCounter(g.counter("broadcast_ranges_held"))
         self.event_time_lag = SettableCounter(g.counter("event_time_lag_ms"))
@@ -287,14 +290,9 @@ class Attribute(KeyedBroadcastProcessFunction):
                 self.metrics[f"ip_change_events_{outcome.status}"].inc()
             if not outcome.inside:
                 self.metrics["ip_change_events_outside_event_cidrs"].inc()
-        # The operator's watermark moves the engine here too, not only in timers: an
-        # instance holding no exporter's batches has no timers, and would never prune nor
-        # move its event horizon, and its share of the changelog would go stale (a review).
-        self.engine.advance(ctx.current_watermark())
         self.store.prune(state)
-        changed = [key for key in self.store.take_changed()
-                   if ownership_changelog.publishes(key, self.instance, self.instances)]
-        if changed:
+        changed = self.store.take_changed()
+        if changed and self.publishes_ownership:
             for key, value in ownership_changelog.changes(self.engine.attributor, changed, self.cfg.region, now):
                 yield routing.frame(routing.OWNERSHIP, routing.keyed(key, value))
         self._count_ranges()
@@ -508,14 +506,6 @@ def _subtask_index(runtime_context) -> int:
         return runtime_context.get_index_of_this_subtask()
     except AttributeError:
         return runtime_context._runtime_context.getTaskInfo().getIndexOfThisSubtask()
-
-
-def _subtask_count(runtime_context) -> int:
-    """The operator's parallelism (PyFlink 2.0.2 in thread mode: as _subtask_index)."""
-    try:
-        return runtime_context.get_number_of_parallel_subtasks()
-    except AttributeError:
-        return runtime_context._runtime_context.getTaskInfo().getNumberOfParallelSubtasks()
 
 
 class SettableCounter:

@@ -4,8 +4,6 @@ publishes `changes` of the keys its OwnershipStore reports changed."""
 
 from __future__ import annotations
 
-import zlib
-
 from flink_jobs.attribution.attributor import Attributor
 from flink_jobs.attribution.ranges import CONTESTED, PORT_KEY_BYTES
 from schemas import flowattr_pb2 as pb
@@ -37,16 +35,6 @@ def ownership(att: Attributor, key: bytes, region: str, now_ms: int) -> bytes:
         ranges=[pb.OwnershipRange(ip=ip, port=port, start_ms=start, end_ms=end, source=source,
                                   workload="" if owner == CONTESTED else names[owner], contested=owner == CONTESTED)
                 for start, source, end, owner in ranges]).SerializeToString()
-
-
-def publishes(key: bytes, instance: int, instances: int) -> bool:
-    """Whether attribute instance `instance` (of `instances`) publishes this key's records.
-    Every instance learns every key (broadcast), so they share the publishing by a hash of
-    the key: one instance publishing all of them was the job's busiest thread while it
-    learned (97 % of a core, the other 21 %). crc32, not hash(): the same key must map to
-    the same instance in every process (hash() of bytes is salted per interpreter), so
-    each key has exactly one publisher and its records stay in order."""
-    return zlib.crc32(key) % instances == instance
 
 
 def changes(att: Attributor, keys, region: str, now_ms: int) -> list[tuple[bytes, bytes]]:
