@@ -314,7 +314,7 @@ class OwnershipTable:
         made that were not contested before (each a new conflict)."""
         coverage = self.coverage.get(ip)
         if coverage is None:
-            coverage = self.coverage[ip] = _coverage_of(ranges, self.merge_gap_ms)
+            coverage = self.coverage[ip] = _coverage_of(ranges.items(), self.merge_gap_ms)
         before = ranges.items()
         coverage[owner] = _joined(coverage.get(owner, []) + [(min(start, end), max(start, end))], self.merge_gap_ms)
         ranges._set(_timeline(coverage))
@@ -437,10 +437,7 @@ class OwnershipTable:
         elif items:
             # More than one workload (or a contested interval of an older state): the value
             # holds each one's coverage, which may overlap; the ranges are computed from it.
-            coverage: dict[int, list[tuple[int, int]]] = {}
-            for s, e, o in items:
-                coverage.setdefault(o, []).append((s, e))
-            coverage = {o: _joined(iv, 1 if o == CONTESTED else self.merge_gap_ms) for o, iv in coverage.items()}
+            coverage = _coverage_of(items, self.merge_gap_ms)
             items = _timeline(coverage)
             if _needs_coverage(items, self.merge_gap_ms):   # else learn keeps ranges alone (_near_others)
                 self.coverage[ip] = coverage
@@ -465,11 +462,12 @@ def _encode_claimants(claimants: frozenset[str]) -> bytes:
     return struct.pack("<H", len(raws)) + b"".join(struct.pack("<B", len(raw)) + raw for raw in raws)
 
 
-def _coverage_of(ranges: IpRanges, gap: int) -> dict[int, list[tuple[int, int]]]:
-    """The coverage of a key's ranges that were built without one: each owner's ranges
-    joined within G (a contested interval stays CONTESTED's, joined where they touch)."""
+def _coverage_of(items: list[tuple[int, int, int]], gap: int) -> dict[int, list[tuple[int, int]]]:
+    """The coverage of (start, end, owner) ranges, which may overlap (a state value) or be
+    a key's ranges built without one: each owner's joined within G (a contested interval
+    stays CONTESTED's, joined where they touch)."""
     coverage: dict[int, list[tuple[int, int]]] = {}
-    for s, e, o in ranges.items():
+    for s, e, o in items:
         coverage.setdefault(o, []).append((s, e))
     return {o: _joined(iv, 1 if o == CONTESTED else gap) for o, iv in coverage.items()}
 
