@@ -1,13 +1,15 @@
 """The flowattr collector: a PyFlink DataStream job (thread mode) that attributes remote IPs.
 
-    flows.R ──► ValidateFlows ──► pending batches ──┐            ┌─ route-attributed ─► attributed.R
-                  │  └─ claims (heartbeats) ─┐       ├─ key_by ──► Attribute ─┼─ route-unattributed ─► unattributed.R
-    retry.R ──► ValidatePending ─────────────┤       │  exporter  (keyed      ├─ route-retry ─► retry.R (input ended)
-    inbound.R ──► ValidatePending ───────────┘       │            broadcast)  └─ route-forward-<R2> ─► inbound.<R2>
-    ipchanges.R ──► ValidateEvents ──────────────────┴──► broadcast  └─ route-edge-partials ─► key_by edge
+    flows.R ──► ValidateFlows ──► pending batches ──┐            ┌─ route A ─► attributed.R
+                  │  └─ claims (heartbeats) ─┐       ├─ key_by ──► Attribute ─┼─ route U ─► unattributed.R
+    retry.R ──► ValidatePending ─────────────┤       │  exporter  (keyed      ├─ route R ─► retry.R (input ended)
+    inbound.R ──► ValidatePending ───────────┘       │            broadcast)  ├─ route F, <R2> ─► inbound.<R2>
+    ipchanges.R ──► ValidateEvents ──────────────────┴──► broadcast           ├─ route O ─► ownership.R
+                                                                             └─ route E ─► key_by edge
                                                                             ─► EdgeMinutes ─► edges.R
-    every validator (side output), Attribute (events from the future, edge partials too late)
-    and EdgeMinutes (partials for a closed minute) ──► deadletter.R
+    every validator (side output), Attribute (route D: events from the future, edge
+    partials too late) and EdgeMinutes (partials for a closed minute) ──► deadletter.R
+    (the routes are Flink SQL filters on Attribute's rows: flink_jobs/routing.py)
 
 Event time is the Kafka record timestamp: window end for batches (producers set it), the
 attempt's event time for the job's outputs (retry and forwarded batches included, so a
@@ -38,6 +40,7 @@ from pyflink.common import Duration, Row, Types, WatermarkStrategy
 from pyflink.common.watermark_strategy import TimestampAssigner
 from pyflink.datastream import KeyedBroadcastProcessFunction, KeyedProcessFunction, OutputTag, ProcessFunction
 from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
+from pyflink.table.expressions import col
 
 from flink_jobs import batches, edges, ownership_changelog, routing
 from flink_jobs.attribution.engine import Engine, max_retry_wait_ms
@@ -46,7 +49,7 @@ from flink_jobs.attribution.ledger import FleetProgress
 from flink_jobs.attribution.rows import RowRules
 from flink_jobs.environment import make_environment
 from flink_jobs.job_config import JobConfig, add_flags, load
-from flink_jobs.kafka_connectors import BYTES, KeyedSinks, bytes_sink, bytes_source
+from flink_jobs.kafka_connectors import BYTES, KafkaSinks, bytes_sink, bytes_source
 from flink_jobs.ownership_store import OwnershipStore
 from flink_jobs.pending_hold import PendingHold
 from schemas import flowattr_pb2 as pb
@@ -65,6 +68,14 @@ OWNERSHIP = MapStateDescriptor("ownership", Types.STRING(), Types.STRING())
 CLAIM_TAG, EVENT_TAG = b"C", b"E"
 END_OF_INPUT = 2**63 - 1   # Long.MAX_VALUE: the watermark once every input has ended
 CLAIMS_KEY = ""
+
+
+# Attribute's output (flink_jobs/routing.py): route, region, Kafka key, value.
+ROUTED = Types.ROW_NAMED(list(routing.FIELDS), [Types.STRING(), Types.STRING(), BYTES, BYTES])
+
+
+def _routed(route: str, value: bytes, key: bytes = b"", region: str = "") -> Row:
+    return Row(*routing.record(route, value, key, region))
 
 
 def _dead_letter(topic: str, raw: bytes, reason: str) -> bytes:
@@ -285,7 +296,7 @@ class Attribute(KeyedBroadcastProcessFunction):
                 self.metrics["ip_change_events_future"].inc()
                 reason = ("event time is ahead of the event stream's time by more than "
                           f"{self.cfg.attribution.event_future_bound_ms} ms")
-                yield routing.frame(routing.DEAD_LETTER, _dead_letter(self.cfg.topics.ip_changes, value, reason))
+                yield _routed(routing.DEAD_LETTER, _dead_letter(self.cfg.topics.ip_changes, value, reason))
             if outcome.status in (DUPLICATE, LATE):
                 self.metrics[f"ip_change_events_{outcome.status}"].inc()
             if not outcome.inside:
@@ -294,7 +305,7 @@ class Attribute(KeyedBroadcastProcessFunction):
         changed = self.store.take_changed()
         if changed and self.publishes_ownership:
             for key, value in ownership_changelog.changes(self.engine.attributor, changed, self.cfg.region, now):
-                yield routing.frame(routing.OWNERSHIP, routing.keyed(key, value))
+                yield _routed(routing.OWNERSHIP, value, key)
         self._count_ranges()
 
     # -- keyed side: hold, then attribute ---------------------------------------------
@@ -343,7 +354,7 @@ class Attribute(KeyedBroadcastProcessFunction):
             # adversarial review: watermark + 1 overflows a Java long, and nothing would ever
             # take them from the hold).
             header = pb.AttributedFlowBatch.FromString(retry)
-            yield routing.frame(routing.RETRY, routing.keyed(header.source_exporter_id.encode(), retry))
+            yield _routed(routing.RETRY, retry, header.source_exporter_id.encode())
             return
         pending = PendingHold.read(retry)
         timers.register_event_time_timer(self.hold.hold(retry, pending, max(pending.due_ms, watermark + 1)))
@@ -358,7 +369,7 @@ class Attribute(KeyedBroadcastProcessFunction):
         key = header.source_exporter_id.encode()  # the outputs' Kafka key
         for region, rows in plan.forward.items():
             self.metrics["forwarded"].inc(len(rows))
-            yield routing.frame_forward(region, routing.keyed(key, batches.pending_rows(header, cols, rows)))
+            yield _routed(routing.FORWARD, batches.pending_rows(header, cols, rows), key, region)
         if plan.attribution is None:
             return None
         self.metrics["attempts"].inc()
@@ -371,7 +382,7 @@ class Attribute(KeyedBroadcastProcessFunction):
                 self.metrics[name].inc(count)
         for route, payload in ((routing.ATTRIBUTED, out.attributed), (routing.UNATTRIBUTED, out.unattributed)):
             if payload:
-                yield routing.frame(route, routing.keyed(key, payload))
+                yield _routed(route, payload, key)
         yield from self._edge_partials(header.window_end_ms, out, now_ms)
         return out.retry
 
@@ -394,9 +405,9 @@ class Attribute(KeyedBroadcastProcessFunction):
                                           now_ms, self.edge_lateness_ms)
         self.top_edges.count(on_time + late)
         if on_time:
-            yield routing.frame(routing.EDGE_PARTIALS, pickle.dumps(on_time, pickle.HIGHEST_PROTOCOL))
+            yield _routed(routing.EDGE_PARTIALS, pickle.dumps(on_time, pickle.HIGHEST_PROTOCOL))
         for key, _, counts in late:
-            yield routing.frame(routing.DEAD_LETTER, edges.late_dead_letter(
+            yield _routed(routing.DEAD_LETTER, edges.late_dead_letter(
                 key, counts, self.cfg.region, self.cfg.topics.edges, self.edge_lateness_ms, int(time.time() * 1000)))
 
 
@@ -525,45 +536,43 @@ class SettableCounter:
         self.value = value
 
 
-def build_pipeline(env, cfg: JobConfig, sources: dict, sinks: dict) -> None:
-    """Wire the topology. sources: flows, retry, inbound, events; sinks: dead_letter (a
-    sink of bytes), and functions that attach a sink to a stream of KEYED_RECORD rows:
-    attributed, unattributed, retry, forward-<region>, edges, ownership (the Kafka ones:
-    kafka_sources_and_sinks)."""
+def build_pipeline(env, cfg: JobConfig, sources: dict, sinks) -> None:
+    """Wire the topology. sources: flows, retry, inbound, events; sinks: a KafkaSinks
+    (flink_jobs/kafka_connectors.py, or one with its methods): the split of Attribute's
+    routed records in Flink SQL, and the Kafka sinks of each output topic."""
     flows, retry, inbound, events, keyed, ownership = _inputs(env, cfg, sources)
-    routed = keyed.connect(ownership).process(Attribute(cfg), output_type=BYTES).name("attribute") \
+    routed = keyed.connect(ownership).process(Attribute(cfg), output_type=ROUTED).name("attribute") \
         .uid("attribute")
+    # The split is Java (SQL filters on the route): a record crosses into Python once, in
+    # Attribute; it keeps the attempt's event time as its rowtime (flink_jobs/routing.py).
+    routes = sinks.routes(routed)
 
-    def split(route: bytes, name: str, region: str = ""):
-        """One sink's records, on a MAIN output so they keep the attempt's event time."""
-        return routed.flat_map(lambda record: routing.payloads_for(record, route, region), output_type=BYTES) \
-            .name(f"route-{name}").uid(f"route-{name}")
-
-    def split_keyed(route: bytes, name: str, region: str = ""):
-        """One keyed sink's KEYED_RECORD rows (Kafka key, value), on a MAIN output."""
-        return routed.flat_map(lambda record: [Row(*routing.unkeyed(payload))
-                                               for payload in routing.payloads_for(record, route, region)],
-                               output_type=KEYED_RECORD).name(f"route-{name}").uid(f"route-{name}")
+    def route(name: str, region: str = ""):
+        return routes.where((col("route") == name) & (col("region") == region))
 
     # Every DataStream operator has a uid, sources and the dead-letter sink too: a
     # savepoint's state maps back to the same operators after an upgrade (`flowattr job
-    # stop --savepoint` / `resume`). The keyed sinks are Flink SQL tables, whose operator
-    # ids the planner derives from the topology (README: "Upgrades with savepoints").
+    # stop --savepoint` / `resume`). The split and the keyed sinks are Flink SQL, whose
+    # operator ids the planner derives from the topology (README: "Upgrades with savepoints").
     # Retries stay in Attribute's hold; "retry" gets only those of an attempt made once every
     # input has ended (a drained stop: no timer fires after it), for the next job to read.
-    # Its sink also keeps the planner's operator ids, so savepoints of earlier versions match.
-    for name in ("attributed", "unattributed", "retry"):
-        sinks[name](split_keyed(getattr(routing, name.upper()), name))
+    for name, topic in (("attributed", cfg.topics.attributed), ("unattributed", cfg.topics.unattributed),
+                        ("retry", cfg.topics.retry)):
+        sinks.attach_log(route(getattr(routing, name.upper())), topic)
     for region in cfg.other_regions:
-        sinks[f"forward-{region}"](split_keyed(routing.FORWARD, f"forward-{region}", region))
-    edge_records, late_partials = build_edges(cfg, routed)
-    sinks["edges"](edge_records)
-    sinks["ownership"](split_keyed(routing.OWNERSHIP, "ownership"))
+        sinks.attach_log(route(routing.FORWARD, region), RegionTopics(region).inbound)
+    sinks.attach(route(routing.OWNERSHIP), cfg.topics.ownership)
+    partials = sinks.values(route(routing.EDGE_PARTIALS)).flat_map(
+        lambda row: [Row(*partial) for partial in pickle.loads(row[0])], output_type=EDGE_PARTIAL) \
+        .name("route-edge-partials").uid("route-edge-partials")
+    edge_records, late_partials = build_edges(cfg, partials)
+    sinks.attach(sinks.table(edge_records), cfg.topics.edges)
+    attribute_dead = sinks.values(route(routing.DEAD_LETTER)).map(lambda row: row[0], output_type=BYTES) \
+        .name("route-dead-letter").uid("route-dead-letter")
     (flows.get_side_output(DEAD_LETTER).union(retry.get_side_output(DEAD_LETTER),
                                                inbound.get_side_output(DEAD_LETTER),
-                                               events.get_side_output(DEAD_LETTER),
-                                               split(routing.DEAD_LETTER, "dead-letter"), late_partials)
-     .sink_to(sinks["dead_letter"]).name("dead-letter-sink").uid("sink-dead-letter"))
+                                               events.get_side_output(DEAD_LETTER), attribute_dead, late_partials)
+     .sink_to(sinks.dead_letter).name("dead-letter-sink").uid("sink-dead-letter"))
 
 
 def _inputs(env, cfg: JobConfig, sources: dict):
@@ -598,22 +607,20 @@ def _inputs(env, cfg: JobConfig, sources: dict):
     return flows, retry, inbound, events, keyed, ownership
 
 
-def build_edges(cfg: JobConfig, routed):
+def build_edges(cfg: JobConfig, partials):
     """The dependency graph's edges (flink_jobs/edges.py): Attribute's partials of each
-    attempt's final rows, summed per edge and minute of flow start by EdgeMinutes; every
-    record (the first, then one per later partial) is the minute's total so far, keyed for
-    a compacted topic. Returns (edge records, dead letters): a partial for a minute already
-    past its allowed lateness (a batch delivered hours late) is not dropped: it goes to
-    the dead-letter topic with its counts and why."""
-    partials = routed.flat_map(lambda record: [Row(*partial) for payload in routing.payloads_for(
-        record, routing.EDGE_PARTIALS) for partial in pickle.loads(payload)], output_type=EDGE_PARTIAL) \
-        .name("route-edge-partials").uid("route-edge-partials")
+    attempt's final rows (EDGE_PARTIAL rows), summed per edge and minute of flow start by
+    EdgeMinutes; every record (the first, then one per later partial) is the minute's total
+    so far, keyed for a compacted topic. Returns (edge records, dead letters): a partial for
+    a minute already past its allowed lateness (a batch delivered hours late) is not
+    dropped: it goes to the dead-letter topic with its counts and why."""
     records = (partials.key_by(lambda partial: partial[0], key_type=Types.STRING())
                .process(EdgeMinutes(cfg), output_type=KEYED_RECORD).name("edge-minutes").uid("edge-minutes"))
     return records, records.get_side_output(DEAD_LETTER)
 
 
-def kafka_sources_and_sinks(cfg: JobConfig, env=None) -> tuple[dict, dict]:
+def kafka_sources_and_sinks(cfg: JobConfig, env=None) -> tuple[dict, KafkaSinks]:
+    """(the sources by name, the sinks: Kafka's, for cfg's bootstrap and topics)."""
     t = cfg.topics
     group = f"{cfg.group_id}-{cfg.region}"
     props = cfg.kafka_properties
@@ -622,20 +629,8 @@ def kafka_sources_and_sinks(cfg: JobConfig, env=None) -> tuple[dict, dict]:
                "inbound": bytes_source(cfg.bootstrap, [t.inbound], group + "-inbound", props),
                "events": bytes_source(cfg.bootstrap, [t.ip_changes], group + "-events", props,
                                      records_are_batches=False)}
-    keyed = KeyedSinks(env, cfg.bootstrap, props)
-
-    def log(topic: str):
-        return lambda stream: keyed.attach_log(stream, topic)
-
-    # Batches are keyed by their exporter id (one exporter's batches in one partition, in
-    # order); dead letters have no key (a malformed record may name no exporter).
-    sinks = {"attributed": log(t.attributed), "unattributed": log(t.unattributed), "retry": log(t.retry),
-             "dead_letter": bytes_sink(cfg.bootstrap, t.dead_letter, props),
-             "edges": lambda stream: keyed.attach(stream, t.edges),
-             "ownership": lambda stream: keyed.attach(stream, t.ownership)}
-    for region in cfg.other_regions:
-        sinks[f"forward-{region}"] = log(RegionTopics(region).inbound)
-    return sources, sinks
+    # Dead letters have no key (a malformed record may name no exporter).
+    return sources, KafkaSinks(env, cfg.bootstrap, props, bytes_sink(cfg.bootstrap, t.dead_letter, props))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -112,24 +112,46 @@ def bytes_sink(bootstrap: str, topic: str, properties: dict[str, str] | None = N
     return builder.build()
 
 
-class KeyedSinks:
-    """Keyed Kafka sinks for streams of rows (record_key, record_value), both bytes: the
-    Kafka key and the value. The DataStream KafkaSink of PyFlink has no way to take the
-    key from a field, so these go through Flink SQL's Kafka connectors, in the same job:
-    one table environment, each statement set attached to the DataStream program.
+class KafkaSinks:
+    """The job's Kafka sinks, and the Flink SQL split of Attribute's routed records that
+    feeds them (flink_jobs/routing.py), in one table environment whose statement sets are
+    attached to the DataStream program.
 
-    attach(): upsert-kafka, for compacted tables (edges, ownership); the record timestamp
-    is the time of writing. attach_log(): the plain kafka connector, AT_LEAST_ONCE, each
-    record keeping its stream record's timestamp (the attempt's event time) as its Kafka
-    timestamp: retry and inbound records are read back, and their timestamps drive the
-    pending input's watermark (flink_jobs/routing.py)."""
+    The DataStream KafkaSink of PyFlink has no way to take the key from a field, so keyed
+    records go through Flink SQL's Kafka connectors. attach(): upsert-kafka, for compacted
+    tables (edges, ownership); the record timestamp is the time of writing. attach_log():
+    the plain kafka connector, AT_LEAST_ONCE, each record keeping its rowtime (the
+    attempt's event time) as its Kafka timestamp: retry and inbound records are read back,
+    and their timestamps drive the pending input's watermark (flink_jobs/routing.py).
+    `dead_letter`: a DataStream KafkaSink of unkeyed byte[] records."""
 
-    def __init__(self, env, bootstrap: str, properties: dict[str, str] | None = None):
+    def __init__(self, env, bootstrap: str, properties: dict[str, str] | None = None, dead_letter=None):
         from pyflink.table import StreamTableEnvironment
 
         self.t_env = StreamTableEnvironment.create(env)
         self.bootstrap = bootstrap
         self.properties = _PRODUCER_PROPERTIES | (properties or {})
+        self.dead_letter = dead_letter
+
+    def routes(self, stream):
+        """A Table of a stream of rows, with each record's timestamp as its `rowtime` (a time
+        attribute) and the stream's watermarks: filters on it run in Java, and what they
+        pass keeps its event time in attach_log() and values()."""
+        from pyflink.table import DataTypes, Schema
+
+        return self.t_env.from_data_stream(stream, Schema.new_builder().column_by_metadata(
+            "rowtime", DataTypes.TIMESTAMP_LTZ(3)).watermark("rowtime", "SOURCE_WATERMARK()").build())
+
+    def table(self, stream):
+        """A Table of a stream of (record_key, record_value) rows, for attach()."""
+        return self.t_env.from_data_stream(stream)
+
+    def values(self, table):
+        """A DataStream of Row(record_value, rowtime) from a routes() table, each record
+        timestamped with its rowtime, with the table's watermarks."""
+        from pyflink.table.expressions import col
+
+        return self.t_env.to_data_stream(table.select(col("record_value"), col("rowtime")))
 
     def _table(self, topic: str, connector: str, schema, options: dict[str, str]) -> str:
         from pyflink.table import TableDescriptor
@@ -151,17 +173,20 @@ class KeyedSinks:
         statements.add_insert(name, table)
         statements.attach_as_datastream()
 
-    def attach(self, stream, topic: str) -> None:
-        """Upsert rows to a compacted topic: the latest value per key is the table."""
+    def attach(self, table, topic: str) -> None:
+        """Upsert a table's (record_key, record_value) to a compacted topic: the latest
+        value per key is the table."""
         from pyflink.table import DataTypes, Schema
+        from pyflink.table.expressions import col
 
         schema = (Schema.new_builder().column("record_key", DataTypes.BYTES().not_null())
                   .column("record_value", DataTypes.BYTES()).primary_key("record_key").build())
-        self._insert(self._table(topic, "upsert-kafka", schema, {}), self.t_env.from_data_stream(stream))
+        self._insert(self._table(topic, "upsert-kafka", schema, {}),
+                     table.select(col("record_key"), col("record_value")))
 
-    def attach_log(self, stream, topic: str) -> None:
-        """Append rows to a topic, keyed (Kafka's default partitioner: one key, one
-        partition), with the stream's record timestamps."""
+    def attach_log(self, table, topic: str) -> None:
+        """Append a routes() table's records to a topic, keyed (Kafka's default
+        partitioner: one key, one partition), each with its rowtime as its timestamp."""
         from pyflink.table import DataTypes, Schema
         from pyflink.table.expressions import col
 
@@ -170,6 +195,4 @@ class KeyedSinks:
                   .column_by_metadata("record_time", DataTypes.TIMESTAMP_LTZ(3), "timestamp").build())
         name = self._table(topic, "kafka", schema, {"key.fields": "record_key",
                                                       "sink.delivery-guarantee": "at-least-once"})
-        rows = self.t_env.from_data_stream(stream, Schema.new_builder().column_by_metadata(
-            "rowtime", DataTypes.TIMESTAMP_LTZ(3)).build())
-        self._insert(name, rows.select(col("record_key"), col("record_value"), col("rowtime")))
+        self._insert(name, table.select(col("record_key"), col("record_value"), col("rowtime")))

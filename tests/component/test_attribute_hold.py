@@ -109,9 +109,9 @@ class FakeFlink:
     # driving
     def _collect(self, records):
         for record in records:
-            route, _, payload = routing.unframe(record)
+            route, _, _, value = record
             if route in (routing.ATTRIBUTED, routing.UNATTRIBUTED, routing.RETRY):
-                header, cols = decode_attributed_batch(routing.unkeyed(payload)[1])
+                header, cols = decode_attributed_batch(value)
                 self.outputs.append((route, header, cols["flow_index"].tolist()))
 
     def element(self, key: str, payload: bytes):
