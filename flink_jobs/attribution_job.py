@@ -543,12 +543,13 @@ def build_pipeline(env, cfg: JobConfig, sources: dict, sinks) -> None:
     flows, retry, inbound, events, keyed, ownership = _inputs(env, cfg, sources)
     routed = keyed.connect(ownership).process(Attribute(cfg), output_type=ROUTED).name("attribute") \
         .uid("attribute")
-    # The split is Java (SQL filters on the route): a record crosses into Python once, in
-    # Attribute; it keeps the attempt's event time as its rowtime (flink_jobs/routing.py).
+    # The split is Java (SQL filters on the route): a batch leaves Python once; each record
+    # keeps its timestamp (the attempt's event time) as its rowtime (flink_jobs/routing.py).
     routes = sinks.routes(routed)
 
     def route(name: str, region: str = ""):
-        return routes.where((col("route") == name) & (col("region") == region))
+        (field_a, value_a), (field_b, value_b) = routing.condition(name, region).items()
+        return routes.where((col(field_a) == value_a) & (col(field_b) == value_b))
 
     # Every DataStream operator has a uid, sources and the dead-letter sink too: a
     # savepoint's state maps back to the same operators after an upgrade (`flowattr job

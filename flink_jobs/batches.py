@@ -152,8 +152,9 @@ def _check_header(exporter_id: str, start: int, end: int, now_ms: int, max_futur
     if not exporter_id:
         raise InvalidRecord("exporter_id is empty")
     if len(exporter_id.encode()) > MAX_EXPORTER_ID_BYTES:
-        # It is the outputs' Kafka key (routing.keyed frames it with a u16 length): a 64 KiB
-        # id crashed every attempt of its held batch, after every restart.
+        # It is the outputs' Kafka key and keys the hold: bounded so a crafted id cannot
+        # weigh on every record (until 2026-11-28 the key was framed with a u16 length, and
+        # a 64 KiB id crashed every attempt of its held batch, after every restart).
         raise InvalidRecord(f"exporter_id is {len(exporter_id.encode())} bytes, more than {MAX_EXPORTER_ID_BYTES}")
     if not 0 < start < end:
         raise InvalidRecord(f"window [{start}, {end}) is empty or negative")

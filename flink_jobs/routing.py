@@ -3,7 +3,13 @@ sinks. Pure.
 
 Attribute yields one stream of routed records, (route, region, Kafka key, value); the
 split into one stream per sink is made in Java, by Flink SQL filters on `route` and
-`region` (attribution_job.build_pipeline), so a record crosses into Python once.
+`region` (attribution_job.build_pipeline): a batch leaves Python once, and only dead
+letters and edge partials (one record an attempt) come back into it, after the filter.
+
+Assumption: every record Attribute yields carries a timestamp (its input's, or its
+event-time timer's), as the split's rowtime needs one: Flink fails a record without
+("Could not find timestamp in DataStream API record"). A processing-time timer in
+Attribute would yield records without one.
 
 Why one stream and not side outputs: PyFlink 2.0.2's embedded (thread mode) keyed-broadcast
 operator drops side outputs yielded from on_timer (its on_timer_func skips the side-output
@@ -40,7 +46,7 @@ def record(route: str, value: bytes, key: bytes = b"", region: str = "") -> tupl
     return route, region, key, value
 
 
-def selects(routed: tuple[str, str, bytes, bytes], route: str, region: str = "") -> bool:
-    """Whether one sink's stream takes the record: the SQL split's condition, written in
-    Python for the tests and the component fakes."""
-    return routed[0] == route and routed[1] == region
+def condition(route: str, region: str = "") -> dict[str, str]:
+    """One sink's share of the records: the field values (by FIELDS' names) its records
+    have, every one of them; the job's SQL filter is made from this."""
+    return {FIELDS[0]: route, FIELDS[1]: region}

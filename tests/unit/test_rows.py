@@ -223,8 +223,8 @@ def test_validate_flow_batch_still_rejects_a_bad_header_or_bytes_whole():
         batches.validate_flow_batch(b"\xff\xff\xff\xff garbage", 200_000, 0)
     with pytest.raises(batches.InvalidRecord, match="in the future"):
         batches.validate_flow_batch(_flow_batch(_rows(1)), now_ms=100_000, max_future_ms=0)
-    # The exporter id becomes the outputs' Kafka key, framed with a u16 length: a 64 KiB id
-    # would crash every attempt of its held batch. Rejected at the door (255 bytes pass).
+    # The exporter id becomes the outputs' Kafka key (once framed with a u16 length: a 64 KiB
+    # id crashed every attempt of its held batch). Rejected at the door (255 bytes pass).
     for length, ok in ((255, True), (256, False), (70_000, False)):
         msg = pb.FlowBatch.FromString(_flow_batch(_rows(1)))
         msg.exporter_id = "e" * length
