@@ -125,7 +125,7 @@ class KafkaSinks:
     and their timestamps drive the pending input's watermark (flink_jobs/routing.py).
     `dead_letter`: a DataStream KafkaSink of unkeyed byte[] records."""
 
-    def __init__(self, env, bootstrap: str, properties: dict[str, str] | None = None, dead_letter=None):
+    def __init__(self, env, bootstrap: str, properties: dict[str, str] | None, dead_letter):
         from pyflink.table import StreamTableEnvironment
 
         self.t_env = StreamTableEnvironment.create(env)
