@@ -119,11 +119,6 @@ def _decode_columns(msg, spec: dict[str, np.dtype], count: int) -> dict[str, np.
     return out
 
 
-def _encode_columns(msg, cols: FlowColumns, spec: dict[str, np.dtype]) -> None:
-    for name, dtype in spec.items():
-        setattr(msg, name, np.ascontiguousarray(cols[name], dtype=dtype.base).tobytes())
-
-
 def decode_flow_batch(value: bytes, check_dictionary: bool = True) -> tuple[pb.FlowBatch, FlowColumns]:
     """Bytes from the flows topic -> (header message, columns). Raises BatchFormatError.
     check_dictionary=False leaves the workload dictionary and its refs to the caller (the
@@ -157,14 +152,44 @@ def header_of(msg):
     return out
 
 
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+_TAGS: dict[tuple[str, str], bytes] = {}   # (message type, column) -> its field's wire tag
+
+
+def _tag(msg, name: str) -> bytes:
+    key = (msg.DESCRIPTOR.full_name, name)
+    if key not in _TAGS:
+        _TAGS[key] = _varint(msg.DESCRIPTOR.fields_by_name[name].number << 3 | 2)  # wire type 2: length-delimited
+    return _TAGS[key]
+
+
 def _encode(msg, header, cols: FlowColumns, specs: tuple[dict[str, np.dtype], ...]) -> bytes:
+    """The header's fields serialized by protobuf, then each non-empty column written as its
+    wire-format field: tag, length, the array's bytes. Why not set the columns on the message:
+    upb copied each into its arena and again into the result (3.4 ms for a 1.6 MB batch,
+    measured; one join here). The wire format allows it: fields may come in any order, and
+    each column is cleared from the header first, so none appears twice. (proto3 omits an
+    empty bytes field; so does this.)"""
     msg.CopyFrom(header)
     msg.flow_count = len(cols)
     del msg.workloads[:]
     msg.workloads.extend(cols.workloads)
+    parts: list = []
     for spec in specs:
-        _encode_columns(msg, cols, spec)
-    return msg.SerializeToString()
+        for name, dtype in spec.items():
+            msg.ClearField(name)
+            data = np.ascontiguousarray(cols[name], dtype=dtype.base)
+            if data.nbytes:
+                parts += (_tag(msg, name), _varint(data.nbytes), data)
+    return b"".join([msg.SerializeToString(), *parts])
 
 
 def encode_flow_batch(header: pb.FlowBatch, cols: FlowColumns) -> bytes:

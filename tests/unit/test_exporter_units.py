@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from exporter.batcher import Batcher
+from exporter.batcher import Batcher, distinct_names
 from exporter.btf import BtfError, struct_member_offsets
 from exporter.events import FLOW_EVENT, FLOW_EVENT_DTYPE, FlowEvent, decode, events_of, records
 from exporter.identity import IdentityError, workload_from_certificate
@@ -396,3 +396,19 @@ def test_the_ring_is_read_fast_whenever_a_quiet_second_could_fill_it():
         assert poll == (FAST_POLL_MS if rate >= 10_000 else POLL_MS), rate
     # Hysteresis: a fast cadence ends only under 5k/s.
     assert next_poll_ms(FAST_POLL_MS, 600) == FAST_POLL_MS and next_poll_ms(FAST_POLL_MS, 400) == POLL_MS
+
+
+def test_distinct_names_equal_numpy_unique_even_when_the_mix_collides():
+    """The batcher's fast workload dictionary must be np.unique's answer exactly: a wrong
+    ref would name the wrong local workload. Random names (empty, prefixes of each other,
+    64 bytes long), and a mix that sends every name to one key (only the exact path can
+    answer), and one that collides two names in four."""
+    rng = np.random.default_rng(3)
+    for trial in range(200):
+        pool = [b"", b"a" * 64, b"a" * 63, b"ab"] + [bytes(rng.integers(97, 100, rng.integers(1, 65)).astype(np.uint8))
+                                                  for _ in range(rng.integers(1, 20))]
+        names = np.array(pool, "S64")[rng.integers(0, len(pool), rng.integers(0, 2000))]
+        for mix in (None, np.zeros(8, np.uint64), np.array([1, 0, 0, 0, 0, 0, 0, 0], np.uint64)):
+            got, ref = distinct_names(names) if mix is None else distinct_names(names, mix)
+            want, want_ref = np.unique(names, return_inverse=True)
+            assert got.tolist() == want.tolist() and ref.tolist() == want_ref.ravel().tolist(), trial
