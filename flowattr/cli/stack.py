@@ -69,6 +69,10 @@ def _add_job(sub) -> None:
                    "-- --bootstrap 127.0.0.1:9092 --region us-east-1")
     pr.add_argument("--from", dest="savepoint", required=True,
                     help="the savepoint's path, as `flowattr job stop` printed it")
+    pr.add_argument("--allow-non-restored-state", action="store_true",
+                    help="resume even if the savepoint holds state of operators this version no longer has "
+                    "(Flink's -n): that state is dropped. Needed across the upgrades the README lists under "
+                    "'Upgrades with savepoints'; read what each drops there first")
     pr.add_argument("--job", type=Path, help="the job's Python file (default: the installed collector, "
                     "flink_jobs/attribution_job.py)")
     pr.add_argument("job_args", nargs=argparse.REMAINDER, help="the job's arguments, after -- (as at its first start)")
@@ -86,7 +90,8 @@ def _cmd_job(args) -> int:
         import flink_jobs
         job = (args.job or Path(flink_jobs.__file__).parent / "attribution_job.py").resolve()
         job_args = args.job_args[1:] if args.job_args[:1] == ["--"] else args.job_args
-        print(flink_cluster.submit(paths.state_dir(args.state_dir), job, job_args, from_savepoint=args.savepoint))
+        print(flink_cluster.submit(paths.state_dir(args.state_dir), job, job_args, from_savepoint=args.savepoint,
+                                   allow_non_restored_state=args.allow_non_restored_state))
     return 0
 
 

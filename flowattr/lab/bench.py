@@ -31,7 +31,7 @@ import numpy as np
 
 from flink_jobs.attribution.attributor import Attributor
 from flowattr.lab import NO_NEW_SUBNET_WAIT
-from flowattr.lab.bench_growth import GROWTH_E2E_IPS, bench_growth_e2e, tree_peak_rss_mib
+from flowattr.lab.bench_growth import GROWTH_E2E_IPS, bench_growth_e2e, tree_cpu_s, tree_peak_rss_mib
 from flowattr.lab.bench_latency import bench_latency
 from flowattr.lab.evaluate import default_config
 from flowattr.lab.simulate import (
@@ -538,11 +538,11 @@ def _wait_first_batch_sent(spool: Path, pid: int, timeout_s: float = 60) -> None
 def _exporter_run(cfg: BenchConfig, exporter_pid: int, rate: int, say) -> dict:
     """One run of the traffic generator at `rate` connections/s for cfg.exporter_s: the
     exporter's CPU (% of one core), the rate reached, the generator's own CPU."""
-    cpu0 = _cpu_seconds(exporter_pid)
+    cpu0 = tree_cpu_s(exporter_pid)
     out = subprocess.run(["ip", "netns", "exec", "fa_bench_a", sys.executable, "-m", "flowattr.lab.netns_traffic",
                           "rate", "10.15.202.2", "7000", str(rate), str(cfg.exporter_s)],
                          capture_output=True, text=True, check=True)
-    cpu1 = _cpu_seconds(exporter_pid)
+    cpu1 = tree_cpu_s(exporter_pid)
     gen = json.loads(out.stdout.strip().splitlines()[-1])
     cps = gen["connections"] / gen["seconds"]
     exporter_pct = 100 * (cpu1 - cpu0) / gen["seconds"]
@@ -555,12 +555,6 @@ def _exporter_run(cfg: BenchConfig, exporter_pid: int, rate: int, say) -> dict:
 def _median_of(name: str, values: list[float]) -> dict:
     return {name: round(float(np.median(values)), 3), f"{name}_min": round(min(values), 3),
             f"{name}_max": round(max(values), 3), f"{name}_runs": [round(v, 3) for v in values]}
-
-
-def _cpu_seconds(pid: int) -> float:
-    """utime + stime of a process and its children that were waited for, in seconds."""
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 # Figures taken `repeat` times: the result keeps the median under the figure's name, and

@@ -206,18 +206,26 @@ def stop(state: Path, progress=print) -> None:
     progress("Flink cluster stopped")
 
 
+def run_command(flink: Path, py: str, job_module_path: Path, job_args: list[str], from_savepoint: str | None = None,
+                allow_non_restored_state: bool = False) -> list[str]:
+    """The `flink run` command line of submit()."""
+    if allow_non_restored_state and not from_savepoint:
+        raise FlowattrError("--allow-non-restored-state only applies when resuming from a savepoint (--from)")
+    resume = ["-s", from_savepoint, *(["-n"] if allow_non_restored_state else [])] if from_savepoint else []
+    return ["bash", str(flink), "run", "-d", "-m", f"127.0.0.1:{REST_PORT}", *resume,
+            "-pyexec", py, "-pyclientexec", py, "-py", str(job_module_path), *job_args]
+
+
 def submit(state: Path, job_module_path: Path, job_args: list[str], progress=print,
-           from_savepoint: str | None = None) -> str:
-    """`flink run -d [-s SAVEPOINT] -py JOB -- ARGS` against the running cluster; returns
-    the job id. `from_savepoint`: resume from that savepoint's state and Kafka offsets
-    (`flowattr job resume`)."""
+           from_savepoint: str | None = None, allow_non_restored_state: bool = False) -> str:
+    """`flink run -d [-s SAVEPOINT [-n]] -py JOB -- ARGS` against the running cluster;
+    returns the job id. `from_savepoint`: resume from that savepoint's state and Kafka
+    offsets (`flowattr job resume`); `allow_non_restored_state` (Flink's -n): skip the
+    savepoint's state of operators the job no longer has, instead of refusing it."""
     if not is_running():
         raise FlowattrError("no Flink cluster on 127.0.0.1:8081; start one: flowattr cluster start")
-    flink = paths.pyflink_home() / "bin" / "flink"
-    py = paths.python_executable()
-    resume = ["-s", from_savepoint] if from_savepoint else []
-    cmd = ["bash", str(flink), "run", "-d", "-m", f"127.0.0.1:{REST_PORT}", *resume,
-           "-pyexec", py, "-pyclientexec", py, "-py", str(job_module_path), *job_args]
+    cmd = run_command(paths.pyflink_home() / "bin" / "flink", paths.python_executable(), job_module_path, job_args,
+                      from_savepoint, allow_non_restored_state)
     progress("submitting: " + " ".join(cmd[1:]))
     out = subprocess.run(cmd, env=_env(state), capture_output=True, text=True, timeout=180)
     text = out.stdout + out.stderr
