@@ -33,6 +33,9 @@ def distinct_names(names: np.ndarray, mix: np.ndarray = _MIX) -> tuple[np.ndarra
     n = len(names)
     if n == 0:
         return np.zeros(0, names.dtype), np.zeros(0, np.intp)
+    if names.dtype.itemsize % 8:   # not whole words (the event's names are S64)
+        unique, inverse = np.unique(names, return_inverse=True)
+        return unique, inverse.ravel()
     words = np.ascontiguousarray(names).view(np.uint64).reshape(n, names.dtype.itemsize // 8)
     keys = words @ mix[:words.shape[1]]   # uint64 arithmetic wraps: a hash, not a sum
     _, first, group = np.unique(keys, return_index=True, return_inverse=True)

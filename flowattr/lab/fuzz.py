@@ -146,9 +146,7 @@ class Fuzzer:
         head.CopyFrom(header)
         head.flow_count = len(cols)
         head.workloads.extend(cols.workloads)
-        if pending:
-            head.ClearField("next_attempt_ms")
-        prefix = len(head.SerializeToString())  # every field numbered below the first column
+        prefix = len(head.SerializeToString())  # the header's fields: schemas/columns.py writes the columns after them
         return FuzzRecord(kind, full[:self.rng.randrange(prefix + 1, len(full))], RECORD,
                           "truncated inside the columns")
 
