@@ -33,7 +33,7 @@ def distinct_names(names: np.ndarray, mix: np.ndarray = _MIX) -> tuple[np.ndarra
     n = len(names)
     if n == 0:
         return np.zeros(0, names.dtype), np.zeros(0, np.intp)
-    if names.dtype.itemsize % 8:   # not whole words (the event's names are S64)
+    if names.dtype.itemsize % 8 or names.dtype.itemsize > 8 * len(mix):   # the event's names are S64
         unique, inverse = np.unique(names, return_inverse=True)
         return unique, inverse.ravel()
     words = np.ascontiguousarray(names).view(np.uint64).reshape(n, names.dtype.itemsize // 8)
