@@ -174,8 +174,8 @@ def _tag(msg, name: str) -> bytes:
 def _encode(msg, header, cols: FlowColumns, specs: tuple[dict[str, np.dtype], ...]) -> bytes:
     """The header's fields serialized by protobuf, then each non-empty column written as its
     wire-format field: tag, length, the array's bytes. Why not set the columns on the message:
-    upb copied each into its arena and again into the result (3.4 ms for a 1.6 MB batch,
-    measured; one join here). The wire format allows it: fields may come in any order, and
+    upb copied each into its arena and again into the result (1.0 + 3.4 ms for a 1.6 MB
+    batch, measured; the join here ~0.1 ms). The wire format allows it: fields may come in any order, and
     each column is cleared from the header first, so none appears twice. (proto3 omits an
     empty bytes field; so does this.)"""
     msg.CopyFrom(header)
