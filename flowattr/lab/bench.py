@@ -553,6 +553,7 @@ def _exporter_run(cfg: BenchConfig, exporter_pid: int, rate: int, say) -> dict:
 
 
 def _median_of(name: str, values: list[float]) -> dict:
+    """A figure taken len(values) times: its median under `name`, with min, max and every value."""
     return {name: round(float(np.median(values)), 3), f"{name}_min": round(min(values), 3),
             f"{name}_max": round(max(values), 3), f"{name}_runs": [round(v, 3) for v in values]}
 
@@ -574,8 +575,7 @@ def repeated(name: str, runs: list[dict], say) -> dict:
         if len(complete) < len(runs) or any(v is None for v in values):
             out |= {key: None, f"{key}_runs": values}
             continue
-        out |= {key: float(np.median(values)), f"{key}_min": min(values), f"{key}_max": max(values),
-                f"{key}_runs": values}
+        out |= _median_of(key, values)
     if len(complete) < len(runs):
         out["e2e_complete"] = False
     elif len(runs) > 1:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -65,8 +66,11 @@ def captured(hosts):
     reader = threading.Thread(target=lambda: tcplife_lines.extend(iter(tcplife.stdout.readline, "")), daemon=True)
     reader.start()
     try:
-        # tcplife prints its header once its program is attached (it compiles first).
-        until(lambda: tcplife_lines, 120, "tcplife's header")
+        # tcplife prints its header once its program is attached (it compiles first), but
+        # opens its perf buffers only after: a close in between is lost to it. It is ready
+        # when it holds its tracepoint's perf event and an IPv4 and an IPv6 buffer per CPU.
+        until(lambda: tcplife_lines and _perf_events(tcplife.pid) >= 1 + 2 * _online_cpus(), 120,
+              "tcplife's header and its perf buffers")
         server = subprocess.Popen(["ip", "netns", "exec", NS_B, sys.executable, "-m", "flowattr.lab.netns_traffic",
                                    "server", IP_B, str(PORT), str(len(PLAN))], stdout=subprocess.PIPE, text=True)
         assert server.stdout.readline().strip() == "ready"
@@ -76,8 +80,15 @@ def captured(hosts):
         server.stdout.close()
         # Capture ends only once the last close is in: 23 sockets per side in our events,
         # and tcplife's 23 server-side lines (plus its header), however busy the machine.
-        until(lambda: min(_per_side(events)) >= len(PLAN) and len(tcplife_lines) > len(PLAN), 60,
-               "every close to be captured")
+        try:
+            until(lambda: min(_per_side(events)) >= len(PLAN) and len(tcplife_lines) > len(PLAN), 60,
+                  "every close to be captured")
+        except AssertionError as exc:
+            # Which side fell short, and whether the probe saw the closes at all, is what a
+            # failure on a busy CI machine has to say.
+            raise AssertionError(f"{exc}: ours (client, server) {_per_side(events)} of {len(PLAN)} each, tcplife "
+                                 f"{len(tcplife_lines) - 1} of {len(PLAN)} lines (rc {tcplife.poll()}), "
+                                 f"probe counters {probe.counters()}") from None
     finally:
         stop.set()
         poller.join(timeout=5)
@@ -94,6 +105,25 @@ def captured(hosts):
     conns = [json.loads(line) for line in client.stdout.splitlines()]
     ours = [e for e in events if {bytes_to_ip(e.local_ip), bytes_to_ip(e.remote_ip)} == {IP_A, IP_B}]
     return ours, conns, tcplife_out, counters
+
+
+def _perf_events(pid: int) -> int:
+    """How many perf event file descriptors the process holds."""
+    fds = Path(f"/proc/{pid}/fd")
+    return sum(1 for fd in fds.iterdir() if _readlink(fd) == "anon_inode:[perf_event]")
+
+
+def _readlink(path: Path) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:   # closed since the listing
+        return ""
+
+
+def _online_cpus() -> int:
+    """CPUs online ("0-1,4" is three), as bcc opens a perf buffer on each."""
+    ranges = Path("/sys/devices/system/cpu/online").read_text().strip().split(",")
+    return sum(int(r.split("-")[-1]) - int(r.split("-")[0]) + 1 for r in ranges)
 
 
 def _per_side(events) -> tuple[int, int]:
