@@ -194,8 +194,7 @@ class Attributor:
                 (lost & ~by_event, REJECTED, True),
                 (after_horizon, UNSETTLED_EVENTS, False),
                 (by_event & ~after_horizon & (owner < 0) & (reason == NO_EVIDENCE), NO_EVIDENCE, True),
-                (starts < np.where(by_event, self.events.prune_horizon_ms, self.heartbeats.horizon_ms),
-                 EXPIRED, True),
+                (starts < np.where(by_event, *self._expired_before()), EXPIRED, True),
                 (self._outside(ip_rows)[inverse], OUTSIDE, True),
                 (self.host_local.contains(ip_rows)[inverse], HOST_LOCAL, True),
                 (ends < starts, INVALID_TIME, True)):
@@ -209,6 +208,19 @@ class Attributor:
         ev_start[~attributed] = 0
         ev_end[~attributed] = 0
         return Attribution(outcome, owner, source, ev_start, ev_end, reason)
+
+    def _expired_before(self) -> tuple[int, int]:
+        """(event, heartbeat): flows starting before these are EXPIRED. The horizon is the
+        watermark's (now - retention), not only the last prune's: a restored table was
+        pruned at a horizon the state does not keep, and would decide flows before it from
+        clipped ranges (an adversarial review's attack). Heartbeat ranges before the horizon
+        are gone, but a lookup reaches back by the skew tolerance, joining by G and
+        settledness by the close slack: a flow in that reach after the horizon could be
+        decided otherwise with them, so it expires as well."""
+        floor = self.watermark_ms - self.cfg.retention_ms if self.watermark_ms != NEVER else NEVER
+        reach = self.cfg.min_reuse_gap_ms + self.cfg.skew_tolerance_ms + self.cfg.close_slack_ms
+        return (max(self.events.prune_horizon_ms, floor),
+                max(self.heartbeats.horizon_ms, floor) + reach)
 
     def _outside(self, remote: np.ndarray) -> np.ndarray:
         return ~self.known.contains(remote) if self.known is not None else np.zeros(len(remote), bool)
