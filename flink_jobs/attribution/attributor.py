@@ -218,9 +218,14 @@ class Attributor:
         settledness by the close slack: a flow in that reach after the horizon could be
         decided otherwise with them, so it expires as well."""
         floor = self.watermark_ms - self.cfg.retention_ms if self.watermark_ms != NEVER else NEVER
-        reach = self.cfg.min_reuse_gap_ms + self.cfg.skew_tolerance_ms + self.cfg.close_slack_ms
         return (max(self.events.prune_horizon_ms, floor),
-                max(self.heartbeats.horizon_ms, floor) + reach)
+                max(self.heartbeats.horizon_ms, floor) + self.horizon_reach_ms)
+
+    @property
+    def horizon_reach_ms(self) -> int:
+        """How far past the retention horizon a pruned heartbeat range could still decide
+        a flow: the lookup's tolerance, joining across G, settledness's close slack."""
+        return self.cfg.min_reuse_gap_ms + self.cfg.skew_tolerance_ms + self.cfg.close_slack_ms
 
     def _outside(self, remote: np.ndarray) -> np.ndarray:
         return ~self.known.contains(remote) if self.known is not None else np.zeros(len(remote), bool)

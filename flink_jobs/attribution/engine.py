@@ -148,7 +148,7 @@ class Engine:
         if not retrying.any():
             return False
         due_ms = now_ms + slots * self.cfg.retry_delay_ms
-        return int(cols["start_ms"][retrying].min()) < due_ms - self.cfg.retention_ms
+        return int(cols["start_ms"][retrying].min()) < due_ms - self.cfg.retention_ms + self.attributor.horizon_reach_ms
 
     def owner_names(self) -> list[str]:
         """Owner id -> workload name, for an attempt's `attribution.owner`."""
