@@ -5,6 +5,7 @@ publishes `changes` of the keys its OwnershipStore reports changed."""
 from __future__ import annotations
 
 from flink_jobs.attribution.attributor import Attributor
+from flink_jobs.attribution.heartbeats import UNRESOLVED
 from flink_jobs.attribution.ranges import CONTESTED, PORT_KEY_BYTES
 from schemas import flowattr_pb2 as pb
 from schemas.columns import bytes_to_ip
@@ -43,10 +44,12 @@ def changes(att: Attributor, keys, region: str, now_ms: int) -> list[tuple[bytes
 
 
 def owner_at(record: pb.IpOwnership, at_ms: int) -> tuple[str, pb.OwnershipRange | None]:
-    """("owned" | "contested" | "clock_skew" | "unknown", the range or None) at at_ms, by
-    the attribution's own rule (attribute.search): W owns t when a W range lies within the
-    skew tolerance of t and no other workload's range or contested interval does. An IP
-    has ranges of one source only (the event CIDRs are never learned from heartbeats)."""
+    """("owned" | "unresolved" | "contested" | "clock_skew" | "unknown", the range or None)
+    at at_ms, by the attribution's own rule (attribute.search): W owns t when a W range
+    lies within the skew tolerance of t and no other workload's range or contested
+    interval does; "unresolved" when that owner is a workload its host did not resolve
+    (heartbeats.UNRESOLVED: no flow is attributed to it). An IP has ranges of one source
+    only (the event CIDRs are never learned from heartbeats)."""
     tol = record.skew_tolerance_ms
     near = [r for r in record.ranges if r.end_ms >= at_ms - tol and r.start_ms <= at_ms + tol]
     if not near:
@@ -54,7 +57,8 @@ def owner_at(record: pb.IpOwnership, at_ms: int) -> tuple[str, pb.OwnershipRange
     containing = [r for r in near if r.start_ms <= at_ms <= r.end_ms]
     owners = {("" if r.contested else r.workload, r.contested) for r in near}
     if len(owners) == 1 and not near[0].contested:
-        return "owned", (containing or near)[0]
+        found = (containing or near)[0]
+        return ("unresolved" if found.workload == UNRESOLVED else "owned"), found
     if any(r.contested for r in containing):
         return "contested", next(r for r in containing if r.contested)
     return "clock_skew", None

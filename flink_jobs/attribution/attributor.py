@@ -37,7 +37,7 @@ from flink_jobs.attribution.attribute import (
 )
 from flink_jobs.attribution.config import AttributionConfig
 from flink_jobs.attribution.events import EventTable, LoggedEvent
-from flink_jobs.attribution.heartbeats import Claim, claims_from_batch
+from flink_jobs.attribution.heartbeats import UNRESOLVED, Claim, claims_from_batch
 from flink_jobs.attribution.ledger import ExporterLedger, FleetProgress
 from flink_jobs.attribution.ranges import OwnershipTable, WorkloadNames, port_key, subnet_key
 from flink_jobs.attribution.rejected import RejectedEvidence, records_of
@@ -181,6 +181,10 @@ class Attributor:
         np.cumsum(sizes, out=offsets[1:])
         owner, ev_start, ev_end, reason = search(rs, re_, ro, offsets, segment, starts, self.cfg.skew_tolerance_ms)
         final = (owner < 0) & (reason != NO_EVIDENCE)  # CONFLICT, CLOCK_SKEW: no later attempt changes them
+        # Held by a workload its host did not resolve (heartbeats.UNRESOLVED): nobody can
+        # say which, and no later attempt will.
+        unresolved = owner == self.names.ids.get(UNRESOLVED, -2)
+        owner[unresolved], reason[unresolved], final[unresolved] = -1, NO_EVIDENCE, True
         if self.cfg.require_settled_evidence:
             unsettled = self._unsettled(keys, segment, starts, ends, owner >= 0)
             lost = self._rejected(keys, segment, cols, ends, owner >= 0)

@@ -3,7 +3,14 @@
 Every flow whose local workload the exporter resolved says "workload W held local_ip
 during [start, end]". Per batch these collapse to a few claims: one per (local IP,
 workload) and stretch of activity (flows closer than the merge gap are joined, as in
-ranges.py). Flows with an unknown local workload are never evidence.
+ranges.py).
+
+Flows with an unknown local workload (LOCAL_ATTRIBUTION_UNKNOWN, dictionary entry 0)
+claim the IP for UNRESOLVED (""), a workload no flow is ever attributed to: the host
+held the IP then, and a claim of another workload over the same time is contested, not
+proven. Ignored, they let a stale IP-map entry on another host win while the true
+host's entry was not written yet: the true host's batch was in, holding this very
+connection, and the flow looked settled (an adversarial review's attack).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from schemas.columns import FlowColumns
 
 EVIDENCE_ATTRIBUTIONS = np.array([pb.LOCAL_ATTRIBUTION_IDENTITY_FILE, pb.LOCAL_ATTRIBUTION_IP_MAP,
                                   pb.LOCAL_ATTRIBUTION_PORT_MAP], dtype=np.uint8)
+UNRESOLVED = ""  # the workload of an UNKNOWN row's claim: never a real one (rows.py rejects empty names)
 
 
 @dataclass(frozen=True)
@@ -44,7 +52,9 @@ def claims_from_batch(cols: FlowColumns, merge_gap_ms: int,
     (IP, local port), and only its non-PORT_MAP rows also claim the whole IP (the host's
     own workload: the collector attributes a port-shared IP by port only)."""
     attribution = cols["local_attribution"]
-    usable = np.isin(attribution, EVIDENCE_ATTRIBUTIONS) & (cols["local_workload_ref"] > 0)
+    ref = cols["local_workload_ref"]
+    usable = (np.isin(attribution, EVIDENCE_ATTRIBUTIONS) & (ref > 0)) | (
+        (attribution == pb.LOCAL_ATTRIBUTION_UNKNOWN) & (ref == 0) & (cols.workloads[:1] == [UNRESOLVED]))
     usable &= cols["end_ms"] >= cols["start_ms"]
     if exclude is not None:
         usable &= ~exclude

@@ -105,7 +105,8 @@ def _add_whois(sub) -> None:
 
 
 def _cmd_whois(args) -> int:
-    """Exit 0 with the answer (owned, contested or unknown); a bad IP is an error."""
+    """Exit 0 with the answer (owned, unresolved, contested, clock_skew or unknown); a bad
+    IP is an error."""
     import ipaddress
 
     from flink_jobs.job_config import load
@@ -138,7 +139,7 @@ def _cmd_whois(args) -> int:
         print(f"{answer['ip']} ({region}): {len(ranges)} range(s) learned" if ranges else
               f"{answer['ip']} ({region}): unknown (no evidence learned)")
         for r in ranges:
-            who = "CONTESTED" if r["contested"] else r["workload"]
+            who = "CONTESTED" if r["contested"] else r["workload"] or "UNRESOLVED (its host named no workload)"
             print(f"  {r['start_ms']} .. {r['end_ms']}  {who}  ({r['evidence']})")
     else:
         r = answer["range"]

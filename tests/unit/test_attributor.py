@@ -11,6 +11,7 @@ from flink_jobs.attribution.attribute import ATTRIBUTED, CONFLICT, NO_EVIDENCE, 
 from flink_jobs.attribution.attributor import Attributor
 from flink_jobs.attribution.config import AttributionConfig
 from flink_jobs.attribution.events import ASSIGNED, UNASSIGNED
+from flink_jobs.attribution.heartbeats import UNRESOLVED
 from schemas import flowattr_pb2 as pb
 from schemas.cidrs import RegionMap
 from schemas.columns import FlowColumns, ip_to_bytes, ips_to_array
@@ -39,10 +40,11 @@ def test_claims_collapse_to_one_per_ip_and_workload_stretch():
                   ("10.0.0.1", "api", "10.0.0.8", 4000, 6000),      # overlaps: same stretch
                   ("10.0.0.1", "api", "10.0.0.8", 7500, 8000),      # 1.5 s gap < G: same stretch
                   ("10.0.0.1", "api", "10.0.0.8", 20_000, 21_000),  # 12 s gap: new stretch
-                  ("10.0.0.2", "", "10.0.0.8", 0, 99_000)])         # unknown workload: no evidence
+                  ("10.0.0.2", "", "10.0.0.8", 0, 99_000)])         # unknown workload: held, by nobody named
     claims = Attributor(CFG).claims(cols)
     assert [(c.ip, c.workload, c.start_ms, c.end_ms) for c in claims] == [
-        (ip_to_bytes("10.0.0.1"), "api", 1000, 8000), (ip_to_bytes("10.0.0.1"), "api", 20_000, 21_000)]
+        (ip_to_bytes("10.0.0.1"), "api", 1000, 8000), (ip_to_bytes("10.0.0.1"), "api", 20_000, 21_000),
+        (ip_to_bytes("10.0.0.2"), UNRESOLVED, 0, 99_000)]
 
 
 def test_flow_before_the_owners_heartbeat_arrives_is_retried_then_attributed():

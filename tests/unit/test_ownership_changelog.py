@@ -53,6 +53,17 @@ def test_heartbeat_ranges_contested_intervals_and_ports_are_published_by_ip():
         ("api", pb.EVIDENCE_SOURCE_HEARTBEAT)]
 
 
+def test_an_ip_held_by_a_workload_its_host_did_not_resolve_is_published_unresolved():
+    store, state = OwnershipStore(Engine(CFG, "us-east-1", REGIONS)), FakeMapState()
+    e = store.engine
+    store.learn(state, _update("h1", 1, 0, [("10.0.0.9", 8080, "", pb.LOCAL_ATTRIBUTION_UNKNOWN, "10.0.0.1", 40000,
+                                            1_000, 5_000)], e))
+    nine = pb.IpOwnership.FromString(dict(changes(e.attributor, store.take_changed(), "us-east-1", 77))[b"10.0.0.9"])
+    assert [(r.workload, r.start_ms, r.end_ms, r.contested) for r in nine.ranges] == [("", 1_000, 5_000, False)]
+    status, found = owner_at(nine, 2_000)
+    assert status == "unresolved" and (found.start_ms, found.end_ms) == (1_000, 5_000)
+
+
 def test_event_ranges_are_published_and_end_at_the_horizon():
     store, state = OwnershipStore(Engine(CFG, "us-east-1", REGIONS)), FakeMapState()
     lb = ip_to_bytes("10.250.0.5")

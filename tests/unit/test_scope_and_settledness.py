@@ -143,6 +143,36 @@ def test_a_stale_claim_from_another_host_waits_for_the_subnets_exporters():
     assert e.attributor.ledger.unsettled_spans("h7") == [(2_100_000, 2**62)]
 
 
+def test_the_true_hosts_unresolved_row_contradicts_a_stale_claim():
+    """The timeline above, but h7's batch #35 holds this very connection with its local
+    workload UNKNOWN: its IP map had no entry for 10.0.7.9 yet (a reassignment's race,
+    when the old host's entry is the stale one). helper-32's attack: the row was no
+    evidence at all, h7's batch was in, and the flow went to `stale`."""
+    e = Engine(CFG, "us-east-1", REGIONS)
+    for seq in range(1, 35):
+        start = (seq - 1) * 60_000
+        learn(e, "h7", seq, start, batch([("10.0.7.2", 8080, "api", IP_MAP, "10.0.0.1", 40000, start + 1, start + 2)]))
+        learn(e, "h3", seq, start, batch([("10.0.3.2", 8080, "db", IP_MAP, "10.0.0.1", 40000, start + 1, start + 2)]))
+    learn(e, "h3", 35, 2_040_000, batch([("10.0.7.9", 8080, "stale", IP_MAP, "10.0.0.1", 40000, 2_041_000, 2_041_500)]))
+    e.learn_batch("h3", 36, 2_100_000, 2_160_000, [])
+    e.advance(2_160_000)
+    flow = batch([("10.0.0.1", 40001, "web", IP_MAP, "10.0.7.9", 8080, 2_041_100, 2_041_400)])
+    assert outcome(e, flow) == [(RETRY, "EVIDENCE_UNSETTLED")]
+    learn(e, "h7", 35, 2_040_000, batch([("10.0.7.9", 8080, "", pb.LOCAL_ATTRIBUTION_UNKNOWN, "10.0.0.1", 40001,
+                                               2_041_100, 2_041_400)]))
+    assert outcome(e, flow) == [(UNATTRIBUTED, "CONFLICT")]   # h7 held it then, for someone unnamed
+
+
+def test_an_ip_held_only_by_an_unresolved_workload_is_no_evidence_at_once():
+    # Its host said it did not know the workload: no later attempt can name one.
+    e = Engine(CFG, "us-east-1", REGIONS)
+    learn(e, "h7", 1, 0, batch([("10.0.7.9", 8080, "", pb.LOCAL_ATTRIBUTION_UNKNOWN, "10.0.0.1", 40001, 1_100, 1_400)]))
+    e.learn_batch("h7", 2, 60_000, 120_000, [])
+    e.advance(120_000)
+    flow = batch([("10.0.0.1", 40001, "web", IP_MAP, "10.0.7.9", 8080, 1_100, 1_400)])
+    assert outcome(e, flow) == [(UNATTRIBUTED, "NO_EVIDENCE")]   # a first attempt, of 5
+
+
 def test_fleet_progress_follows_the_rank_th_latest_exporter_and_forgets_the_silent():
     """The job's event time for batches (ValidateFlows) and the ledger's fleet progress:
     one or two exporters far ahead do not move it; in a fleet smaller than the rank it is
