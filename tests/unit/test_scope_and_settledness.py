@@ -122,11 +122,10 @@ def test_rows_the_door_rejected_are_not_claims_even_if_passed_in():
     assert a.claims(cols) == []
 
 
-def test_a_stale_claim_from_another_host_waits_for_the_subnets_exporters():
-    """10.0.7.9 is in host h7's subnet (h7 claimed 10.0.7.0/24 addresses for an hour) but
-    h7 never used 10.0.7.9 yet. A stale IP-map entry on host h3 claims it at 2000 s, and
-    h7's batch with the true owner's side of the connection is late. First version (and
-    a ledger of claimants only): attributed to the stale workload at once."""
+def _stale_claim_timeline():
+    """(engine, flow): h7 and h3 each send a batch a minute for 34 minutes, claiming their
+    own addresses; at 2,040 s h3's stale IP-map entry claims 10.0.7.9 (h7's subnet), and
+    h7's batch #35 is still missing. The flow from 10.0.0.1 to 10.0.7.9 at 2,041.1 s."""
     e = Engine(CFG, "us-east-1", REGIONS)
     for seq in range(1, 35):   # h7: one batch a minute, claims on its other addresses
         start = (seq - 1) * 60_000
@@ -135,7 +134,15 @@ def test_a_stale_claim_from_another_host_waits_for_the_subnets_exporters():
     learn(e, "h3", 35, 2_040_000, batch([("10.0.7.9", 8080, "stale", IP_MAP, "10.0.0.1", 40000, 2_041_000, 2_041_500)]))
     e.learn_batch("h3", 36, 2_100_000, 2_160_000, [])
     e.advance(2_160_000)
-    flow = batch([("10.0.0.1", 40001, "web", IP_MAP, "10.0.7.9", 8080, 2_041_100, 2_041_400)])
+    return e, batch([("10.0.0.1", 40001, "web", IP_MAP, "10.0.7.9", 8080, 2_041_100, 2_041_400)])
+
+
+def test_a_stale_claim_from_another_host_waits_for_the_subnets_exporters():
+    """10.0.7.9 is in host h7's subnet (h7 claimed 10.0.7.0/24 addresses for an hour) but
+    h7 never used 10.0.7.9 yet. A stale IP-map entry on host h3 claims it at 2000 s, and
+    h7's batch with the true owner's side of the connection is late. First version (and
+    a ledger of claimants only): attributed to the stale workload at once."""
+    e, flow = _stale_claim_timeline()
     assert outcome(e, flow) == [(RETRY, "EVIDENCE_UNSETTLED")]   # h7's batch #35 has not arrived
     learn(e, "h7", 35, 2_040_000, batch([("10.0.7.9", 8080, "cart", IP_MAP, "10.0.0.1", 40001, 2_041_100, 2_041_400)]))
     assert outcome(e, flow)[0][0] == UNATTRIBUTED                 # the contradiction is known now
@@ -148,15 +155,7 @@ def test_the_true_hosts_unresolved_row_contradicts_a_stale_claim():
     workload UNKNOWN: its IP map had no entry for 10.0.7.9 yet (a reassignment's race,
     when the old host's entry is the stale one). helper-32's attack: the row was no
     evidence at all, h7's batch was in, and the flow went to `stale`."""
-    e = Engine(CFG, "us-east-1", REGIONS)
-    for seq in range(1, 35):
-        start = (seq - 1) * 60_000
-        learn(e, "h7", seq, start, batch([("10.0.7.2", 8080, "api", IP_MAP, "10.0.0.1", 40000, start + 1, start + 2)]))
-        learn(e, "h3", seq, start, batch([("10.0.3.2", 8080, "db", IP_MAP, "10.0.0.1", 40000, start + 1, start + 2)]))
-    learn(e, "h3", 35, 2_040_000, batch([("10.0.7.9", 8080, "stale", IP_MAP, "10.0.0.1", 40000, 2_041_000, 2_041_500)]))
-    e.learn_batch("h3", 36, 2_100_000, 2_160_000, [])
-    e.advance(2_160_000)
-    flow = batch([("10.0.0.1", 40001, "web", IP_MAP, "10.0.7.9", 8080, 2_041_100, 2_041_400)])
+    e, flow = _stale_claim_timeline()
     assert outcome(e, flow) == [(RETRY, "EVIDENCE_UNSETTLED")]
     learn(e, "h7", 35, 2_040_000, batch([("10.0.7.9", 8080, "", pb.LOCAL_ATTRIBUTION_UNKNOWN, "10.0.0.1", 40001,
                                                2_041_100, 2_041_400)]))
