@@ -227,3 +227,23 @@ def test_a_range_longer_than_a_u32_of_milliseconds_restores_whole():
     other.restore_ip(IP, t.encode_ip(IP))
     assert timeline(other) == timeline(t) == [(0, 52 * day - 1, X), (52 * day, 52 * day + 1_000, "CONTESTED"),
                                               (52 * day + 1_001, 55 * day, X)]
+
+
+def test_a_key_past_the_range_cap_contests_its_older_half_and_still_saves():
+    # helper-32: encode_ip counts a key's ranges in a u16, and a key of 65,536 ranges failed
+    # the task at every restore. One workload polled every 2.5 s (10 ms each, gaps over G:
+    # never joined) over 48 h of retention: at MAX_RANGES_PER_KEY + 1 ranges the older half
+    # becomes one contested interval (never a wrong answer) and the key saves and restores.
+    from flink_jobs.attribution.ranges import MAX_RANGES_PER_KEY
+    t = OwnershipTable(merge_gap_ms=G, retention_ms=48 * 3_600_000)
+    polls = MAX_RANGES_PER_KEY + 1
+    for k in range(polls):
+        t.learn(IP, X, k * 2_500, k * 2_500 + 10)
+    cut = (polls // 2) * 2_500 + 10     # the end of range polls // 2 (of polls), the middle one
+    assert timeline(t)[0] == (0, cut, "CONTESTED")
+    assert len(t.by_ip[IP]) == 1 + (polls - polls // 2 - 1) <= MAX_RANGES_PER_KEY   # contested + the rest
+    assert owner_at(t, 5) == CONFLICT and owner_at(t, cut + 2_500 - 10 + 5) == X   # the first kept poll
+    assert owner_at(t, (polls - 1) * 2_500 + 5) == X
+    other = OwnershipTable(merge_gap_ms=G, retention_ms=48 * 3_600_000)
+    other.restore_ip(IP, t.encode_ip(IP))
+    assert timeline(other) == timeline(t)
