@@ -90,9 +90,16 @@ def _metrics_server(cfg: ExporterConfig) -> MetricsServer | None:
     return server
 
 
-def _spool_due(cfg: ExporterConfig, batcher: Batcher, spool: Spool) -> None:
-    """Spool every window that closed (its grace passed), and say the exporter is alive."""
-    due = batcher.flush_due(int(time.time() * 1000), grace_ms=int(min(2000, cfg.window_s * 200)))
+def _spool_due(cfg: ExporterConfig, batcher: Batcher, spool: Spool, probe) -> None:
+    """Spool every window that closed (its grace passed), and say the exporter is alive.
+    Before a window is encoded, the IPs the port map holds are declared port-shared (once
+    a window: a map scan is a syscall per entry), and the declared set saved."""
+    now_ms, grace_ms = int(time.time() * 1000), int(min(2000, cfg.window_s * 200))
+    if batcher.windows_due(now_ms, grace_ms):
+        batcher.declare_port_shared(probe.port_shared_ips())
+        if batcher.port_shared_ips != spool.port_shared_ips():
+            spool.save_port_shared_ips(batcher.port_shared_ips)
+    due = batcher.flush_due(now_ms, grace_ms=grace_ms)
     if due:
         spool.save_sequence(batcher.sequence)  # before the batches: never reuse a number
     for ts, value in due:
@@ -118,6 +125,7 @@ def run(cfg: ExporterConfig, probe_factory=None, sender_factory=None) -> dict:
     batcher = make_batcher(cfg, identity)
     spool = Spool(cfg.spool_dir, cfg.spool_max_bytes)
     batcher.sequence = spool.last_sequence()
+    batcher.declare_port_shared(spool.port_shared_ips())
     publisher = Publisher(spool, (sender_factory or _kafka_sender(cfg))(cfg.bootstrap), RegionTopics(cfg.region).flows,
                           cfg.exporter_id)
     events = 0
@@ -169,7 +177,7 @@ def run(cfg: ExporterConfig, probe_factory=None, sender_factory=None) -> dict:
             now = time.monotonic()
             if now - last_flush >= 0.5:
                 last_flush = now
-                _spool_due(cfg, batcher, spool)
+                _spool_due(cfg, batcher, spool, probe)
             if server and now - last_published >= 1:
                 last_published = now
                 server.publish(metrics())

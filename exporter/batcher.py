@@ -68,6 +68,24 @@ class Batcher:
     # window start -> list of (rows, start_ms, end_ms) chunks as they arrived
     windows: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = field(default_factory=dict)
     next_window_start: int | None = None
+    # Local IPv4s (16 bytes, IPv4-mapped) shared by port with translated sockets: every IP
+    # the port map has held or a PORT_MAP row has shown, for good (see declare_port_shared).
+    port_shared_ips: set[bytes] = field(default_factory=set)
+
+    def declare_port_shared(self, ips) -> bool:
+        """Add 16-byte IPs to port_shared_ips, which every later batch's header declares
+        (FlowBatch.port_shared_ips): the collector then takes every row on them as evidence
+        for (IP, local port). Sticky: a host connection in a minute with no translated
+        socket may share a port with one of the minute before. True if the set grew."""
+        new = set(ips) - self.port_shared_ips
+        self.port_shared_ips |= new
+        return bool(new)
+
+    def windows_due(self, now_ms: int, grace_ms: int = 2_000) -> bool:
+        """Whether flush_due(now_ms, grace_ms) would encode a window."""
+        start = self.next_window_start if self.next_window_start is not None else min(
+            [now_ms // self.window_ms * self.window_ms, *self.windows])
+        return start + self.window_ms + grace_ms <= now_ms or any(k < start for k in self.windows)
 
     def add(self, ev: FlowEvent) -> None:
         self.add_records(records([ev]))
@@ -86,6 +104,10 @@ class Batcher:
             rows = rows[keep]
             if not len(rows):
                 return
+        by_port = rows["attribution"] == pb.LOCAL_ATTRIBUTION_PORT_MAP
+        if by_port.any():
+            local = np.ascontiguousarray(rows["local_ip"][by_port], dtype=np.uint8).reshape(-1, 16)
+            self.declare_port_shared(bytes(ip) for ip in np.unique(local, axis=0))
         if self.identity_workload:
             unknown = rows["attribution"] == pb.LOCAL_ATTRIBUTION_UNKNOWN
             if unknown.any():
@@ -152,6 +174,7 @@ class Batcher:
             cols.columns["remote_ip"] = np.ascontiguousarray(chunk["remote_ip"])
             header = pb.FlowBatch(exporter_id=self.exporter_id, host=self.host, region=self.region,
                                   window_start_ms=window, window_end_ms=window + self.window_ms,
-                                  sequence=self.sequence, part=part, part_count=len(cuts))
+                                  sequence=self.sequence, part=part, part_count=len(cuts),
+                                  port_shared_ips=b"".join(sorted(self.port_shared_ips)))
             out.append((window + self.window_ms, encode_flow_batch(header, cols)))
         return out

@@ -44,12 +44,29 @@ class Spool:
             return 0
 
     def save_sequence(self, sequence: int) -> None:
-        tmp = self.dir / "sequence.tmp"
-        with open(tmp, "w") as f:
-            f.write(str(sequence))
+        self._replace("sequence", str(sequence).encode())
+
+    def port_shared_ips(self) -> set[bytes]:
+        """The port-shared IPs saved (Batcher.port_shared_ips, 16 bytes each): declared for
+        good, so across restarts too (a host connection after a restart may share a port
+        with a translated socket from before it)."""
+        try:
+            raw = (self.dir / "port_shared_ips").read_bytes()
+        except OSError:
+            return set()
+        return {raw[i:i + 16] for i in range(0, len(raw) // 16 * 16, 16)}
+
+    def save_port_shared_ips(self, ips: set[bytes]) -> None:
+        self._replace("port_shared_ips", b"".join(sorted(ips)))
+
+    def _replace(self, name: str, data: bytes) -> None:
+        """Write a small state file whole or not at all (a crash keeps the old one)."""
+        tmp = self.dir / f"{name}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        tmp.rename(self.dir / "sequence")
+        tmp.rename(self.dir / name)
 
     def entries(self) -> list[Path]:
         with self._lock:

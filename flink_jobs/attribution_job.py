@@ -148,7 +148,8 @@ class ValidateFlows(Validator):
         lost = self.engine.rejected_records(cols, rows) if rows is not None else []
         self.fleet.note(header.exporter_id, header.window_end_ms, _monotonic_ms())
         event_ms = min(header.window_end_ms, self.fleet.time_ms)
-        yield Row(CLAIMS_KEY, CLAIM_TAG + batches.ownership_update(header, self.engine.claims(good), lost), event_ms)
+        claims = self.engine.claims(good, header.port_shared_ips)
+        yield Row(CLAIMS_KEY, CLAIM_TAG + batches.ownership_update(header, claims, lost), event_ms)
         # Even an empty batch goes on (Attribute drops it): its timestamp, the window end, is
         # what moves the keyed input's watermark when no flows arrive. Idleness alone
         # freezes it at the last flow (every input idle: no advance), and held batches

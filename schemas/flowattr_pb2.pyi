@@ -72,7 +72,7 @@ IP_CHANGE_ACTION_ASSIGNED: IpChangeAction
 IP_CHANGE_ACTION_UNASSIGNED: IpChangeAction
 
 class FlowBatch(_message.Message):
-    __slots__ = ("exporter_id", "host", "region", "window_start_ms", "window_end_ms", "sequence", "part", "part_count", "flow_count", "workloads", "local_ip", "remote_ip", "local_port", "remote_port", "start_ms", "end_ms", "bytes_sent", "bytes_received", "retransmits", "rtt_us", "local_workload_ref", "local_attribution", "direction")
+    __slots__ = ("exporter_id", "host", "region", "window_start_ms", "window_end_ms", "sequence", "part", "part_count", "flow_count", "workloads", "local_ip", "remote_ip", "local_port", "remote_port", "start_ms", "end_ms", "bytes_sent", "bytes_received", "retransmits", "rtt_us", "local_workload_ref", "local_attribution", "direction", "port_shared_ips")
     EXPORTER_ID_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
@@ -96,6 +96,7 @@ class FlowBatch(_message.Message):
     LOCAL_WORKLOAD_REF_FIELD_NUMBER: _ClassVar[int]
     LOCAL_ATTRIBUTION_FIELD_NUMBER: _ClassVar[int]
     DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    PORT_SHARED_IPS_FIELD_NUMBER: _ClassVar[int]
     exporter_id: str
     host: str
     region: str
@@ -119,7 +120,8 @@ class FlowBatch(_message.Message):
     local_workload_ref: bytes
     local_attribution: bytes
     direction: bytes
-    def __init__(self, exporter_id: _Optional[str] = ..., host: _Optional[str] = ..., region: _Optional[str] = ..., window_start_ms: _Optional[int] = ..., window_end_ms: _Optional[int] = ..., sequence: _Optional[int] = ..., part: _Optional[int] = ..., part_count: _Optional[int] = ..., flow_count: _Optional[int] = ..., workloads: _Optional[_Iterable[str]] = ..., local_ip: _Optional[bytes] = ..., remote_ip: _Optional[bytes] = ..., local_port: _Optional[bytes] = ..., remote_port: _Optional[bytes] = ..., start_ms: _Optional[bytes] = ..., end_ms: _Optional[bytes] = ..., bytes_sent: _Optional[bytes] = ..., bytes_received: _Optional[bytes] = ..., retransmits: _Optional[bytes] = ..., rtt_us: _Optional[bytes] = ..., local_workload_ref: _Optional[bytes] = ..., local_attribution: _Optional[bytes] = ..., direction: _Optional[bytes] = ...) -> None: ...
+    port_shared_ips: bytes
+    def __init__(self, exporter_id: _Optional[str] = ..., host: _Optional[str] = ..., region: _Optional[str] = ..., window_start_ms: _Optional[int] = ..., window_end_ms: _Optional[int] = ..., sequence: _Optional[int] = ..., part: _Optional[int] = ..., part_count: _Optional[int] = ..., flow_count: _Optional[int] = ..., workloads: _Optional[_Iterable[str]] = ..., local_ip: _Optional[bytes] = ..., remote_ip: _Optional[bytes] = ..., local_port: _Optional[bytes] = ..., remote_port: _Optional[bytes] = ..., start_ms: _Optional[bytes] = ..., end_ms: _Optional[bytes] = ..., bytes_sent: _Optional[bytes] = ..., bytes_received: _Optional[bytes] = ..., retransmits: _Optional[bytes] = ..., rtt_us: _Optional[bytes] = ..., local_workload_ref: _Optional[bytes] = ..., local_attribution: _Optional[bytes] = ..., direction: _Optional[bytes] = ..., port_shared_ips: _Optional[bytes] = ...) -> None: ...
 
 class AttributedFlowBatch(_message.Message):
     __slots__ = ("source_exporter_id", "source_sequence", "host", "region", "window_start_ms", "window_end_ms", "attributed_at_ms", "attempts", "flow_count", "workloads", "flow_index", "local_ip", "remote_ip", "local_port", "remote_port", "start_ms", "end_ms", "bytes_sent", "bytes_received", "retransmits", "rtt_us", "local_workload_ref", "local_attribution", "direction", "remote_workload_ref", "evidence_source", "evidence_start_ms", "evidence_end_ms", "unattributed_reason", "next_attempt_ms")

@@ -55,9 +55,10 @@ def outcome(engine: Engine, cols: FlowColumns, attempts_made: int = 0) -> list[t
             for o, w, r in zip(result.outcome, result.owner, result.reason, strict=True)]
 
 
-def learn(engine: Engine, exporter: str, sequence: int, window_start: int, cols: FlowColumns) -> None:
-    """One minute-long batch of `exporter` arrives."""
-    engine.learn_batch(exporter, sequence, window_start, window_start + 60_000, engine.claims(cols))
+def learn(engine: Engine, exporter: str, sequence: int, window_start: int, cols: FlowColumns,
+          shared_ips: bytes = b"") -> None:
+    """One minute-long batch of `exporter` arrives (shared_ips: its header's port_shared_ips)."""
+    engine.learn_batch(exporter, sequence, window_start, window_start + 60_000, engine.claims(cols, shared_ips))
 
 
 def flows_to_lb(starts: list[int], lb: str = "10.250.0.5") -> FlowColumns:

@@ -92,9 +92,11 @@ class Attributor:
             exclude |= ~self.attributable.contains(local)
         return exclude
 
-    def claims(self, cols: FlowColumns) -> list[Claim]:
-        """Heartbeat claims of a batch: only for attributable local IPs (see module doc)."""
-        return claims_from_batch(cols, self.cfg.min_reuse_gap_ms, exclude=self._outside_claim_scope(cols["local_ip"]))
+    def claims(self, cols: FlowColumns, shared_ips: bytes = b"") -> list[Claim]:
+        """Heartbeat claims of a batch: only for attributable local IPs (see module doc);
+        shared_ips: its header's port_shared_ips (heartbeats.claims_from_batch)."""
+        return claims_from_batch(cols, self.cfg.min_reuse_gap_ms, exclude=self._outside_claim_scope(cols["local_ip"]),
+                                 shared_ips=shared_ips)
 
     def rejected_records(self, cols: FlowColumns, valid: np.ndarray) -> list[bytes]:
         """The connections (rejected.records_of) of a batch's rejected rows (~valid) whose

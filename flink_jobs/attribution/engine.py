@@ -76,8 +76,8 @@ class Engine:
         self.last_prune_ms = -(2**62)
 
     # -- learning ------------------------------------------------------------------------
-    def claims(self, cols: FlowColumns) -> list[Claim]:
-        return self.attributor.claims(cols)
+    def claims(self, cols: FlowColumns, shared_ips: bytes = b"") -> list[Claim]:
+        return self.attributor.claims(cols, shared_ips)
 
     def rejected_records(self, cols: FlowColumns, valid: np.ndarray) -> list[bytes]:
         return self.attributor.rejected_records(cols, valid)

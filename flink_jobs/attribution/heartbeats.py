@@ -43,14 +43,18 @@ class Claim:
 
 
 def claims_from_batch(cols: FlowColumns, merge_gap_ms: int,
-                      exclude: np.ndarray | None = None) -> list[Claim]:
+                      exclude: np.ndarray | None = None, shared_ips: bytes = b"") -> list[Claim]:
     """The ownership claims a batch proves. `exclude` masks flows whose local IP must not
     be learned from heartbeats (outside the attributable CIDRs, host-local, event-only).
 
-    Port-shared IPs: a local IP with any PORT_MAP row in the batch is shared by port (the
+    Port-shared IPs: a local IP with any PORT_MAP row in the batch, or in the batch's
+    `shared_ips` (FlowBatch.port_shared_ips: 16 bytes each), is shared by port (the
     host's IPv4 used by translated containers), so every row of it yields a claim for
     (IP, local port), and only its non-PORT_MAP rows also claim the whole IP (the host's
-    own workload: the collector attributes a port-shared IP by port only)."""
+    own workload: the collector attributes a port-shared IP by port only). Judged by the
+    batch's own rows alone, the host's connection on a port in the next minute's batch
+    (no PORT_MAP row) claimed the IP only, and a container's earlier claim on that port
+    was the only evidence for the peer's flow: misattributed (helper-32's attack)."""
     attribution = cols["local_attribution"]
     ref = cols["local_workload_ref"]
     usable = (np.isin(attribution, EVIDENCE_ATTRIBUTIONS) & (ref > 0)) | (
@@ -63,8 +67,10 @@ def claims_from_batch(cols: FlowColumns, merge_gap_ms: int,
     ip_keys = np.ascontiguousarray(cols["local_ip"]).view("V16").ravel()
     by_port = usable & (attribution == pb.LOCAL_ATTRIBUTION_PORT_MAP)
     claims = _stretches(cols, usable & ~by_port, ip_keys, merge_gap_ms)
-    if by_port.any():
-        shared = usable & np.isin(ip_keys, ip_keys[by_port]) & (cols["local_port"] > 0)  # port 0: no key
+    declared = np.frombuffer(shared_ips[:len(shared_ips) // 16 * 16], "V16")
+    if by_port.any() or len(declared):
+        shared_keys = np.concatenate([ip_keys[by_port], declared])
+        shared = usable & np.isin(ip_keys, shared_keys) & (cols["local_port"] > 0)  # port 0: no key
         ports = cols["local_port"].astype(">u2").view(np.uint8).reshape(-1, 2)
         keys = np.ascontiguousarray(np.hstack([cols["local_ip"], ports])).view("V18").ravel()
         claims += _stretches(cols, shared, keys, merge_gap_ms)

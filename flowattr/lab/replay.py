@@ -127,7 +127,8 @@ def _arrive(engine: Engine, d, fleet, flows, rules: RowRules, out: ReplayResult,
         lost = engine.rejected_records(cols, check.valid)
         rows, cols = rows[check.valid], cols.take(check.valid)
     exporter = fleet.hosts[d.host]["name"]
-    engine.learn_batch(exporter, d.sequence, d.window_start_ms, window_end, engine.claims(cols),
+    claims = engine.claims(cols, fleet.hosts[d.host].get("port_shared_ips", b""))
+    engine.learn_batch(exporter, d.sequence, d.window_start_ms, window_end, claims,
                        rejected_records=lost, heard_at_ms=d.arrival_ms)
     if len(rows):
         push(max(d.arrival_ms, engine.first_attempt_ms(window_end)), ATTEMPT, (engine.region, rows, 0))

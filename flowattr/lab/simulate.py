@@ -294,8 +294,10 @@ def _translated_hosts(sc, rng, local_services, hosts, instances, end_ms) -> list
     containers = []
     for x in range(sc.translated_hosts):
         h = len(hosts)
-        hosts.append({"name": f"xlat-{x:03d}", "region": HOME_REGION, "skew_ms": _skew(sc, rng)})
         ip = f"10.3.0.{x + 1}"
+        # Its exporter declares the IP port-shared in every batch (its port map holds it).
+        hosts.append({"name": f"xlat-{x:03d}", "region": HOME_REGION, "skew_ms": _skew(sc, rng),
+                      "port_shared_ips": ip_to_bytes(ip)})
         picks = rng.choice(local_services, 1 + sc.translated_containers_per_host, replace=False).tolist()
         birth, death = T0_MS - 3_600_000, end_ms + 3_600_000
         instances.append(Instance(picks[0], ip, h, birth, death))
@@ -712,7 +714,7 @@ def encode_delivery(fleet: Fleet, flows: SimulatedFlows, d: Delivery) -> bytes:
         cols = FlowColumns(cols.columns, [])
     header = pb.FlowBatch(exporter_id=host["name"], host=host["name"], region=host["region"],
                           window_start_ms=d.window_start_ms, window_end_ms=d.window_start_ms + 60_000,
-                          sequence=d.sequence, part=0, part_count=1)
+                          sequence=d.sequence, part=0, part_count=1, port_shared_ips=host.get("port_shared_ips", b""))
     return encode_flow_batch(header, cols)
 
 

@@ -21,7 +21,7 @@ import pytest
 from exporter.probe import unavailable_reason
 from flowattr.lab.netns import HostPair, sh
 from schemas import flowattr_pb2 as pb
-from schemas.columns import bytes_to_ip
+from schemas.columns import bytes_to_ip, ip_to_bytes
 from tests.waiting import until
 
 REASON = unavailable_reason()
@@ -93,6 +93,7 @@ def captured(hosts):
         stop.set()
         poller.join(timeout=5)
         counters = probe.counters()
+        port_shared = probe.port_shared_ips()   # while IP_A:TRANSLATED_PORT is in the port map
         probe.close()
         tcplife.terminate()
         tcplife.wait(timeout=10)
@@ -104,7 +105,7 @@ def captured(hosts):
         ipmap.release_port(IP_A, TRANSLATED_PORT)
     conns = [json.loads(line) for line in client.stdout.splitlines()]
     ours = [e for e in events if {bytes_to_ip(e.local_ip), bytes_to_ip(e.remote_ip)} == {IP_A, IP_B}]
-    return ours, conns, tcplife_out, counters
+    return ours, conns, tcplife_out, counters, port_shared
 
 
 def _perf_events(pid: int) -> int:
@@ -134,7 +135,7 @@ def _per_side(events) -> tuple[int, int]:
 
 
 def test_exactly_23_flows_per_side_with_exact_bytes_and_ports(captured):
-    events, conns, _, counters = captured
+    events, conns, _, counters, _ = captured
     assert len(conns) == 23 and counters["events_lost"] == 0
     client_side = {e.local_port: e for e in events if bytes_to_ip(e.local_ip) == IP_A}
     server_side = {e.remote_port: e for e in events if bytes_to_ip(e.local_ip) == IP_B}
@@ -152,7 +153,9 @@ def test_exactly_23_flows_per_side_with_exact_bytes_and_ports(captured):
 
 
 def test_local_workloads_resolved_through_ip_map_and_port_map(captured):
-    events, conns, _, _ = captured
+    events, conns, _, _, port_shared = captured
+    # The port map's IPs, as the agent declares them port-shared in every batch's header.
+    assert ip_to_bytes(IP_A) in port_shared and ip_to_bytes(IP_B) not in port_shared
     for e in events:
         if bytes_to_ip(e.local_ip) == IP_B:
             assert (e.workload, e.attribution) == ("netns-server", pb.LOCAL_ATTRIBUTION_IP_MAP)
@@ -164,7 +167,7 @@ def test_local_workloads_resolved_through_ip_map_and_port_map(captured):
 
 
 def test_ips_ports_and_durations_agree_with_tcplife(captured):
-    events, conns, tcplife_out, _ = captured
+    events, conns, tcplife_out, _, _ = captured
     rows = {}
     for line in tcplife_out.splitlines():
         parts = line.split()

@@ -130,6 +130,25 @@ def test_batcher_splits_large_windows_into_parts():
     assert bytes_to_ip(out[0][1]["local_ip"][0].tobytes()) == "10.0.0.1"
 
 
+def test_every_batch_after_a_translated_socket_declares_its_ip_port_shared():
+    """A PORT_MAP row (window 0) makes its local IP port-shared in that batch's header and
+    every later one (window 60 s has no PORT_MAP row: its host rows still claim by port at
+    the collector, heartbeats.claims_from_batch); an IP the port map holds (declared by the
+    agent before a flush) joins them; nothing is declared before either."""
+    b = Batcher("e1", "h1", "r1", window_ms=60_000, clock=FixedClock())
+    b.add(_event(1_000, 2_000))                                                    # window 0, no PORT_MAP
+    assert not b.windows_due(now_ms=61_999) and b.windows_due(now_ms=62_000)
+    (before,) = b.flush_due(now_ms=62_000)
+    assert decode_flow_batch(before[1])[0].port_shared_ips == b""
+    b.add(_event(61_000, 62_000, attribution=3, workload="proxy"))                 # window 60 s
+    b.add(_event(121_000, 122_000))                                                # window 120 s
+    assert b.declare_port_shared([ip_to_bytes("10.0.0.9")]) is True
+    assert b.declare_port_shared([ip_to_bytes("10.0.0.9")]) is False               # already declared
+    out = [decode_flow_batch(v)[0] for _, v in b.flush_due(now_ms=185_000)]
+    both = b"".join(sorted([ip_to_bytes("10.0.0.1"), ip_to_bytes("10.0.0.9")]))
+    assert [h.port_shared_ips for h in out] == [both, both]
+
+
 def test_golden_event_decodes_the_same_as_a_ring_record():
     rows = np.frombuffer(GOLDEN, FLOW_EVENT_DTYPE)
     assert events_of(rows) == [decode(GOLDEN)]
@@ -273,6 +292,21 @@ def test_the_bpf_program_spells_the_proto_enums_and_the_pin_dir_as_python_does()
     assert pinned == {name: str(PIN_DIR / name) for name in MAPS}
 
 
+class NoKafka:
+    """A sender for agent.run that sends nothing and never fails."""
+
+    def __init__(self, bootstrap):
+        pass
+
+    def send(self, topic, key, value, timestamp_ms):
+        pass
+
+
+class BrokerDown(NoKafka):
+    def send(self, topic, key, value, timestamp_ms):
+        raise OSError("no broker: the batches stay in the spool")
+
+
 def test_a_normal_stop_reports_the_probes_counters_read_before_it_is_closed(tmp_path):
     """The exporter's final metrics include the BPF counters, which exist only while the
     probe is open (bcc raises KeyError after close: the first version ended every normal
@@ -291,20 +325,54 @@ def test_a_normal_stop_reports_the_probes_counters_read_before_it_is_closed(tmp_
                 raise KeyError("the BPF map is gone")
             return {"events_lost": 0, "closes_without_start": 0}
 
+        def port_shared_ips(self):
+            return set()
+
         def close(self):
             self.closed = True
-
-    class NoKafka:
-        def __init__(self, bootstrap):
-            pass
-
-        def send(self, topic, key, value, timestamp_ms):
-            pass
 
     cfg = agent.ExporterConfig(bootstrap="-", region="r1", exporter_id="e1", host="h1",
                                spool_dir=tmp_path / "spool", duration_s=0.2, alive_file=tmp_path / "alive")
     final = agent.run(cfg, probe_factory=ClosingProbe, sender_factory=NoKafka)
     assert final["events_lost"] == 0 and final["events"] == 0
+
+
+def test_the_port_maps_ips_are_declared_in_every_batch_and_across_restarts(tmp_path):
+    """The agent scans the port map before encoding a window and saves what it declared in
+    the spool dir: a restarted exporter whose port map is empty by then still declares it."""
+    import time
+
+    from exporter import agent
+
+    declared = ip_to_bytes("10.0.0.9")
+
+    class PortMapProbe:
+        holds: set = {declared}
+
+        def __init__(self, on_records):
+            pass
+
+        def poll(self, timeout_ms):
+            time.sleep(timeout_ms / 1000)
+
+        def counters(self):
+            return {"events_lost": 0}
+
+        def port_shared_ips(self):
+            return set(self.holds)
+
+        def close(self):
+            pass
+
+    cfg = agent.ExporterConfig(bootstrap="-", region="r1", exporter_id="e1", host="h1", spool_dir=tmp_path / "spool",
+                               window_s=1, duration_s=2.5, alive_file=tmp_path / "alive")
+    agent.run(cfg, probe_factory=PortMapProbe, sender_factory=BrokerDown)
+    spool = Spool(tmp_path / "spool", 10**9)
+    assert spool.port_shared_ips() == {declared}
+    PortMapProbe.holds = set()   # the translated sockets are gone: the declaration is not
+    agent.run(cfg, probe_factory=PortMapProbe, sender_factory=BrokerDown)
+    headers = [decode_flow_batch(path.read_bytes())[0] for path in Spool(tmp_path / "spool", 10**9).entries()]
+    assert len(headers) >= 2 and {h.port_shared_ips for h in headers} == {declared}
 
 
 def test_the_exporter_serves_its_metrics_to_prometheus(tmp_path):
@@ -334,14 +402,10 @@ def test_the_exporter_serves_its_metrics_to_prometheus(tmp_path):
         def counters(self):
             return {"events_lost": 3, "closes_without_start": 1, "events_submitted": 40}
 
+        def port_shared_ips(self):
+            return set()
+
         def close(self):
-            pass
-
-    class NoKafka:
-        def __init__(self, bootstrap):
-            pass
-
-        def send(self, topic, key, value, timestamp_ms):
             pass
 
     with socket.socket() as s:

@@ -10,7 +10,7 @@ from flink_jobs.attribution.config import AttributionConfig
 from flink_jobs.attribution.engine import Engine
 from flink_jobs.attribution.ledger import ExporterLedger
 from schemas import flowattr_pb2 as pb
-from schemas.columns import ips_to_array
+from schemas.columns import ip_to_bytes, ips_to_array
 from tests.flowbuild import REGIONS, batch, learn, outcome
 
 CFG = AttributionConfig(max_attempts=5)
@@ -63,6 +63,36 @@ def test_a_port_shared_ip_is_attributed_by_port_only():
                    ("10.0.0.1", 40002, "web", IP_MAP, "10.0.0.5", 7777, 10_000, 11_000)])
     e.learn_batch("h5", 2, 60_000, 120_000, [])  # h5 settled through 120 s
     assert outcome(e, flows) == [(ATTRIBUTED, "api"), (ATTRIBUTED, "host-agent"), (RETRY, "NO_EVIDENCE")]
+
+
+def _port_shared_host_then_peer(host_agent_start_ms: int, shared_ips: bytes) -> list:
+    """h5 (10.0.0.5): the translated container `api` dials out from 10.0.0.5:40001 over
+    [10 s, 50 s] (a PORT_MAP row, window 1); `host-agent` (identity file) dials another
+    destination, 10.0.0.1, from the same port (connect() shares an ephemeral port across
+    destinations) from host_agent_start_ms to 70 s, closing in window 2, which has no
+    PORT_MAP row (its header declares shared_ips). The outcome of 10.0.0.1's side."""
+    e = Engine(CFG, "us-east-1", REGIONS)
+    learn(e, "h5", 1, 0, batch([("10.0.0.5", 40001, "api", PORT_MAP, "10.0.0.2", 443, 10_000, 50_000)]),
+          shared_ips=shared_ips)
+    learn(e, "h5", 2, 60_000, batch([("10.0.0.5", 40001, "host-agent", IDENTITY, "10.0.0.1", 443,
+                                      host_agent_start_ms, 70_000)]), shared_ips=shared_ips)
+    e.learn_batch("peer", 1, 60_000, 120_000, [])
+    e.learn_batch("h5", 3, 120_000, 180_000, [])
+    return outcome(e, batch([("10.0.0.1", 443, "db", IP_MAP, "10.0.0.5", 40001, host_agent_start_ms, 70_000)]))
+
+
+def test_a_port_shared_ip_declared_by_its_exporter_is_told_apart_by_port_in_every_batch():
+    """helper-32: judged batch by batch, host-agent's row in window 2 claimed 10.0.0.5
+    alone, the peer's flow was looked up by (10.0.0.5, 40001), and `api`'s claim was the
+    only one there: attributed to api. The exporter declares 10.0.0.5 port-shared in every
+    batch's header (FlowBatch.port_shared_ips), so host-agent's row claims its port too."""
+    shared = ip_to_bytes("10.0.0.5")
+    assert _port_shared_host_then_peer(30_000, b"") == [(ATTRIBUTED, "api")]    # the attack, undeclared
+    assert _port_shared_host_then_peer(30_000, shared) == [(UNATTRIBUTED, "CONFLICT")]   # both used it then
+    # The port reused 100 ms after api's close: within the tolerance of api's range.
+    assert _port_shared_host_then_peer(50_100, shared) == [(UNATTRIBUTED, "CLOCK_SKEW")]
+    # Alone on the port (api's claim long before, beyond G): host-agent's, by its own port claim.
+    assert _port_shared_host_then_peer(55_000, shared) == [(ATTRIBUTED, "host-agent")]
 
 
 def test_a_stale_claim_waits_while_the_claimants_batch_is_missing():
