@@ -96,9 +96,7 @@ def _spool_due(cfg: ExporterConfig, batcher: Batcher, spool: Spool, probe) -> No
     a window: a map scan is a syscall per entry), and the declared set saved."""
     now_ms, grace_ms = int(time.time() * 1000), int(min(2000, cfg.window_s * 200))
     if batcher.windows_due(now_ms, grace_ms):
-        batcher.declare_port_shared(probe.port_shared_ips())
-        if batcher.port_shared_ips != spool.port_shared_ips():
-            spool.save_port_shared_ips(batcher.port_shared_ips)
+        _declare_port_shared(batcher, spool, probe)
     due = batcher.flush_due(now_ms, grace_ms=grace_ms)
     if due:
         spool.save_sequence(batcher.sequence)  # before the batches: never reuse a number
@@ -107,8 +105,19 @@ def _spool_due(cfg: ExporterConfig, batcher: Batcher, spool: Spool, probe) -> No
     cfg.alive_file.write_text(str(int(time.time())))
 
 
-def _flush_last(batcher: Batcher, spool: Spool, window_s: float) -> None:
+def _declare_port_shared(batcher: Batcher, spool: Spool, probe) -> None:
+    """Declare the port map's IPs, then read the ring: a translated socket's close still in
+    it when its entry was already gone would declare its IP only in a later batch, after
+    a host connection on the same port went out undeclared (helper-33's race). Saved."""
+    batcher.declare_port_shared(probe.port_shared_ips())
+    probe.poll(0)
+    if batcher.port_shared_ips != spool.port_shared_ips():
+        spool.save_port_shared_ips(batcher.port_shared_ips)
+
+
+def _flush_last(batcher: Batcher, spool: Spool, window_s: float, probe) -> None:
     """At a stop: flush every window closed so far and give the sender a moment."""
+    _declare_port_shared(batcher, spool, probe)
     last = batcher.flush_due(int(time.time() * 1000) + int(window_s * 1000), grace_ms=0)
     spool.save_sequence(batcher.sequence)  # before the batches: never reuse a number
     for ts, value in last:
@@ -184,7 +193,7 @@ def run(cfg: ExporterConfig, probe_factory=None, sender_factory=None) -> dict:
             if now - last_metrics >= 60:
                 last_metrics = now
                 log.info("metrics %s", json.dumps(metrics()))
-        _flush_last(batcher, spool, cfg.window_s)
+        _flush_last(batcher, spool, cfg.window_s, probe)
     finally:
         sending.clear()
         sender.join(timeout=15)

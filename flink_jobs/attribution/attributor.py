@@ -21,6 +21,7 @@ import numpy as np
 
 from flink_jobs.attribution.attribute import (
     ATTRIBUTED,
+    CONFLICT,
     EXPIRED,
     HOST_LOCAL,
     INVALID_TIME,
@@ -39,7 +40,7 @@ from flink_jobs.attribution.config import AttributionConfig
 from flink_jobs.attribution.events import EventTable, LoggedEvent
 from flink_jobs.attribution.heartbeats import UNRESOLVED, Claim, claims_from_batch
 from flink_jobs.attribution.ledger import ExporterLedger, FleetProgress
-from flink_jobs.attribution.ranges import OwnershipTable, WorkloadNames, port_key, subnet_key
+from flink_jobs.attribution.ranges import PORT_KEY_BYTES, OwnershipTable, WorkloadNames, port_key, subnet_key
 from flink_jobs.attribution.rejected import RejectedEvidence, records_of
 from schemas import flowattr_pb2 as pb
 from schemas.cidrs import CidrSet
@@ -187,6 +188,8 @@ class Attributor:
         # say which, and no later attempt will.
         unresolved = owner == self.names.ids.get(UNRESOLVED, -2)
         owner[unresolved], reason[unresolved], final[unresolved] = -1, NO_EVIDENCE, True
+        hidden = self._claimed_whole_by_others(keys, segment, starts, owner)
+        owner[hidden], reason[hidden], final[hidden] = -1, CONFLICT, True
         if self.cfg.require_settled_evidence:
             unsettled = self._unsettled(keys, segment, starts, ends, owner >= 0)
             lost = self._rejected(keys, segment, cols, ends, owner >= 0)
@@ -232,6 +235,32 @@ class Attributor:
         """How far past the retention horizon a pruned heartbeat range could still decide
         a flow: the lookup's tolerance, joining across G, settledness's close slack."""
         return self.cfg.min_reuse_gap_ms + self.cfg.skew_tolerance_ms + self.cfg.close_slack_ms
+
+    def _claimed_whole_by_others(self, keys, segment: np.ndarray, starts: np.ndarray,
+                                 owner: np.ndarray) -> np.ndarray:
+        """Rows attributed by (IP, port) while an exporter that claimed the whole IP and not
+        this port (it holds the IP after a move, or runs an exporter that declares nothing)
+        has its evidence hidden from the port's lookup (helper-33's attack): contested when
+        the whole IP's ranges within the tolerance are not the port owner's alone."""
+        out = np.zeros(len(starts), bool)
+        if not self.heartbeats.port_shared:
+            return out
+        tol, claimants = self.cfg.skew_tolerance_ms, self.heartbeats.claimants
+        for k, rows in rows_by_key(segment, owner >= 0):
+            key, evented = keys[k]
+            if evented or len(key) != PORT_KEY_BYTES:
+                continue
+            whole = self.heartbeats.by_ip.get(key[:16])
+            others = claimants.get(key[:16], frozenset()) - claimants.get(key, frozenset())
+            if whole is None or not len(whole) or not others:
+                continue
+            range_starts, range_ends, range_owners = (np.asarray(a) for a in (whole.starts, whole.ends, whole.owners))
+            t = starts[rows]
+            first = np.searchsorted(range_ends, t - tol, "left")     # the first range ending at or after t - tol
+            near = np.searchsorted(range_starts, t + tol, "right") - first   # ranges within the tolerance
+            only = range_owners[np.minimum(first, len(range_owners) - 1)]
+            out[rows] = (near > 1) | ((near == 1) & (only != owner[rows]))
+        return out
 
     def _outside(self, remote: np.ndarray) -> np.ndarray:
         return ~self.known.contains(remote) if self.known is not None else np.zeros(len(remote), bool)

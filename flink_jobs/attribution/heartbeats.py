@@ -19,13 +19,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from flink_jobs.attribution.ranges import PORT_KEY_BYTES, port_key
+from flink_jobs.attribution.ranges import PORT_KEY_BYTES, UNRESOLVED, port_key
 from schemas import flowattr_pb2 as pb
 from schemas.columns import FlowColumns
 
 EVIDENCE_ATTRIBUTIONS = np.array([pb.LOCAL_ATTRIBUTION_IDENTITY_FILE, pb.LOCAL_ATTRIBUTION_IP_MAP,
                                   pb.LOCAL_ATTRIBUTION_PORT_MAP], dtype=np.uint8)
-UNRESOLVED = ""  # the workload of an UNKNOWN row's claim: never a real one (rows.py rejects empty names)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from functools import lru_cache
 import numpy as np
 
 CONTESTED = -1  # owner id of a contested interval
+UNRESOLVED = ""  # the workload of an UNKNOWN row's claim: never a real one (rows.py rejects empty names)
 MAX_ENCODED_OWNERS = 32_767  # an encoded range's owner index is an i16
 PORT_KEY_BYTES = 18  # a port-shared IP's key: 16-byte IP + 2-byte big-endian port
 
@@ -259,7 +260,10 @@ class OwnershipTable:
             joined = start_ms if learned_at_ms is None else learned_at_ms
             subnet = subnet_key(ip)
             members = self.subnets.setdefault(subnet, {})
-            if joined < members.get(exporter, 2**62):
+            # A claim for nobody nameable (an agent's traffic on a node IP with no IP-map
+            # entry) does not make its host an early member of the subnet: a stale entry
+            # there later would no longer be a newcomer's (helper-33's attack).
+            if workload != UNRESOLVED and joined < members.get(exporter, 2**62):
                 members[exporter] = joined
             if heard_ms is not None and heard_ms < self.subnet_heard.get(subnet, 2**62):
                 self.subnet_heard[subnet] = heard_ms
@@ -324,7 +328,10 @@ class OwnershipTable:
                 coverage[owner] = kept
             else:
                 del coverage[owner]
-        coverage[CONTESTED] = _joined([(first, cut)] + coverage.get(CONTESTED, []), 1)
+        # Up to G past the cut: a later claim of a workload whose coverage ended at the cut
+        # would have joined across a gap under G (helper-33: a claim of another workload
+        # in that gap was then its alone).
+        coverage[CONTESTED] = _joined([(first, cut + self.merge_gap_ms)] + coverage.get(CONTESTED, []), 1)
         ranges._set(_timeline(coverage))
         self.coverage[ip] = coverage
 

@@ -375,6 +375,28 @@ def test_the_port_maps_ips_are_declared_in_every_batch_and_across_restarts(tmp_p
     assert len(headers) >= 2 and {h.port_shared_ips for h in headers} == {declared}
 
 
+def test_a_translated_close_still_in_the_ring_is_declared_before_the_window_goes_out(tmp_path):
+    """helper-33's race: at the scan the port map no longer holds the translated socket's
+    entry, but its close (a PORT_MAP row) is still in the ring: the ring is read after the
+    scan and before the window is encoded, so that very window declares the IP."""
+    from exporter import agent
+
+    b = Batcher("e1", "h1", "r1", window_ms=60_000, clock=FixedClock())
+
+    class ClosingInTheRing:
+        def port_shared_ips(self):
+            return set()
+
+        def poll(self, timeout_ms):
+            assert timeout_ms == 0
+            b.add(_event(20_000, 59_000, attribution=3, workload="api"))
+
+    agent._declare_port_shared(b, Spool(tmp_path / "spool", 10**9), ClosingInTheRing())
+    (out,) = b.flush_due(now_ms=62_000)
+    assert decode_flow_batch(out[1])[0].port_shared_ips == ip_to_bytes("10.0.0.1")
+    assert Spool(tmp_path / "spool", 10**9).port_shared_ips() == {ip_to_bytes("10.0.0.1")}
+
+
 def test_the_exporter_serves_its_metrics_to_prometheus(tmp_path):
     """`flowattr exporter --metrics-port`: GET /metrics while it runs has every exporter
     metric the Grafana dashboard (grafana/flowattr.json) queries, with the probe's

@@ -240,10 +240,15 @@ def test_a_key_past_the_range_cap_contests_its_older_half_and_still_saves():
     for k in range(polls):
         t.learn(IP, X, k * 2_500, k * 2_500 + 10)
     cut = (polls // 2) * 2_500 + 10     # the end of range polls // 2 (of polls), the middle one
-    assert timeline(t)[0] == (0, cut, "CONTESTED")
+    assert timeline(t)[0] == (0, cut + G, "CONTESTED")   # + G: a join across a gap under G it could hide
     assert len(t.by_ip[IP]) == 1 + (polls - polls // 2 - 1) <= MAX_RANGES_PER_KEY   # contested + the rest
     assert owner_at(t, 5) == CONFLICT and owner_at(t, cut + 2_500 - 10 + 5) == X   # the first kept poll
     assert owner_at(t, (polls - 1) * 2_500 + 5) == X
     other = OwnershipTable(merge_gap_ms=G, retention_ms=48 * 3_600_000)
     other.restore_ip(IP, t.encode_ip(IP))
     assert timeline(other) == timeline(t)
+    # helper-33: X's stale claim in a gap under G after the cut, then X's connection 1.5 s
+    # after it (X held the IP throughout: joined across the gap): contested, not Y's.
+    t.learn(IP, X, cut + 1_500, cut + 1_600)
+    t.learn(IP, Y, cut + 500, cut + 1_000)
+    assert owner_at(t, cut + 700) == CONFLICT

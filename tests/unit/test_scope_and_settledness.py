@@ -95,6 +95,27 @@ def test_a_port_shared_ip_declared_by_its_exporter_is_told_apart_by_port_in_ever
     assert _port_shared_host_then_peer(55_000, shared) == [(ATTRIBUTED, "host-agent")]
 
 
+def test_a_host_that_does_not_declare_the_ip_is_not_hidden_by_a_port_lookup():
+    """helper-33: h1 declared 10.0.0.9 port-shared (sticky). The IP moves to h2 (`new`, IP
+    map, declares nothing); h1's `old` still has a connection on 10.0.0.9:443 until 150 s.
+    Every flow to 10.0.0.9 was looked up by (IP, port), where h2's whole-IP claims are
+    not: the new client's flow to h2 at 120 s went to `old`."""
+    e = Engine(AttributionConfig(max_attempts=5, new_subnet_ms=0), "us-east-1", REGIONS)
+    declared = ip_to_bytes("10.0.0.9")
+    learn(e, "h1", 1, 0, batch([("10.0.0.9", 443, "old", IP_MAP, "10.0.0.3", 50000, 1_000, 55_000)]), declared)
+    learn(e, "h1", 2, 60_000, batch([]), declared)
+    learn(e, "h1", 3, 120_000, batch([("10.0.0.9", 443, "old", IP_MAP, "10.0.0.4", 50001, 30_000, 150_000)]), declared)
+    learn(e, "h2", 3, 120_000, batch([("10.0.0.9", 443, "new", IP_MAP, "10.0.0.1", 40001, 120_000, 125_000)]))
+    for h in ("h1", "h2"):
+        e.learn_batch(h, 4, 180_000, 240_000, [])
+    e.advance(240_000)
+    flows = batch([("10.0.0.1", 40001, "web", IP_MAP, "10.0.0.9", 443, 120_000, 125_000),
+                   ("10.0.0.3", 50000, "web", IP_MAP, "10.0.0.9", 443, 1_000, 55_000)])
+    # At 120 s the whole IP is contested (old's and new's); at 1 s its only range is old's,
+    # the port's owner too: the first connection is still old's.
+    assert outcome(e, flows) == [(UNATTRIBUTED, "CONFLICT"), (ATTRIBUTED, "old")]
+
+
 def test_a_stale_claim_waits_while_the_claimants_batch_is_missing():
     """Host h1 handed 10.0.0.7 from `old` to `new` at 30 s; a stale IP-map entry makes its
     batch #3 claim `old` from 70 s, while batch #2 (with `new`'s flows at 88-96 s) is late.
@@ -152,7 +173,7 @@ def test_rows_the_door_rejected_are_not_claims_even_if_passed_in():
     assert a.claims(cols) == []
 
 
-def _stale_claim_timeline():
+def _stale_claim_timeline(h3_node_ip_unresolved: bool = False):
     """(engine, flow): h7 and h3 each send a batch a minute for 34 minutes, claiming their
     own addresses; at 2,040 s h3's stale IP-map entry claims 10.0.7.9 (h7's subnet), and
     h7's batch #35 is still missing. The flow from 10.0.0.1 to 10.0.7.9 at 2,041.1 s."""
@@ -160,7 +181,10 @@ def _stale_claim_timeline():
     for seq in range(1, 35):   # h7: one batch a minute, claims on its other addresses
         start = (seq - 1) * 60_000
         learn(e, "h7", seq, start, batch([("10.0.7.2", 8080, "api", IP_MAP, "10.0.0.1", 40000, start + 1, start + 2)]))
-        learn(e, "h3", seq, start, batch([("10.0.3.2", 8080, "db", IP_MAP, "10.0.0.1", 40000, start + 1, start + 2)]))
+        rows = [("10.0.3.2", 8080, "db", IP_MAP, "10.0.0.1", 40000, start + 1, start + 2)]
+        if h3_node_ip_unresolved:   # h3's own node IP in h7's subnet: agents' traffic, no IP-map entry
+            rows.append(("10.0.7.20", 10250, "", pb.LOCAL_ATTRIBUTION_UNKNOWN, "10.0.0.1", 40000, start + 1, start + 2))
+        learn(e, "h3", seq, start, batch(rows))
     learn(e, "h3", 35, 2_040_000, batch([("10.0.7.9", 8080, "stale", IP_MAP, "10.0.0.1", 40000, 2_041_000, 2_041_500)]))
     e.learn_batch("h3", 36, 2_100_000, 2_160_000, [])
     e.advance(2_160_000)
@@ -190,6 +214,14 @@ def test_the_true_hosts_unresolved_row_contradicts_a_stale_claim():
     learn(e, "h7", 35, 2_040_000, batch([("10.0.7.9", 8080, "", pb.LOCAL_ATTRIBUTION_UNKNOWN, "10.0.0.1", 40001,
                                                2_041_100, 2_041_400)]))
     assert outcome(e, flow) == [(UNATTRIBUTED, "CONFLICT")]   # h7 held it then, for someone unnamed
+
+
+def test_unresolved_rows_do_not_make_their_host_an_early_member_of_the_subnet():
+    """helper-33: with h3's unresolved node-IP rows counted as its membership of 10.0.7.0/24
+    from the first minute, h3's stale entry was no newcomer's, the flow did not wait for
+    h7, and went to `stale` before h7's batch arrived."""
+    e, flow = _stale_claim_timeline(h3_node_ip_unresolved=True)
+    assert outcome(e, flow) == [(RETRY, "EVIDENCE_UNSETTLED")]
 
 
 def test_an_ip_held_only_by_an_unresolved_workload_is_no_evidence_at_once():
