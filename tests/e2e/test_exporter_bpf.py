@@ -169,10 +169,12 @@ def test_local_workloads_resolved_through_ip_map_and_port_map(captured):
 def test_ips_ports_and_durations_agree_with_tcplife(captured):
     events, conns, tcplife_out, _, _ = captured
     rows = {}
+    # Matched from the addresses on: COMM is the task current when the close ran, and may
+    # hold a space ("C2 Compile", "Time Trigg" on a machine busy with a JVM).
+    row = re.compile(r"(\d+\.\d+\.\d+\.\d+)\s+(\d+)\s+(\d+\.\d+\.\d+\.\d+)\s+(\d+)\s+\d+\s+\d+\s+([\d.]+)$")
     for line in tcplife_out.splitlines():
-        parts = line.split()
-        if len(parts) >= 9 and re.match(r"\d+\.\d+\.\d+\.\d+", parts[2]):
-            laddr, lport, raddr, rport, ms = parts[2], int(parts[3]), parts[4], int(parts[5]), float(parts[-1])
+        if m := row.search(line.strip()):
+            laddr, lport, raddr, rport, ms = m[1], int(m[2]), m[3], int(m[4]), float(m[5])
             rows[(laddr, lport, raddr, rport)] = ms
     assert len(rows) >= 23, tcplife_out[-2000:]
     matched = 0
