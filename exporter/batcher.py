@@ -83,9 +83,15 @@ class Batcher:
 
     def windows_due(self, now_ms: int, grace_ms: int = 2_000) -> bool:
         """Whether flush_due(now_ms, grace_ms) would encode a window."""
-        start = self.next_window_start if self.next_window_start is not None else min(
-            [now_ms // self.window_ms * self.window_ms, *self.windows])
+        start = self._first_window_start(now_ms)
         return start + self.window_ms + grace_ms <= now_ms or any(k < start for k in self.windows)
+
+    def _first_window_start(self, now_ms: int) -> int:
+        """The next window to encode: before the first flush, the earliest of now's window
+        and every window holding rows."""
+        if self.next_window_start is not None:
+            return self.next_window_start
+        return min([now_ms // self.window_ms * self.window_ms, *self.windows])
 
     def add(self, ev: FlowEvent) -> None:
         self.add_records(records([ev]))
@@ -128,9 +134,7 @@ class Batcher:
     def flush_due(self, now_ms: int, grace_ms: int = 2_000) -> list[tuple[int, bytes]]:
         """Encoded messages (window end, FlowBatch bytes) of every window that ended at
         least grace_ms ago, oldest first, empty windows included."""
-        current = now_ms // self.window_ms * self.window_ms
-        if self.next_window_start is None:
-            self.next_window_start = min([current, *self.windows])
+        self.next_window_start = self._first_window_start(now_ms)
         out = []
         while self.next_window_start + self.window_ms + grace_ms <= now_ms:
             w = self.next_window_start

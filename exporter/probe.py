@@ -21,9 +21,9 @@ import numpy as np
 from exporter.btf import tcp_sock_defines
 from exporter.events import FLOW_EVENT_DTYPE
 from exporter.ringbuf import RingReader
+from schemas.columns import V4_MAPPED_PREFIX
 
 BPF_DIR = Path(__file__).resolve().parent.parent / "bpf"
-IPV4_MAPPED_PREFIX = bytes(10) + b"\xff\xff"
 PIN_DIR = Path("/sys/fs/bpf/flowattr")  # where flowtrace.c pins its maps (a test checks the C side)
 # Ring buffer size: 2048 pages (8 MiB) hold ~52k records of 160 bytes: a second at the
 # exporter's 1 poll/s (used under 10k events/s), ~520k/s at its 100 ms polls (used above;
@@ -100,7 +100,7 @@ class FlowProbe:
         by port with translated sockets (Batcher.declare_port_shared)."""
         # struct port_key's ipv4 holds the address's bytes in network order; read as a
         # little-endian u32 by ctypes, packed back the same way.
-        return {IPV4_MAPPED_PREFIX + struct.pack("<I", key.ipv4) for key in self.bpf["port_workloads"].keys()}
+        return {V4_MAPPED_PREFIX + struct.pack("<I", key.ipv4) for key in self.bpf["port_workloads"].keys()}
 
     def counters(self) -> dict[str, int]:
         table = self.bpf["counters"]

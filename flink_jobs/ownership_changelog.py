@@ -5,8 +5,7 @@ publishes `changes` of the keys its OwnershipStore reports changed."""
 from __future__ import annotations
 
 from flink_jobs.attribution.attributor import Attributor
-from flink_jobs.attribution.heartbeats import UNRESOLVED
-from flink_jobs.attribution.ranges import CONTESTED, PORT_KEY_BYTES
+from flink_jobs.attribution.ranges import CONTESTED, PORT_KEY_BYTES, UNRESOLVED
 from schemas import flowattr_pb2 as pb
 from schemas.columns import bytes_to_ip
 

@@ -60,7 +60,7 @@ def ip_to_bytes(text: str) -> bytes:
     return addr.packed
 
 
-_V4_MAPPED_PREFIX = b"\x00" * 10 + b"\xff\xff"
+V4_MAPPED_PREFIX = b"\x00" * 10 + b"\xff\xff"
 
 
 def bytes_to_ip(raw: bytes) -> str:
@@ -69,7 +69,7 @@ def bytes_to_ip(raw: bytes) -> str:
         raw = bytes(raw)   # a numpy row, bytearray or memoryview: compared and indexed as bytes below
     if len(raw) != IP_BYTES:
         raise ValueError(f"an IP is 16 bytes here, got {len(raw)}")
-    if raw[:12] == _V4_MAPPED_PREFIX:  # most of a fleet's: formatted here, ~10x faster than ipaddress
+    if raw[:12] == V4_MAPPED_PREFIX:  # most of a fleet's: formatted here, ~10x faster than ipaddress
         return f"{raw[12]}.{raw[13]}.{raw[14]}.{raw[15]}"
     addr = ipaddress.IPv6Address(bytes(raw))
     return str(addr.ipv4_mapped) if addr.ipv4_mapped else str(addr)

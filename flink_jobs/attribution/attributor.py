@@ -34,13 +34,21 @@ from flink_jobs.attribution.attribute import (
     UNSETTLED_EVENTS,
     Attribution,
     distinct_ips,
+    lookup_ip,
     search,
 )
 from flink_jobs.attribution.config import AttributionConfig
 from flink_jobs.attribution.events import EventTable, LoggedEvent
-from flink_jobs.attribution.heartbeats import UNRESOLVED, Claim, claims_from_batch
+from flink_jobs.attribution.heartbeats import Claim, claims_from_batch
 from flink_jobs.attribution.ledger import ExporterLedger, FleetProgress
-from flink_jobs.attribution.ranges import PORT_KEY_BYTES, OwnershipTable, WorkloadNames, port_key, subnet_key
+from flink_jobs.attribution.ranges import (
+    PORT_KEY_BYTES,
+    UNRESOLVED,
+    OwnershipTable,
+    WorkloadNames,
+    port_key,
+    subnet_key,
+)
 from flink_jobs.attribution.rejected import RejectedEvidence, records_of
 from schemas import flowattr_pb2 as pb
 from schemas.cidrs import CidrSet
@@ -250,16 +258,13 @@ class Attributor:
             key, evented = keys[k]
             if evented or len(key) != PORT_KEY_BYTES:
                 continue
-            whole = self.heartbeats.by_ip.get(key[:16])
             others = claimants.get(key[:16], frozenset()) - claimants.get(key, frozenset())
-            if whole is None or not len(whole) or not others:
+            if not others or key[:16] not in self.heartbeats.by_ip:
                 continue
-            range_starts, range_ends, range_owners = (np.asarray(a) for a in (whole.starts, whole.ends, whole.owners))
-            t = starts[rows]
-            first = np.searchsorted(range_ends, t - tol, "left")     # the first range ending at or after t - tol
-            near = np.searchsorted(range_starts, t + tol, "right") - first   # ranges within the tolerance
-            only = range_owners[np.minimum(first, len(range_owners) - 1)]
-            out[rows] = (near > 1) | ((near == 1) & (only != owner[rows]))
+            # The whole IP's own lookup: one owner within the tolerance (reason 0), none
+            # (NO_EVIDENCE), or contested or two owners near (CONFLICT, CLOCK_SKEW).
+            whole, _, _, why = lookup_ip(self.heartbeats.by_ip[key[:16]], starts[rows], tol, NEVER)
+            out[rows] = (why != NO_EVIDENCE) & (whole != owner[rows])
         return out
 
     def _outside(self, remote: np.ndarray) -> np.ndarray:
