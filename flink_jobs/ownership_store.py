@@ -6,7 +6,9 @@ Keys and values are STRINGs (values hold latin-1 bytes): in thread mode byte-arr
 never match (Java compares arrays by identity). Keys:
 * "hb:<key hex>"     heartbeat ranges of an IP (or IP + port) and their claimant exporters;
 * "seq:<exporter>"   the exporter's sequence ledger;
-* "sn:<subnet hex>"  the exporters that claimed in a subnet, with when each joined;
+* "sm:<subnet hex>"  the exporters that claimed in a subnet, with when each joined
+                     (ranges.Subnet; "sn:" holds the format before 2026-11-28, read
+                     at a restore and replaced at the subnet's next save);
 * "ev:<ip hex>"      an IP's JUDGED event log (a lie must never reach the state);
 * "rej:<ip hex>"     an IP's lost records: connection and close-time span of its
                      rejected rows (attribution/rejected.py);
@@ -40,6 +42,7 @@ class OwnershipStore:
     def __init__(self, engine: Engine):
         self.engine = engine
         self.synced = False  # the engine is empty after a restore: rebuild on first call
+        self.legacy_subnets: set[bytes] = set()  # subnets restored from an "sn:" key (removed at their next save)
         self.saved_clock = b""
         self.unsaved_ips: set[bytes] = set()  # event logs changed since the last save
         # Ownership keys (IP, or IP + port) whose ranges may have changed since the last
@@ -58,8 +61,13 @@ class OwnershipStore:
                 att.heartbeats.restore_ip(bytes.fromhex(key[3:]), raw)
             elif key.startswith("seq:"):
                 att.ledger.restore(key[4:], raw)
-            elif key.startswith("sn:"):
+            elif key.startswith("sm:"):
                 att.heartbeats.restore_subnet(bytes.fromhex(key[3:]), raw)
+            elif key.startswith("sn:"):
+                subnet = bytes.fromhex(key[3:])
+                if subnet not in att.heartbeats.subnets:   # its "sm:" value, if any, is newer
+                    att.heartbeats.restore_subnet(subnet, raw, legacy=True)
+                self.legacy_subnets.add(subnet)
             elif key.startswith("rej:"):
                 att.rejected.restore(bytes.fromhex(key[4:]), raw)
             elif key.startswith("ev:"):
@@ -171,7 +179,10 @@ class OwnershipStore:
     def _save_subnet(self, state, subnet: bytes) -> None:
         """A subnet's members and join times as one value (removed when it has none)."""
         table = self.engine.attributor.heartbeats
-        _put_or_remove(state, "sn:" + subnet.hex(), subnet in table.subnets and (lambda: table.encode_subnet(subnet)))
+        _put_or_remove(state, "sm:" + subnet.hex(), subnet in table.subnets and (lambda: table.encode_subnet(subnet)))
+        if subnet in self.legacy_subnets:
+            self.legacy_subnets.discard(subnet)
+            state.remove("sn:" + subnet.hex())
 
     def _save_ledger(self, state, exporter: str) -> None:
         """An exporter's sequence ledger as one value (removed when it is forgotten)."""

@@ -305,9 +305,7 @@ class Attributor:
         win because the true host's batch is late)."""
         tol = self.cfg.skew_tolerance_ms + self.cfg.close_slack_ms
         subnets = self.heartbeats.subnets
-        first_joined: dict[bytes, int] = {}  # per subnet: its first member's first claim
         new_after = self._new_subnets_after()
-        heard = self.heartbeats.subnet_heard
         new = np.zeros(len(keys), bool)     # per key: its subnet is new (every row waits)
         # Span sets to test (a key's claimants; a newcomer key's subnet), each searched by
         # all its rows at once (SpanSearch): per key only dict lookups, no numpy call.
@@ -321,17 +319,20 @@ class Attributor:
             if evented or not claimants:
                 continue
             claimant_set[k] = search.add(self.ledger.union_spans(claimants, (key, len(claimants))))
-            subnet = subnet_key(key[:16])
-            members = subnets.get(subnet, {})
-            if subnet not in first_joined:
-                first_joined[subnet] = min(members.values(), default=NEVER)
-            new[k] = heard.get(subnet, first_joined[subnet]) > new_after
-            # Joined late: first claim there well after the subnet's first (at a collector's
-            # start every exporter is new; a stale entry on another host joins later).
-            late_from = first_joined[subnet] + self.cfg.newcomer_join_ms
-            joined = [members[c] for c in claimants if members.get(c, NEVER) > late_from]
+            subnet_id = subnet_key(key[:16])
+            subnet = subnets.get(subnet_id)
+            if subnet is None:  # claimed without an exporter id (tests): no subnet
+                continue
+            heard = subnet.first_ms if subnet.heard_ms is None else subnet.heard_ms
+            new[k] = heard > new_after
+            # Joined late: first named claim there well after the subnet's first claim of
+            # any kind (at a collector's start every exporter is new; a stale entry on
+            # another host joins later). Subnet's docstring: why two join times.
+            late_from = subnet.first_ms + self.cfg.newcomer_join_ms
+            joined = [subnet.named[c] for c in claimants if subnet.named.get(c, NEVER) > late_from]
             if joined:  # the subnet's exporters, claimants included (a superset)
-                subnet_set[k] = search.add(self.ledger.union_spans(members, (subnet, len(members))))
+                members = subnet.joined
+                subnet_set[k] = search.add(self.ledger.union_spans(members, (subnet_id, len(members))))
                 newcomer_until[k] = max(joined) + self.cfg.newcomer_ms
         rows = np.flatnonzero(candidates)
         key_of = segment[rows]
@@ -397,16 +398,15 @@ class Attributor:
         exporters = self.ledger.prune(now_ms - self.cfg.retention_ms)
         rejected = self.rejected.prune(now_ms - self.cfg.retention_ms)
         subnets = []
-        for subnet in list(self.heartbeats.subnets):  # exporters the ledger forgot leave their subnets
-            members = self.heartbeats.subnets[subnet]
-            gone = [e for e in members if e not in self.ledger.runs]
-            for exporter in gone:
-                del members[exporter]
+        for subnet_id, subnet in list(self.heartbeats.subnets.items()):
+            # Exporters the ledger forgot leave their subnets (nothing of theirs to wait
+            # for); the subnet keeps its first join (Subnet.first_ms).
+            gone = [e for e in subnet.joined if e not in self.ledger.runs]
             if gone:
-                subnets.append(subnet)
-                if not members:
-                    del self.heartbeats.subnets[subnet]
-                    self.heartbeats.subnet_heard.pop(subnet, None)
+                subnet.forget(gone)
+                subnets.append(subnet_id)
+                if not subnet.joined:
+                    del self.heartbeats.subnets[subnet_id]
         return Pruned(keys, exporters, self.events.prune(now_ms), subnets, rejected)
 
 

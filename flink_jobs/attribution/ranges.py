@@ -45,6 +45,75 @@ def port_key(ip: bytes, port: int) -> bytes:
     return ip + int(port).to_bytes(2, "big")
 
 
+NOT_JOINED = 2**62  # a Subnet member's named join when it has claimed there only for UNRESOLVED
+_SUBNET_HEAD = struct.Struct("<qq")    # heard (NOT_JOINED: none), first join
+_SUBNET_MEMBER = struct.Struct("<qq")  # joined, named join (after u8 length + exporter id)
+
+
+@dataclass
+class Subnet:
+    """The exporters that claimed in one subnet, and when each joined (window start of
+    its first claim there): the newcomer rule (attributor._unsettled). Two join times per
+    member, because an UNKNOWN row (a claim for UNRESOLVED) is evidence of presence but
+    not of ownership: `joined` counts every claim, and is whom a newcomer's flows wait
+    for (a host known there only by unresolved rows may hold the true side: helper-34);
+    `named` counts claims for a named workload, and is when the member became a possible
+    owner (a host's unresolved node-IP rows must not make its later stale entry an early
+    member's: helper-33). `first_ms`: the earliest join ever, kept when a prune forgets
+    that member (else the first join moved later and a late stale claim looked early:
+    helper-33's F5). `heard_ms`: when first heard of (the new-subnet wait, attributor.py)."""
+
+    joined: dict[str, int]
+    named: dict[str, int]
+    first_ms: int = NOT_JOINED
+    heard_ms: int | None = None
+
+    def join(self, exporter: str, at_ms: int, named: bool) -> None:
+        if at_ms < self.joined.get(exporter, NOT_JOINED):
+            self.joined[exporter] = at_ms
+        if named and at_ms < self.named.get(exporter, NOT_JOINED):
+            self.named[exporter] = at_ms
+        self.first_ms = min(self.first_ms, at_ms)
+
+    def forget(self, exporters) -> None:
+        for exporter in exporters:
+            self.joined.pop(exporter, None)
+            self.named.pop(exporter, None)
+
+    def encode(self) -> bytes:
+        heard = NOT_JOINED if self.heard_ms is None else self.heard_ms
+        return _SUBNET_HEAD.pack(heard, self.first_ms) + b"".join(
+            struct.pack("<B", len(raw)) + raw + _SUBNET_MEMBER.pack(joined, self.named.get(e, NOT_JOINED))
+            for e, raw, joined in ((e, e.encode()[:255], t) for e, t in self.joined.items()))
+
+    @classmethod
+    def decode(cls, value: bytes) -> Subnet:
+        heard, first = _SUBNET_HEAD.unpack_from(value, 0)
+        out, pos = cls({}, {}, first, None if heard == NOT_JOINED else heard), _SUBNET_HEAD.size
+        while pos < len(value):
+            length = value[pos]
+            exporter = value[pos + 1:pos + 1 + length].decode()
+            joined, named = _SUBNET_MEMBER.unpack_from(value, pos + 1 + length)
+            out.joined[exporter] = joined
+            if named != NOT_JOINED:
+                out.named[exporter] = named
+            pos += 1 + length + _SUBNET_MEMBER.size
+        return out
+
+    @classmethod
+    def decode_legacy(cls, value: bytes) -> Subnet:
+        """A value of the "sn:" key before 2026-11-28: per member u8 length + exporter id +
+        i64 join (named claims only, then), the heard time as a member with an empty id."""
+        members, pos = {}, 0
+        while pos < len(value):
+            length = value[pos]
+            exporter = value[pos + 1:pos + 1 + length].decode()
+            (members[exporter],) = struct.unpack_from("<q", value, pos + 1 + length)
+            pos += 1 + length + 8
+        heard = members.pop("", None)
+        return cls(dict(members), dict(members), min(members.values(), default=NOT_JOINED), heard)
+
+
 # A key's ranges at most: encode_ip writes the count as a u16 and owner indexes as i16.
 # A workload polled every 2.5 s (gaps over G) makes 4,320 ranges in the default 3 h.
 MAX_RANGES_PER_KEY = 16_384
@@ -220,11 +289,8 @@ class OwnershipTable:
         self.coverage: dict[bytes, dict[int, list[tuple[int, int]]]] = {}
         self._name_bytes: dict[int, bytes] = {}                 # encode_ip's name entry per owner id
         self.port_shared: dict[bytes, list[int]] = {}  # 16-byte IP -> [first start, last end]
-        # subnet_key -> exporter -> start of its first claim there (newcomers, attributor.py)
-        self.subnets: dict[bytes, dict[str, int]] = {}
-        # Per subnet: when it was first heard of (`heard_ms`, event time: the new-subnet
-        # wait's clock, attributor.py), which the wait counts from.
-        self.subnet_heard: dict[bytes, int] = {}
+        # subnet_key -> its members and when they joined (newcomers, attributor.py)
+        self.subnets: dict[bytes, Subnet] = {}
 
     def learn(self, ip: bytes, workload: str, start_ms: int, end_ms: int, exporter: str = "",
               learned_at_ms: int | None = None, heard_ms: int | None = None) -> LearnResult:
@@ -258,15 +324,12 @@ class OwnershipTable:
                 self.claimants[ip] = self._intern(frozenset((exporter,)) if claimants is None
                                                   else claimants | {exporter})
             joined = start_ms if learned_at_ms is None else learned_at_ms
-            subnet = subnet_key(ip)
-            members = self.subnets.setdefault(subnet, {})
-            # A claim for nobody nameable (an agent's traffic on a node IP with no IP-map
-            # entry) does not make its host an early member of the subnet: a stale entry
-            # there later would no longer be a newcomer's (helper-33's attack).
-            if workload != UNRESOLVED and joined < members.get(exporter, 2**62):
-                members[exporter] = joined
-            if heard_ms is not None and heard_ms < self.subnet_heard.get(subnet, 2**62):
-                self.subnet_heard[subnet] = heard_ms
+            subnet = self.subnets.get(subnet_key(ip))
+            if subnet is None:
+                subnet = self.subnets[subnet_key(ip)] = Subnet({}, {})
+            subnet.join(exporter, joined, named=workload != UNRESOLVED)
+            if heard_ms is not None and heard_ms < (NOT_JOINED if subnet.heard_ms is None else subnet.heard_ms):
+                subnet.heard_ms = heard_ms
         if len(ip) == PORT_KEY_BYTES:
             span = self.port_shared.get(ip[:16])
             if span is None:
@@ -419,27 +482,13 @@ class OwnershipTable:
         out = self._name_bytes[owner] = struct.pack("<B", len(raw)) + raw
         return out
 
-    # Subnet memberships (one value per subnet): per member u8 length + UTF-8 exporter id,
-    # then i64 join time; when the subnet was first heard of is a member with an empty id
-    # (exporter ids are never empty: claims without one join no subnet).
+    # Subnet memberships, one value per subnet: Subnet.encode.
     def encode_subnet(self, subnet: bytes) -> bytes:
-        members = dict(self.subnets.get(subnet, {}))
-        if subnet in self.subnet_heard:
-            members[""] = self.subnet_heard[subnet]
-        return b"".join(struct.pack("<B", len(raw)) + raw + struct.pack("<q", joined)
-                        for raw, joined in ((e.encode()[:255], t) for e, t in members.items()))
+        return self.subnets[subnet].encode()
 
-    def restore_subnet(self, subnet: bytes, value: bytes) -> None:
-        members, pos = {}, 0
-        while pos < len(value):
-            length = value[pos]
-            exporter = value[pos + 1:pos + 1 + length].decode()
-            (members[exporter],) = struct.unpack_from("<q", value, pos + 1 + length)
-            pos += 1 + length + 8
-        heard = members.pop("", None)
-        if heard is not None:
-            self.subnet_heard[subnet] = heard
-        self.subnets[subnet] = members
+    def restore_subnet(self, subnet: bytes, value: bytes, legacy: bool = False) -> None:
+        """legacy: a value of the "sn:" key written before 2026-11-28 (Subnet.decode_legacy)."""
+        self.subnets[subnet] = Subnet.decode_legacy(value) if legacy else Subnet.decode(value)
 
     def restore_ip(self, ip: bytes, value: bytes) -> None:
         """Replace the ranges of ip with an encode_ip() value."""

@@ -47,13 +47,14 @@ def test_a_restored_store_attributes_exactly_as_the_live_one():
         live.apply_event(state, event("10.250.0.5", who, action, at, at + 500, f"e{i}"))
     live.engine.advance(900_000)   # the watermark ends the events' warm-up (on a timer) ...
     live.prune(state)              # ... and the next broadcast element saves them
-    assert set(k.split(":")[0] for k in state) == {"hb", "seq", "sn", "ev", "ev-clock"}
+    assert set(k.split(":")[0] for k in state) == {"hb", "seq", "sm", "ev", "ev-clock"}
     restored = OwnershipStore(Engine(CFG, "us-east-1", REGIONS))
     restored.sync(state)
     restored.engine.advance(900_000)
     flows = batch([("10.0.0.1", 40001, "web", IP_MAP, "10.0.0.5", 9090, 70_000, 71_000),
                    ("10.0.0.1", 40000, "web", IP_MAP, "10.0.0.5", 8080, 70_000, 71_000)])
     assert outcomes(live, flows) == outcomes(restored, flows) == [(ATTRIBUTED, "api"), (ATTRIBUTED, "host-agent")]
+    assert restored.engine.attributor.heartbeats.subnets == live.engine.attributor.heartbeats.subnets
     lb = flows_to_lb([50_000, 105_000, 200_000])
     assert outcomes(live, lb) == outcomes(restored, lb)
     assert [w for _, w in outcomes(restored, lb)] == ["cart", "", "search"]
@@ -129,7 +130,31 @@ def test_a_batch_of_many_ips_is_written_in_one_call_with_each_keys_last_value():
     # 200 IPs' ranges, one subnet's members and the exporter's ledger: one crossing.
     assert state.calls == ["put_all"]
     assert len([k for k in state if k.startswith("hb:")]) == 200 and "seq:h1" in state
-    assert sum(k.startswith("sn:") for k in state) == 1
+    assert sum(k.startswith("sm:") for k in state) == 1
+
+
+def test_a_subnet_saved_in_the_format_before_two_join_times_is_restored_and_replaced():
+    """A savepoint's "sn:" value (per member: u8 length, exporter id, i64 join; the heard
+    time as a member with an empty id) restores each member as joined and named at its
+    join, and the subnet's next save writes "sm:" and removes "sn:"."""
+    import struct
+
+    from flink_jobs.attribution.ranges import Subnet, subnet_key
+
+    subnet = subnet_key(ip_to_bytes("10.0.7.9"))
+    legacy = b"".join(struct.pack("<B", len(e)) + e + struct.pack("<q", t)
+                      for e, t in ((b"h7", 120_000), (b"h3", 60_000), (b"", 90_000)))
+    state = FakeMapState()
+    state.put_all({"sn:" + subnet.hex(): legacy.decode("latin-1")})
+    store = OwnershipStore(Engine(CFG, "us-east-1", REGIONS))
+    store.sync(state)
+    assert store.engine.attributor.heartbeats.subnets[subnet] == Subnet(
+        {"h7": 120_000, "h3": 60_000}, {"h7": 120_000, "h3": 60_000}, 60_000, 90_000)
+    row = ("10.0.7.20", 8080, "db", IP_MAP, "10.0.0.1", 40000, 181_000, 182_000)
+    store.learn(state, update("h8", 1, 180_000, [row]))
+    assert "sn:" + subnet.hex() not in state
+    assert Subnet.decode(state.get("sm:" + subnet.hex()).encode("latin-1")) == Subnet(
+        {"h7": 120_000, "h3": 60_000, "h8": 180_000}, {"h7": 120_000, "h3": 60_000, "h8": 180_000}, 60_000, 90_000)
 
 
 def test_the_last_write_of_a_key_wins_within_one_call():

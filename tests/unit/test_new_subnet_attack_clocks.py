@@ -8,7 +8,7 @@ from __future__ import annotations
 from flink_jobs.attribution.attribute import ATTRIBUTED
 from flink_jobs.attribution.config import AttributionConfig
 from flink_jobs.attribution.engine import Engine
-from flink_jobs.attribution.ranges import OwnershipTable, subnet_key
+from flink_jobs.attribution.ranges import OwnershipTable, Subnet, subnet_key
 from schemas import flowattr_pb2 as pb
 from schemas.columns import ips_to_array
 from tests.flowbuild import REGIONS, batch, outcome
@@ -51,7 +51,7 @@ def _scenario(dup: bool, followup: bool = False):
     heard = _fleet_up_to(e, 30, 0)                            # fleet time: 31 min
     heard += 100
     _learn(e, "h3", 10, heard, [STALE])                       # late: heard = 31 min
-    first = e.attributor.heartbeats.subnet_heard[SUBNET]
+    first = e.attributor.heartbeats.subnets[SUBNET].heard_ms
     e.advance(9 * MIN)                                        # first watermark, lagging
     if dup:
         heard += 100
@@ -59,7 +59,7 @@ def _scenario(dup: bool, followup: bool = False):
     if followup:
         heard += 100
         _learn(e, "h3", 11, heard, [STALE])                   # h3's next late batch
-    after = e.attributor.heartbeats.subnet_heard[SUBNET]
+    after = e.attributor.heartbeats.subnets[SUBNET].heard_ms
     for w in range(31, 33):                                   # 2 more fleet minutes
         for h in ("h1", "h2", "h4", "h3"):
             heard += 100
@@ -100,12 +100,12 @@ def test_T3_prune_then_readd_is_new_again():
     heard = _fleet_up_to(e, 200, heard)
     e.advance(200 * MIN)
     e.attributor.prune(200 * MIN)
-    assert SUBNET not in e.attributor.heartbeats.subnet_heard
+    assert SUBNET not in e.attributor.heartbeats.subnets
     # a duplicate of h3's old batch re-adds (ignored: before the horizon); a fresh stale claim re-adds
     w = 199
     stale = ("10.0.7.9", 8080, "old", IP_MAP, "10.0.9.9", 40001, w * MIN + 19_725, w * MIN + 19_925)
     _learn(e, "h3", w, heard + 100, [stale])
-    got = e.attributor.heartbeats.subnet_heard.get(SUBNET)
+    got = e.attributor.heartbeats.subnets[SUBNET].heard_ms
     assert got is not None and got >= e.attributor._wait_clock_ms() - MIN, got
     flow = batch([("10.0.1.2", 40000, "web", IP_MAP, "10.0.7.9", 8080, w * MIN + 19_800, w * MIN + 19_900)])
     e.advance(201 * MIN)
@@ -119,10 +119,10 @@ def test_T4_restore_subnet_roundtrip_and_empty_member():
     raw = t.encode_subnet(SUBNET)
     u = OwnershipTable(1000, 10**9)
     u.restore_subnet(SUBNET, raw)
-    assert u.subnets[SUBNET] == {"h3": 100} and u.subnet_heard[SUBNET] == 5000
-    # a learn with exporter "" never enters members, so "" can never collide
+    assert u.subnets[SUBNET] == t.subnets[SUBNET] == Subnet({"h3": 100}, {"h3": 100}, 100, 5000)
+    # a learn with exporter "" joins nobody and leaves the heard time
     t.learn(ip, "x", 300, 400, "", 300, heard_ms=1)
-    assert "" not in t.subnets[SUBNET] and t.subnet_heard[SUBNET] == 5000
+    assert t.subnets[SUBNET] == Subnet({"h3": 100}, {"h3": 100}, 100, 5000)
 
 
 def test_T5_lagging_watermark_catching_up_ends_the_wait_without_fleet_progress():
@@ -139,7 +139,7 @@ def test_T5_lagging_watermark_catching_up_ends_the_wait_without_fleet_progress()
             _learn(e, h, w, heard)
     heard += 100
     _learn(e, "h3", 10, heard, [STALE])
-    got = e.attributor.heartbeats.subnet_heard[SUBNET]
+    got = e.attributor.heartbeats.subnets[SUBNET].heard_ms
     for w in range(31, 33):
         for h in ("h1", "h2", "h4", "h3"):
             heard += 100

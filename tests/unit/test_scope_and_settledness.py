@@ -173,14 +173,17 @@ def test_rows_the_door_rejected_are_not_claims_even_if_passed_in():
     assert a.claims(cols) == []
 
 
-def _stale_claim_timeline(h3_node_ip_unresolved: bool = False):
+def _stale_claim_timeline(h3_node_ip_unresolved: bool = False, h7_unresolved_only: bool = False):
     """(engine, flow): h7 and h3 each send a batch a minute for 34 minutes, claiming their
     own addresses; at 2,040 s h3's stale IP-map entry claims 10.0.7.9 (h7's subnet), and
-    h7's batch #35 is still missing. The flow from 10.0.0.1 to 10.0.7.9 at 2,041.1 s."""
+    h7's batch #35 is still missing. The flow from 10.0.0.1 to 10.0.7.9 at 2,041.1 s.
+    h7_unresolved_only: h7's rows there are all UNKNOWN (its node IP, agents' traffic)."""
     e = Engine(CFG, "us-east-1", REGIONS)
     for seq in range(1, 35):   # h7: one batch a minute, claims on its other addresses
         start = (seq - 1) * 60_000
-        learn(e, "h7", seq, start, batch([("10.0.7.2", 8080, "api", IP_MAP, "10.0.0.1", 40000, start + 1, start + 2)]))
+        own = (("10.0.7.2", 10250, "", pb.LOCAL_ATTRIBUTION_UNKNOWN) if h7_unresolved_only
+               else ("10.0.7.2", 8080, "api", IP_MAP))
+        learn(e, "h7", seq, start, batch([(*own, "10.0.0.1", 40000, start + 1, start + 2)]))
         rows = [("10.0.3.2", 8080, "db", IP_MAP, "10.0.0.1", 40000, start + 1, start + 2)]
         if h3_node_ip_unresolved:   # h3's own node IP in h7's subnet: agents' traffic, no IP-map entry
             rows.append(("10.0.7.20", 10250, "", pb.LOCAL_ATTRIBUTION_UNKNOWN, "10.0.0.1", 40000, start + 1, start + 2))
@@ -222,6 +225,45 @@ def test_unresolved_rows_do_not_make_their_host_an_early_member_of_the_subnet():
     h7, and went to `stale` before h7's batch arrived."""
     e, flow = _stale_claim_timeline(h3_node_ip_unresolved=True)
     assert outcome(e, flow) == [(RETRY, "EVIDENCE_UNSETTLED")]
+
+
+def test_a_host_known_in_the_subnet_only_by_unresolved_rows_is_waited_for():
+    """helper-34: h7's only claims in 10.0.7.0/24 were for UNRESOLVED, so h7 was no member
+    of it, h3's stale claim was the subnet's first and no newcomer's, and the flow went to
+    `stale` while h7's batch with the true side was missing (the new-subnet wait off, as
+    here: no listening clock)."""
+    e, flow = _stale_claim_timeline(h7_unresolved_only=True)
+    assert outcome(e, flow) == [(RETRY, "EVIDENCE_UNSETTLED")]
+    learn(e, "h7", 35, 2_040_000, batch([("10.0.7.9", 8080, "cart", IP_MAP, "10.0.0.1", 40001, 2_041_100, 2_041_400)]))
+    assert outcome(e, flow)[0][0] == UNATTRIBUTED                 # the contradiction is known now
+
+
+def test_a_prune_keeps_the_subnets_first_join_when_it_forgets_that_member():
+    """helper-33's F5: h1 claimed in 10.0.7.0/24 from minute 0 and went silent at minute
+    5; h7 joined at minute 99. A prune at minute 100 (retention 60 min) forgot h1, the
+    subnet's first join moved to h7's, and h3's stale claim at minute 100 (1 min after h7,
+    under newcomer_join_ms) was no newcomer's: the flow went to `stale` while h7's batch
+    for minute 100 was missing. The first join is kept: h3 is a newcomer, the flow waits."""
+    cfg = AttributionConfig(max_attempts=5, retention_ms=60 * 60_000)
+    e = Engine(cfg, "us-east-1", REGIONS)
+    minute = 60_000
+    for seq in range(1, 7):
+        start = (seq - 1) * minute
+        learn(e, "h1", seq, start, batch([("10.0.7.2", 8080, "api", IP_MAP, "10.0.0.1", 40000, start + 1, start + 2)]))
+    for seq in range(1, 101):   # h3 every minute, on its own subnet
+        start = (seq - 1) * minute
+        learn(e, "h3", seq, start, batch([("10.0.3.2", 8080, "db", IP_MAP, "10.0.0.1", 40000, start + 1, start + 2)]))
+    learn(e, "h7", 1, 99 * minute, batch([("10.0.7.3", 8080, "cart", IP_MAP, "10.0.0.1", 40000, 99 * minute + 1,
+                                             99 * minute + 2)]))
+    e.advance(100 * minute)
+    e.attributor.prune(100 * minute)
+    assert "h1" not in e.attributor.ledger.runs                    # forgotten
+    learn(e, "h3", 101, 100 * minute, batch([("10.0.7.9", 8080, "stale", IP_MAP, "10.0.0.1", 40001,
+                                                100 * minute + 1_000, 100 * minute + 1_500)]))
+    e.learn_batch("h3", 102, 101 * minute, 102 * minute, [])
+    e.advance(102 * minute)
+    flow = batch([("10.0.0.1", 40001, "web", IP_MAP, "10.0.7.9", 8080, 100 * minute + 1_100, 100 * minute + 1_400)])
+    assert outcome(e, flow) == [(RETRY, "EVIDENCE_UNSETTLED")]    # h7's batch #2 is missing
 
 
 def test_an_ip_held_only_by_an_unresolved_workload_is_no_evidence_at_once():
