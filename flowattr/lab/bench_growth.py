@@ -175,6 +175,15 @@ def tree_peak_rss_mib(pid: int) -> float:
     return total / 1024
 
 
+def rss_mib(pid: int) -> float:
+    """One process's resident memory (VmRSS), MiB; 0 when it has ended."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    return next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0) / 1024
+
+
 def tree_cpu_s(pid: int) -> float:
     """CPU seconds (user + system) used so far by a process and its descendants."""
     total = 0.0
@@ -329,18 +338,28 @@ def growth_e2e_point(cfg, data, n_ips: int, say) -> dict:
             warm = _preload(cfg, job, p, region, job_name, port, 0, WARMUP_IPS, fleet_start - PRELOAD_LEAD_MS,
                             fleet_start, say)
             before = job_memory(job.proc.pid)
+            # The broker and this process grow with the preload too (tansu's memory, the
+            # producer's): at 8.2 M IPs 3.2 and 5.7 GiB beside the job's 15.3, which a
+            # projection from the job alone did not count (make-bench-89dc033.log).
+            broker_pid = broker.status(cfg.state).pid
+            broker_before, bench_before = rss_mib(broker_pid or 0), rss_mib(os.getpid())
             t0, cpu0 = time.monotonic(), tree_cpu_s(job.proc.pid)
             baseline = _preload(cfg, job, p, region, job_name, port, WARMUP_IPS, n_ips, warm["clock_ms"],
                                 fleet_start, say)
             learned_s, cpu_s = time.monotonic() - t0, tree_cpu_s(job.proc.pid) - cpu0
             after = job_memory(job.proc.pid)
             growth = memory_growth(before, after, n_ips)
+            growth.update(broker_rss_before_mib=round(broker_before),
+                          broker_rss_growth_mib=round(rss_mib(broker_pid or 0) - broker_before),
+                          bench_rss_growth_mib=round(rss_mib(os.getpid()) - bench_before))
             say(f"growth_e2e: {n_ips:,} IPs learned in {learned_s:.0f} s ({n_ips / learned_s:,.0f} a second, "
                 f"{cpu_s * 1e6 / n_ips:,.0f} us of the job's CPU each); "
                 f"held: +{growth['job_held_growth_mib']:,} MiB ({growth['job_held_bytes_per_ip']:,} B per IP: "
                 f"{growth['job_heap_used_growth_mib']:,} MiB of Java objects, "
                 f"{growth['job_outside_heap_growth_mib']:,} outside the heap), "
-                f"RSS +{growth['job_rss_growth_mib']:,} MiB; now the fleet's "
+                f"RSS +{growth['job_rss_growth_mib']:,} MiB; beside it the broker "
+                f"+{growth['broker_rss_growth_mib']:,} MiB, this process +{growth['bench_rss_growth_mib']:,} MiB; "
+                f"now the fleet's "
                 f"{data.valid_flow_count:,} flows")
             sent_at = time.monotonic()
             last_window = produce_keyed_backlog(p, data, region, events=False)
@@ -359,7 +378,8 @@ def growth_e2e_point(cfg, data, n_ips: int, say) -> dict:
             "e2e_attributed_pct": result["e2e_attributed_pct"], "e2e_attributed": result.get("e2e_attributed"),
             "e2e_flows": data.valid_flow_count,
             "e2e_accepted": result["e2e_accepted"], "e2e_retried": result["e2e_retried"],
-            "job_peak_rss_mib": round(peak), "job_heap_max_mib": round(after.heap_max_mib),
+            "job_peak_rss_mib": round(peak), "job_rss_after_preload_mib": round(after.rss_mib),
+            "job_heap_max_mib": round(after.heap_max_mib),
             # what the job held before the N IPs (the warm-up's included): memory_misfit's base
             "job_heap_used_before_mib": round(before.heap_used_mib),
             "job_outside_heap_before_mib": round(before.outside_heap_mib), **growth,
@@ -411,12 +431,14 @@ def available_mib() -> float:
 
 
 def memory_misfit(point: dict, n_ips: int, available: float) -> str | None:
-    """Why N IPs cannot be held, projected from a smaller point (what the job held before
-    its IPs plus its measured cost per IP: the Java objects against the JVM's heap limit,
-    90 % of it as G1's working room; the rest against the memory available beside a full
-    heap), or None when they fit. The fleet's own working set during the e2e run is not
-    in the projection. A size that cannot fit is reported as not run, not left to an
-    out-of-memory error an hour into its preload."""
+    """Why N IPs cannot be held, projected from a smaller point, or None when they fit:
+    what the job held before its IPs plus its measured cost per IP, the Java objects
+    against the JVM's heap limit (90 % of it as G1's working room); then everything the
+    run holds against the memory available before it: the job with a full heap, what it
+    held outside the heap, and what the e2e run added to it (its peak over its size after
+    the preload), plus the broker's memory and both the broker's and this process's
+    growth per IP. A size that cannot fit is reported as not run, not left to an
+    out-of-memory error an hour into its preload (the 10 M point of 89dc033's bench)."""
     if not point.get("e2e_complete") or not point.get("job_heap_max_mib") or point["ips"] < 100_000:
         return None   # nothing to project from (below 100 k IPs the growth is mostly noise: the 10 k point)
     heap = point["job_heap_used_before_mib"] + point["job_heap_used_growth_mib"] / point["ips"] * n_ips
@@ -434,4 +456,14 @@ def memory_misfit(point: dict, n_ips: int, available: float) -> str | None:
                 f"{point['job_outside_heap_growth_mib'] * 2**20 / point['ips']:,.0f} B per IP) beside a "
                 f"{limit / 1024:,.1f} GiB heap, and "
                 f"{available / 1024:,.1f} GiB are available; free memory or ask fewer with --growth-e2e-ips")
+    beside_per_ip = (point.get("broker_rss_growth_mib", 0) + point.get("bench_rss_growth_mib", 0)) / point["ips"]
+    beside = point.get("broker_rss_before_mib", 0) + beside_per_ip * n_ips
+    peak = point.get("job_peak_rss_mib", 0)
+    e2e = max(0, peak - point.get("job_rss_after_preload_mib", peak))
+    if outside + limit + e2e + beside > available:
+        return (f"{n_ips:,} IPs need ~{(outside + limit + e2e + beside) / 1024:,.1f} GiB in all: the job "
+                f"{(outside + limit) / 1024:,.1f} GiB with a full heap, +{e2e / 1024:,.1f} GiB in its e2e run, and "
+                f"{beside / 1024:,.1f} GiB for the broker and this process (the {point['ips']:,}-IP run's "
+                f"{beside_per_ip * 2**20:,.0f} B per IP); {available / 1024:,.1f} GiB are available; free memory "
+                "or ask fewer with --growth-e2e-ips")
     return None

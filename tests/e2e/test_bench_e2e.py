@@ -61,3 +61,7 @@ def test_the_growth_run_times_the_fleet_alone_after_the_job_learned_the_preloade
     # The preload's rate and what the IPs cost, Java objects and outside the heap apart.
     assert point["preload_ips_per_s"] > 0 and point["preload_cpu_us_per_ip"] > 0, point
     assert {"job_heap_used_growth_mib", "job_outside_heap_growth_mib", "job_held_bytes_per_ip"} <= set(point), point
+    # Beside the job, what the projection to a larger size also counts: the broker was
+    # running (its memory is measured, not 0: the pid was found) and the bench's growth.
+    assert point["broker_rss_before_mib"] > 0 and "bench_rss_growth_mib" in point, point
+    assert point["job_rss_after_preload_mib"] > 0, point

@@ -130,6 +130,23 @@ def test_a_size_whose_projected_memory_does_not_fit_is_not_run():
     # 5 M: 300 + 2,500 = 2,800 MiB outside, beside a 6,000 MiB heap: 8,800 MiB > 8,700 available.
     assert "2.7 GiB outside the heap" in memory_misfit(point, 5_000_000, 8_700)
     assert memory_misfit(point, 5_000_000, 8_800) is None
+    # Beside the job: 200 MiB of broker, then 300 (broker) + 100 (this process) MiB per 1 M
+    # IPs, and the e2e run took the job from 2,000 to 2,500 MiB. 5 M: 300 + 2,500 outside +
+    # 6,000 heap + 500 e2e + 200 + 2,000 beside = 11,500 MiB.
+    beside = {**point, "broker_rss_before_mib": 200, "broker_rss_growth_mib": 300, "bench_rss_growth_mib": 100,
+              "job_rss_after_preload_mib": 2_000, "job_peak_rss_mib": 2_500}
+    assert "~11.2 GiB in all" in memory_misfit(beside, 5_000_000, 11_499)
+    assert memory_misfit(beside, 5_000_000, 11_500) is None
+    # 89dc033's bench (bench/results.json, 1 M point): the 10 M point ran out of memory at
+    # ~8.2 M IPs, the job at 15.3 GiB, this process 5.7, the broker 3.2, with 23.5 GiB in
+    # all; the job alone projected 17.4 GiB and was let run. The broker's growth (~400 MiB
+    # per 1 M IPs at 8.2 M) is enough to stop it even at a quarter of that.
+    measured = {"ips": 1_000_000, "e2e_complete": True, "job_heap_used_growth_mib": 470,
+                "job_outside_heap_growth_mib": 1_061, "job_heap_max_mib": 6_028, "job_heap_used_before_mib": 133,
+                "job_outside_heap_before_mib": 790, "job_peak_rss_mib": 5_404}
+    assert memory_misfit(measured, 10_000_000, 20_000) is None       # the old projection: it fits
+    assert "in all" in memory_misfit({**measured, "broker_rss_growth_mib": 100, "bench_rss_growth_mib": 0,
+                                      "broker_rss_before_mib": 100}, 10_000_000, 18_500)
     # Nothing to project from: an incomplete point, one without a JVM measured, a small one.
     assert memory_misfit({**point, "e2e_complete": False}, 10_000_000, 100) is None
     assert memory_misfit({**point, "job_heap_max_mib": 0}, 10_000_000, 100) is None
