@@ -63,10 +63,9 @@ class OwnershipStore:
                 att.ledger.restore(key[4:], raw)
             elif key.startswith("sm:"):
                 att.heartbeats.restore_subnet(bytes.fromhex(key[3:]), raw)
-            elif key.startswith("sn:"):
+            elif key.startswith("sn:"):   # merged with its "sm:" value, if any (either order)
                 subnet = bytes.fromhex(key[3:])
-                if subnet not in att.heartbeats.subnets:   # its "sm:" value, if any, is newer
-                    att.heartbeats.restore_subnet(subnet, raw, legacy=True)
+                att.heartbeats.restore_subnet(subnet, raw, legacy=True)
                 self.legacy_subnets.add(subnet)
             elif key.startswith("rej:"):
                 att.rejected.restore(bytes.fromhex(key[4:]), raw)

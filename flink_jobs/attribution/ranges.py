@@ -75,6 +75,18 @@ class Subnet:
             self.named[exporter] = at_ms
         self.first_ms = min(self.first_ms, at_ms)
 
+    def merge(self, other: Subnet) -> None:
+        """Take in another value of the same subnet (a state holding both an "sm:" and an
+        "sn:" value, as after a rollback to a release writing "sn:" and back: neither is
+        known to be the newer, so every member and the earliest of each time counts)."""
+        for exporter, at_ms in other.joined.items():
+            self.join(exporter, at_ms, named=False)
+        for exporter, at_ms in other.named.items():
+            self.join(exporter, at_ms, named=True)
+        self.first_ms = min(self.first_ms, other.first_ms)
+        if other.heard_ms is not None:
+            self.heard_ms = other.heard_ms if self.heard_ms is None else min(self.heard_ms, other.heard_ms)
+
     def forget(self, exporters) -> None:
         for exporter in exporters:
             self.joined.pop(exporter, None)
@@ -487,8 +499,13 @@ class OwnershipTable:
         return self.subnets[subnet].encode()
 
     def restore_subnet(self, subnet: bytes, value: bytes, legacy: bool = False) -> None:
-        """legacy: a value of the "sn:" key written before 2026-11-28 (Subnet.decode_legacy)."""
-        self.subnets[subnet] = Subnet.decode_legacy(value) if legacy else Subnet.decode(value)
+        """legacy: a value of the "sn:" key written before 2026-11-28 (Subnet.decode_legacy),
+        merged with the subnet's "sm:" value if it has one (Subnet.merge)."""
+        restored = Subnet.decode_legacy(value) if legacy else Subnet.decode(value)
+        if subnet in self.subnets:
+            self.subnets[subnet].merge(restored)
+        else:
+            self.subnets[subnet] = restored
 
     def restore_ip(self, ip: bytes, value: bytes) -> None:
         """Replace the ranges of ip with an encode_ip() value."""

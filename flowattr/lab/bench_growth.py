@@ -309,7 +309,7 @@ def growth_e2e_point(cfg, data, n_ips: int, say) -> dict:
         produce_keyed_backlog,
     )
     from flowattr.lab.settle import EventClock
-    from flowattr.stack import broker, flink_metrics, topics
+    from flowattr.stack import broker, topics
     from flowattr.stack.kafka_clients import producer
 
     b = broker.start(cfg.state, cfg.port, progress=say)
@@ -320,13 +320,7 @@ def growth_e2e_point(cfg, data, n_ips: int, say) -> dict:
         config = growth_config(cfg.state / "bench-growth-config.yaml", region)
         job = bench_job(cfg, config, b.bootstrap, region, "bench-growth-job.log")
         with job:
-            began, port = time.monotonic(), None
-            while port is None and time.monotonic() - began < cfg.e2e_bound_s and job.running():
-                port = flink_metrics.job_port(job_name)
-                time.sleep(1)
-            if port is None:
-                raise FlowattrError(f"the job reported no metrics within {cfg.e2e_bound_s:.0f} s; "
-                                    f"see {cfg.state / 'bench-growth-job.log'}")
+            port = _metrics_port(cfg, job, job_name)
             p = producer(b.bootstrap)
             # The fleet's IP-change events first, as the e2e run sends them (before any batch):
             # sent after the preload's clock minutes, the earliest would arrive behind event
@@ -352,15 +346,7 @@ def growth_e2e_point(cfg, data, n_ips: int, say) -> dict:
             growth.update(broker_rss_before_mib=round(broker_before),
                           broker_rss_growth_mib=round(rss_mib(broker_pid or 0) - broker_before),
                           bench_rss_growth_mib=round(rss_mib(os.getpid()) - bench_before))
-            say(f"growth_e2e: {n_ips:,} IPs learned in {learned_s:.0f} s ({n_ips / learned_s:,.0f} a second, "
-                f"{cpu_s * 1e6 / n_ips:,.0f} us of the job's CPU each); "
-                f"held: +{growth['job_held_growth_mib']:,} MiB ({growth['job_held_bytes_per_ip']:,} B per IP: "
-                f"{growth['job_heap_used_growth_mib']:,} MiB of Java objects, "
-                f"{growth['job_outside_heap_growth_mib']:,} outside the heap), "
-                f"RSS +{growth['job_rss_growth_mib']:,} MiB; beside it the broker "
-                f"+{growth['broker_rss_growth_mib']:,} MiB, this process +{growth['bench_rss_growth_mib']:,} MiB; "
-                f"now the fleet's "
-                f"{data.valid_flow_count:,} flows")
+            _say_learned(say, n_ips, learned_s, cpu_s, growth, data.valid_flow_count)
             sent_at = time.monotonic()
             last_window = produce_keyed_backlog(p, data, region, events=False)
             p.close()
@@ -387,6 +373,31 @@ def growth_e2e_point(cfg, data, n_ips: int, say) -> dict:
             # The job's CPU (every thread: both instances learning, the changelog, the
             # preload's own flows, one per IP) while it learned, per IP.
             "preload_cpu_s": round(cpu_s, 1), "preload_cpu_us_per_ip": round(cpu_s * 1e6 / n_ips, 1)}
+
+
+def _metrics_port(cfg, job, job_name: str) -> int:
+    """The job's metrics port, once it reports one (within the e2e bound)."""
+    from flowattr.stack import flink_metrics
+
+    began, port = time.monotonic(), None
+    while port is None and time.monotonic() - began < cfg.e2e_bound_s and job.running():
+        port = flink_metrics.job_port(job_name)
+        time.sleep(1)
+    if port is None:
+        raise FlowattrError(f"the job reported no metrics within {cfg.e2e_bound_s:.0f} s; "
+                            f"see {cfg.state / 'bench-growth-job.log'}")
+    return port
+
+
+def _say_learned(say, n_ips: int, learned_s: float, cpu_s: float, growth: dict, fleet_flows: int) -> None:
+    say(f"growth_e2e: {n_ips:,} IPs learned in {learned_s:.0f} s ({n_ips / learned_s:,.0f} a second, "
+        f"{cpu_s * 1e6 / n_ips:,.0f} us of the job's CPU each); "
+        f"held: +{growth['job_held_growth_mib']:,} MiB ({growth['job_held_bytes_per_ip']:,} B per IP: "
+        f"{growth['job_heap_used_growth_mib']:,} MiB of Java objects, "
+        f"{growth['job_outside_heap_growth_mib']:,} outside the heap), "
+        f"RSS +{growth['job_rss_growth_mib']:,} MiB; beside it the broker "
+        f"+{growth['broker_rss_growth_mib']:,} MiB, this process +{growth['bench_rss_growth_mib']:,} MiB; "
+        f"now the fleet's {fleet_flows:,} flows")
 
 
 def memory_growth(before: JobMemory, after: JobMemory, n_ips: int) -> dict:

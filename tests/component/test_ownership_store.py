@@ -197,3 +197,49 @@ def test_a_large_call_is_written_in_chunks_in_order(monkeypatch):
         writes.put("d", "1")          # left for the end of the call
     assert dict(state) == {"b": "1", "c": "1", "d": "1"}
     assert state.calls == ["put_all", "put_all", "remove", "remove", "put_all"]
+
+
+def _legacy_subnet(members) -> str:
+    """An "sn:" value (the format before 2026-11-28): (exporter id, join); "" is the heard time."""
+    import struct
+    return b"".join(struct.pack("<B", len(e)) + e.encode() + struct.pack("<q", t) for e, t in members).decode("latin-1")
+
+
+def test_a_subnet_with_both_an_old_and_a_new_value_restores_every_member_of_both():
+    """helper-35: after a rollback to a release writing "sn:" and back, the state holds both
+    values and neither is known to be newer. The restore kept "sm:" and dropped h7, known
+    only to "sn:": a stale newcomer's flow no longer waited for h7's late batch. Now
+    merged, in either order: every member, each time the earliest."""
+    from flink_jobs.attribution.ranges import Subnet, subnet_key
+
+    subnet = subnet_key(ip_to_bytes("10.0.7.9"))
+    new = Subnet({"h1": 60_000, "n2": 30_000}, {"h1": 60_000}, 30_000, 45_000).encode().decode("latin-1")
+    old = _legacy_subnet([("h1", 0), ("h7", 1_200_000), ("", 90_000)])
+    merged = Subnet({"h1": 0, "n2": 30_000, "h7": 1_200_000}, {"h1": 0, "h7": 1_200_000}, 0, 45_000)
+    for order in ((("sm:", new), ("sn:", old)), (("sn:", old), ("sm:", new))):
+        state = FakeMapState()
+        state.put_all({prefix + subnet.hex(): value for prefix, value in order})
+        store = OwnershipStore(Engine(CFG, "us-east-1", REGIONS))
+        store.sync(state)
+        assert store.engine.attributor.heartbeats.subnets[subnet] == merged, order
+
+
+def test_an_old_subnet_value_without_members_is_dropped_at_the_first_prune():
+    """helper-35: the release before 2026-11-28 saved a subnet claimed only for unresolved
+    workloads as a heard time and no member. Restored, no prune ever deleted it (a prune
+    deleted a subnet only when it forgot a member) and its "sn:" key was never removed:
+    its old heard time kept the subnet from ever looking new again, so a stale claim, the
+    subnet's first named one, hours later, was neither new nor a newcomer's."""
+    from flink_jobs.attribution.ranges import subnet_key
+
+    subnet = subnet_key(ip_to_bytes("10.0.7.9"))
+    state = FakeMapState()
+    state.put_all({"sn:" + subnet.hex(): _legacy_subnet([("", 0)])})
+    store = OwnershipStore(Engine(CFG, "us-east-1", REGIONS))
+    store.sync(state)
+    assert subnet in store.engine.attributor.heartbeats.subnets
+    store.learn(state, update("h1", 1, 0, [("10.0.0.7", 8080, "db", IP_MAP, "10.0.0.1", 40000, 1_000, 2_000)]))
+    store.engine.advance(120_000)
+    store.prune(state)
+    assert subnet not in store.engine.attributor.heartbeats.subnets
+    assert not any(k.startswith(("sn:", "sm:")) and subnet.hex() in k for k in state)
