@@ -21,6 +21,8 @@ from pyflink.datastream.connectors.kafka import (
 from pyflink.java_gateway import get_gateway
 from pyflink.util.java_utils import load_java_class
 
+from schemas.kafka_properties import WIRE_COMPRESSION
+
 BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
 
 # Fast group rebalances on the embedded broker (tansu: ~23 s with client defaults).
@@ -49,7 +51,7 @@ _PRODUCER_PROPERTIES = {
     "linger.ms": "20",
     "batch.size": str(1024 * 1024),
     "max.request.size": str(64 * 1024 * 1024),
-    "compression.type": "none",
+    "compression.type": WIRE_COMPRESSION,
 }
 
 

@@ -331,6 +331,23 @@ def bench_job(cfg: BenchConfig, config: Path, bootstrap: str, region: str, log_n
                     cfg.state / log_name)
 
 
+def wire_bytes(data: ThroughputData) -> dict:
+    """What the fleet's batches weigh, per flow: encoded (FlowBatch), and on the wire as an
+    exporter sends them, one batch a request, each compressed by the client's own lz4
+    (kafka.codec, the function the producer applies: WIRE_COMPRESSION) with the Kafka
+    record batch's framing left out (~70 bytes a request)."""
+    from kafka.codec import lz4_encode
+
+    from schemas.kafka_properties import WIRE_COMPRESSION
+
+    assert WIRE_COMPRESSION == "lz4", "wire_bytes measures lz4: measure the compression the clients use"
+    flows = data.flow_count
+    encoded = sum(map(len, data.values))
+    compressed = sum(len(lz4_encode(v)) for v in data.values)
+    return {"e2e_batch_bytes_per_flow": round(encoded / flows, 1),
+            "e2e_wire_bytes_per_flow": round(compressed / flows, 1), "e2e_wire_compression": WIRE_COMPRESSION}
+
+
 def bench_e2e(cfg: BenchConfig, data: ThroughputData, say, state_backend: str = "hashmap") -> dict:
     """Pre-load the busy fleet's batches (and its IP-change events) into the embedded
     broker, then run the job and time its attributed output."""
@@ -346,6 +363,9 @@ def bench_e2e(cfg: BenchConfig, data: ThroughputData, say, state_backend: str = 
         p = producer(b.bootstrap)
         say(f"e2e: pre-loading {total:,} flows ({len(data.values):,} batches, "
             f"{sum(map(len, data.values)) / 2**20:,.0f} MiB) into flows.{region} ...")
+        wire = wire_bytes(data)
+        say(f"  {wire['e2e_batch_bytes_per_flow']} bytes a flow encoded, {wire['e2e_wire_bytes_per_flow']} on the "
+            f"wire ({wire['e2e_wire_compression']}, one batch a request as an exporter sends)")
         t0 = time.perf_counter()
         last_window = produce_keyed_backlog(p, data, region, lambda k: say(
             f"  {k:,}/{len(data.values):,} batches produced ({time.perf_counter() - t0:.0f} s)"))
@@ -367,7 +387,7 @@ def bench_e2e(cfg: BenchConfig, data: ThroughputData, say, state_backend: str = 
                 clock.close()
             # The most the job held resident at once: with the backlog pre-loaded, it holds
             # most of it at some point (the hold's size against memory: with growth_e2e's).
-            return result | {"e2e_job_peak_rss_mib": round(tree_peak_rss_mib(job.proc.pid))}
+            return result | wire | {"e2e_job_peak_rss_mib": round(tree_peak_rss_mib(job.proc.pid))}
     finally:
         broker.stop(cfg.state)
 
@@ -680,6 +700,8 @@ def format_table(r: dict) -> str:
              f"of {r.get('e2e_accepted')} ({r.get('e2e_attributed_pct')} % attributed)"),
             ("end to end: measuring side's CPU (% of a core)", r.get("e2e_reader_cpu_pct")),
             ("end to end: the job's peak RSS, last run (MiB)", r.get("e2e_job_peak_rss_mib")),
+            ("bytes a flow: encoded / on the wire", f"{r.get('e2e_batch_bytes_per_flow')} / "
+             f"{r.get('e2e_wire_bytes_per_flow')} ({r.get('e2e_wire_compression')})"),
             ("ratio to limit (medians)", r.get("ratio_to_limit")),
             ("ratio to every-decision limit (medians)", r.get("ratio_to_decisions")),
             ("end to end, hold on disk (RocksDB; flows/s)", r.get("e2e_rocksdb_flows_per_s")),

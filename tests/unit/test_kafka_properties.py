@@ -72,3 +72,11 @@ def test_the_exporter_rejects_a_misspelt_property_at_start():
     ok = ExporterConfig(bootstrap="127.0.0.1:1", region="us-east-1", exporter_id="e", host="h",
                         kafka_properties=(("security.protocol", "SSL"),))
     assert _kafka_sender(ok)("127.0.0.1:1").properties == {"security.protocol": "SSL"}
+
+
+def test_compression_none_is_kafka_pythons_none_and_an_unknown_codec_is_an_error():
+    defaults = {"compression_type": None}
+    assert for_kafka_python({"compression.type": "none"}, defaults) == {"compression_type": None}
+    assert for_kafka_python({"compression.type": "zstd"}, defaults) == {"compression_type": "zstd"}
+    with pytest.raises(FlowattrError, match="expected none, gzip, snappy, lz4 or zstd"):
+        for_kafka_python({"compression.type": "brotli"}, defaults)
