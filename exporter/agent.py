@@ -18,7 +18,8 @@ from exporter.publisher import KafkaSender, Publisher
 from exporter.spool import Spool
 from schemas.addresses import HOST_LOCAL_CIDRS
 from schemas.cidrs import CidrSet
-from schemas.kafka_properties import for_kafka_python
+from schemas.errors import FlowattrError
+from schemas.kafka_properties import WIRE_COMPRESSION, check_compression, for_kafka_python
 from schemas.topics import RegionTopics
 
 log = logging.getLogger("flowattr.exporter")
@@ -78,7 +79,13 @@ def _kafka_sender(cfg: ExporterConfig):
     misspelt property is an error at start, not at the first send a minute later)."""
     from kafka import KafkaProducer
     properties = dict(cfg.kafka_properties)
-    for_kafka_python(properties, KafkaProducer.DEFAULT_CONFIG)
+    check_compression(properties, "exporter")
+    codec = for_kafka_python(properties, KafkaProducer.DEFAULT_CONFIG).get("compression_type", WIRE_COMPRESSION)
+    # kafka-python looks for a codec's library only when its producer starts, at the first
+    # send, and a send that raises is retried forever as if the broker were down.
+    if codec is not None and not KafkaProducer._COMPRESSORS[codec][0]():
+        raise FlowattrError(f"compression.type={codec}: kafka-python finds no library for it; install the Python "
+                            f"package it needs (snappy: python-snappy) or use lz4, the default")
     return lambda bootstrap: KafkaSender(bootstrap, properties=properties)
 
 

@@ -18,6 +18,7 @@ from flink_jobs.attribution.config import AttributionConfig, setting
 from flink_jobs.config_model import ConfigError, from_mapping
 from flink_jobs.config_model import add_flags as add_dataclass_flags
 from schemas import kafka_properties
+from schemas.errors import FlowattrError
 from schemas.topics import RegionTopics
 
 # Package data: the wheel ships it (pyproject.toml), so an installed collector finds it too.
@@ -132,6 +133,10 @@ def load(path: Path | None, overrides: dict) -> JobConfig:
         raise ConfigError("kafka: expected a mapping of Kafka client properties, e.g. security.protocol: SSL")
     properties = {str(k): str(v) for k, v in kafka.items()}
     properties |= kafka_properties.parse(overrides.get("kafka_property"))
+    try:
+        kafka_properties.check_compression(properties, "kafka")
+    except FlowattrError as exc:
+        raise ConfigError(str(exc)) from None
     cfg = from_mapping(JobConfig, values, "job", attribution=from_mapping(AttributionConfig, attribution,
                                                                          "attribution"),
                        kafka_properties=properties)

@@ -38,7 +38,9 @@ _CONSUMER_PROPERTIES = {
 # ConsumerRecords of up to four polls in Flink's hand-over (its queue of two, the one being
 # emitted, the one the fetcher waits to put). Both are bounded by the bytes a fetch may
 # bring, so those are what is limited here: at 2 MiB a partition and 4 MiB a fetch, a
-# subtask of two partitions holds some 24 MiB of them. A larger batch still comes whole
+# subtask of two partitions holds some 24 MiB of them (measured before the batches were
+# lz4-compressed: the limits count compressed bytes, so decoded records may now take
+# ~3.4x that). A larger batch still comes whole
 # (KIP-74; checked on tansu: a 5.2 MB record under the 2 MiB limit). Limiting the records
 # a poll instead (two) did not bound big batches further and cost ~35 % of the job's
 # throughput on small ones (56 against 87 batches of ~110 flows a second).

@@ -8,11 +8,23 @@ from __future__ import annotations
 from schemas.errors import FlowattrError
 
 # Every batch this project writes goes on the wire lz4-compressed (Kafka's compression.type;
-# a property given overrides it): the simulated fleet's FlowBatches 2.9x smaller, 85 ->
-# 29 B a flow, for ~0.13 us of CPU a flow (docs/performance.md, "Compression on the
+# a property given overrides it): the bench's fleet's FlowBatches 3.4x smaller, 82.3 ->
+# 23.9 B a flow, for ~0.13 us of CPU a flow (docs/performance.md, "Compression on the
 # wire"). zstd makes them smaller still (19 B a flow), but Flink's Kafka reader cannot
 # read it: zstd-jni is not in PyFlink's lib/, and lz4-java is (in flink-dist).
 WIRE_COMPRESSION = "lz4"
+# What the collector job's Kafka readers can decompress (Java codecs in PyFlink's lib/:
+# lz4-java and snappy-java in flink-dist, gzip in the JDK; no zstd-jni).
+JOB_READABLE_COMPRESSION = ("none", "gzip", "snappy", "lz4")
+
+
+def check_compression(properties: dict[str, str], who: str) -> None:
+    """A compression.type the job cannot read is an error when `who` starts, not records
+    the job fails on later."""
+    value = properties.get("compression.type")
+    if value is not None and value not in JOB_READABLE_COMPRESSION:
+        raise FlowattrError(f"{who}: compression.type={value!r}: the collector job's Kafka readers cannot read it "
+                            f"(PyFlink's lib/ has no zstd-jni); use one of {', '.join(JOB_READABLE_COMPRESSION)}")
 
 
 def parse(items: list[str] | None) -> dict[str, str]:

@@ -343,8 +343,9 @@ def growth_e2e_point(cfg, data, n_ips: int, say) -> dict:
             learned_s, cpu_s = time.monotonic() - t0, tree_cpu_s(job.proc.pid) - cpu0
             after = job_memory(job.proc.pid)
             growth = memory_growth(before, after, n_ips)
+            broker_after = rss_mib(broker_pid or 0)
             growth.update(broker_rss_before_mib=round(broker_before),
-                          broker_rss_growth_mib=round(rss_mib(broker_pid or 0) - broker_before),
+                          broker_rss_growth_mib=round(broker_after - broker_before),
                           bench_rss_growth_mib=round(rss_mib(os.getpid()) - bench_before))
             _say_learned(say, n_ips, learned_s, cpu_s, growth, data.valid_flow_count)
             sent_at = time.monotonic()
@@ -357,6 +358,11 @@ def growth_e2e_point(cfg, data, n_ips: int, say) -> dict:
             finally:
                 clock.close()
             peak = tree_peak_rss_mib(job.proc.pid)
+            # What the e2e run added, for memory_misfit: outside the heap (a full heap is
+            # counted apart; the peak RSS also holds heap G1 gave back) and in the broker.
+            end = job_memory(job.proc.pid)
+            growth.update(job_outside_heap_e2e_growth_mib=round(end.outside_heap_mib - after.outside_heap_mib),
+                          broker_rss_e2e_growth_mib=round(rss_mib(broker_pid or 0) - broker_after))
     finally:
         broker.stop(cfg.state)
     return {"ips": n_ips, "warmup_ips": WARMUP_IPS, "e2e_complete": result["e2e_complete"],
@@ -364,8 +370,7 @@ def growth_e2e_point(cfg, data, n_ips: int, say) -> dict:
             "e2e_attributed_pct": result["e2e_attributed_pct"], "e2e_attributed": result.get("e2e_attributed"),
             "e2e_flows": data.valid_flow_count,
             "e2e_accepted": result["e2e_accepted"], "e2e_retried": result["e2e_retried"],
-            "job_peak_rss_mib": round(peak), "job_rss_after_preload_mib": round(after.rss_mib),
-            "job_heap_max_mib": round(after.heap_max_mib),
+            "job_peak_rss_mib": round(peak), "job_heap_max_mib": round(after.heap_max_mib),
             # what the job held before the N IPs (the warm-up's included): memory_misfit's base
             "job_heap_used_before_mib": round(before.heap_used_mib),
             "job_outside_heap_before_mib": round(before.outside_heap_mib), **growth,
@@ -446,10 +451,11 @@ def memory_misfit(point: dict, n_ips: int, available: float) -> str | None:
     what the job held before its IPs plus its measured cost per IP, the Java objects
     against the JVM's heap limit (90 % of it as G1's working room); then everything the
     run holds against the memory available before it: the job with a full heap, what it
-    held outside the heap, and what the e2e run added to it (its peak over its size after
-    the preload), plus the broker's memory and both the broker's and this process's
-    growth per IP. A size that cannot fit is reported as not run, not left to an
-    out-of-memory error an hour into its preload (the 10 M point of 89dc033's bench)."""
+    held outside the heap, and what the e2e run added outside the heap and to the broker,
+    plus the broker's memory and both the broker's and this process's growth per IP (each
+    growth counted only when positive: a shrink is noise, not room). A size that cannot
+    fit is reported as not run, not left to an out-of-memory error an hour into its
+    preload (the 10 M point of 89dc033's bench)."""
     if not point.get("e2e_complete") or not point.get("job_heap_max_mib") or point["ips"] < 100_000:
         return None   # nothing to project from (below 100 k IPs the growth is mostly noise: the 10 k point)
     heap = point["job_heap_used_before_mib"] + point["job_heap_used_growth_mib"] / point["ips"] * n_ips
@@ -467,10 +473,12 @@ def memory_misfit(point: dict, n_ips: int, available: float) -> str | None:
                 f"{point['job_outside_heap_growth_mib'] * 2**20 / point['ips']:,.0f} B per IP) beside a "
                 f"{limit / 1024:,.1f} GiB heap, and "
                 f"{available / 1024:,.1f} GiB are available; free memory or ask fewer with --growth-e2e-ips")
-    beside_per_ip = (point.get("broker_rss_growth_mib", 0) + point.get("bench_rss_growth_mib", 0)) / point["ips"]
+    def grown(key: str) -> float:
+        return max(0, point.get(key, 0))
+
+    beside_per_ip = (grown("broker_rss_growth_mib") + grown("bench_rss_growth_mib")) / point["ips"]
     beside = point.get("broker_rss_before_mib", 0) + beside_per_ip * n_ips
-    peak = point.get("job_peak_rss_mib", 0)
-    e2e = max(0, peak - point.get("job_rss_after_preload_mib", peak))
+    e2e = grown("job_outside_heap_e2e_growth_mib") + grown("broker_rss_e2e_growth_mib")
     if outside + limit + e2e + beside > available:
         return (f"{n_ips:,} IPs need ~{(outside + limit + e2e + beside) / 1024:,.1f} GiB in all: the job "
                 f"{(outside + limit) / 1024:,.1f} GiB with a full heap, +{e2e / 1024:,.1f} GiB in its e2e run, and "

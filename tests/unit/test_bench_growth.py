@@ -131,16 +131,22 @@ def test_a_size_whose_projected_memory_does_not_fit_is_not_run():
     assert "2.7 GiB outside the heap" in memory_misfit(point, 5_000_000, 8_700)
     assert memory_misfit(point, 5_000_000, 8_800) is None
     # Beside the job: 200 MiB of broker, then 300 (broker) + 100 (this process) MiB per 1 M
-    # IPs, and the e2e run took the job from 2,000 to 2,500 MiB. 5 M: 300 + 2,500 outside +
-    # 6,000 heap + 500 e2e + 200 + 2,000 beside = 11,500 MiB.
+    # IPs, and the e2e run added 400 MiB outside the job's heap and 100 to the broker (its
+    # peak RSS, heap G1 gave back included, is not what counts: helper-36). 5 M: 300 +
+    # 2,500 outside + 6,000 heap + 500 e2e + 200 + 2,000 beside = 11,500 MiB.
     beside = {**point, "broker_rss_before_mib": 200, "broker_rss_growth_mib": 300, "bench_rss_growth_mib": 100,
-              "job_rss_after_preload_mib": 2_000, "job_peak_rss_mib": 2_500}
+              "job_outside_heap_e2e_growth_mib": 400, "broker_rss_e2e_growth_mib": 100, "job_peak_rss_mib": 9_999}
     assert "~11.2 GiB in all" in memory_misfit(beside, 5_000_000, 11_499)
     assert memory_misfit(beside, 5_000_000, 11_500) is None
+    # A shrink (noise) gives no room: the bench process 1,000 MiB smaller per 1 M IPs counts
+    # as 0 (11,500 - 500 = 11,000 MiB), not as 5,000 MiB freed.
+    shrunk = {**beside, "bench_rss_growth_mib": -1_000}
+    assert memory_misfit(shrunk, 5_000_000, 10_999) and memory_misfit(shrunk, 5_000_000, 11_000) is None
     # 89dc033's bench (bench/results.json, 1 M point): the 10 M point ran out of memory at
     # ~8.2 M IPs, the job at 15.3 GiB, this process 5.7, the broker 3.2, with 23.5 GiB in
-    # all; the job alone projected 17.4 GiB and was let run. The broker's growth (~400 MiB
-    # per 1 M IPs at 8.2 M) is enough to stop it even at a quarter of that.
+    # all; the job alone projected 17.4 GiB and was let run. Then (batches not compressed)
+    # the broker grew ~400 MiB per 1 M IPs; a quarter of that stops it here. With lz4 the
+    # broker grows far less (helper-36's probe: 15 MiB for a 1 M-IP preload).
     measured = {"ips": 1_000_000, "e2e_complete": True, "job_heap_used_growth_mib": 470,
                 "job_outside_heap_growth_mib": 1_061, "job_heap_max_mib": 6_028, "job_heap_used_before_mib": 133,
                 "job_outside_heap_before_mib": 790, "job_peak_rss_mib": 5_404}

@@ -53,6 +53,7 @@ def test_the_default_file_loads_and_every_key_in_it_is_a_field():
     ("region: r\njob:\n  state_backend: disk\n", "job.state_backend: 'disk'"),
     ("region: [\n", "is not valid YAML"),
     ("region: r\nkafka: [a]\n", "kafka: expected a mapping"),
+    ("region: r\nkafka:\n  compression.type: zstd\n", "kafka: compression.type='zstd': the collector job's"),
     ("region: r\nattribution:\n  event_max_delay_ms: -600000\n", "event_max_delay_ms is -600000: a duration is never"),
     ("region: r\nattribution:\n  skew_tolerance_ms: -500\n", "skew_tolerance_ms is -500"),
     ("region: r\nattribution:\n  exporter_silence_ms: 0\n", "exporter_silence_ms must be positive"),

@@ -80,3 +80,28 @@ def test_compression_none_is_kafka_pythons_none_and_an_unknown_codec_is_an_error
     assert for_kafka_python({"compression.type": "zstd"}, defaults) == {"compression_type": "zstd"}
     with pytest.raises(FlowattrError, match="expected none, gzip, snappy, lz4 or zstd"):
         for_kafka_python({"compression.type": "brotli"}, defaults)
+
+
+def test_a_codec_the_job_cannot_read_is_refused_where_it_is_configured(monkeypatch):
+    """zstd: PyFlink's lib/ has no zstd-jni, so the job could not read what an exporter or
+    its own sinks wrote with it (helper-36)."""
+    from exporter.agent import ExporterConfig, _kafka_sender
+    from schemas.kafka_properties import check_compression
+
+    check_compression({"compression.type": "snappy"}, "exporter")
+    check_compression({}, "exporter")
+    with pytest.raises(FlowattrError, match="exporter: compression.type='zstd': the collector job's Kafka readers"):
+        check_compression({"compression.type": "zstd"}, "exporter")
+    def exporter(codec):
+        return ExporterConfig(bootstrap="127.0.0.1:1", region="r", exporter_id="e", host="h",
+                              kafka_properties=(("compression.type", codec),))
+
+    # The exporter checks at start: zstd refused; snappy refused when kafka-python finds no
+    # library for it (python-snappy is not a dependency), not retried forever at sends.
+    from kafka import KafkaProducer
+    monkeypatch.setitem(KafkaProducer._COMPRESSORS, "snappy", (lambda: False, 2))
+    with pytest.raises(FlowattrError, match="zstd"):
+        _kafka_sender(exporter("zstd"))
+    with pytest.raises(FlowattrError, match="kafka-python finds no library for it"):
+        _kafka_sender(exporter("snappy"))
+    _kafka_sender(exporter("none"))
