@@ -19,7 +19,7 @@ from exporter.spool import Spool
 from schemas.addresses import HOST_LOCAL_CIDRS
 from schemas.cidrs import CidrSet
 from schemas.errors import FlowattrError
-from schemas.kafka_properties import WIRE_COMPRESSION, check_compression, for_kafka_python
+from schemas.kafka_properties import WIRE_COMPRESSION, check_compression, for_kafka_python, kafka_python_codec
 from schemas.topics import RegionTopics
 
 log = logging.getLogger("flowattr.exporter")
@@ -80,12 +80,13 @@ def _kafka_sender(cfg: ExporterConfig):
     from kafka import KafkaProducer
     properties = dict(cfg.kafka_properties)
     check_compression(properties, "exporter")
-    codec = for_kafka_python(properties, KafkaProducer.DEFAULT_CONFIG).get("compression_type", WIRE_COMPRESSION)
+    settings = for_kafka_python(properties, KafkaProducer.DEFAULT_CONFIG)
+    codec = settings.get("compression_type", kafka_python_codec(WIRE_COMPRESSION))
     # kafka-python looks for a codec's library only when its producer starts, at the first
     # send, and a send that raises is retried forever as if the broker were down.
     if codec is not None and not KafkaProducer._COMPRESSORS[codec][0]():
         raise FlowattrError(f"compression.type={codec}: kafka-python finds no library for it; install the Python "
-                            f"package it needs (snappy: python-snappy) or use lz4, the default")
+                            f"package it needs (snappy: python-snappy) or none, the default")
     return lambda bootstrap: KafkaSender(bootstrap, properties=properties)
 
 

@@ -9,7 +9,7 @@ import time
 from typing import Protocol
 
 from exporter.spool import Spool
-from schemas.kafka_properties import WIRE_COMPRESSION, for_kafka_python
+from schemas.kafka_properties import WIRE_COMPRESSION, for_kafka_python, kafka_python_codec
 
 log = logging.getLogger("flowattr.exporter.publisher")
 
@@ -34,7 +34,7 @@ class KafkaSender:
         if self._producer is None:
             settings = dict(bootstrap_servers=self.bootstrap, acks="all", retries=0,
                             max_in_flight_requests_per_connection=1, linger_ms=0,
-                            max_request_size=64 * 1024 * 1024, compression_type=WIRE_COMPRESSION,
+                            max_request_size=64 * 1024 * 1024, compression_type=kafka_python_codec(WIRE_COMPRESSION),
                             request_timeout_ms=int(self.timeout_s * 1000),
                             max_block_ms=int(self.timeout_s * 1000), reconnect_backoff_max_ms=2000)
             settings |= for_kafka_python(self.properties, KafkaProducer.DEFAULT_CONFIG)

@@ -14,7 +14,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaTimeoutError
 
 from schemas.errors import FlowattrError
-from schemas.kafka_properties import WIRE_COMPRESSION  # inputs made here go on the wire as exporters' do
+from schemas.kafka_properties import WIRE_COMPRESSION, kafka_python_codec
 
 # How long a client tries to reach the broker before the command says none answers.
 BOOTSTRAP_TIMEOUT_MS = 10_000
@@ -31,7 +31,8 @@ def producer(bootstrap: str) -> KafkaProducer:
     try:
         return KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20,
                              batch_size=1024 * 1024, max_request_size=64 * 1024 * 1024,
-                             compression_type=WIRE_COMPRESSION, retries=5, bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS)
+                             compression_type=kafka_python_codec(WIRE_COMPRESSION), retries=5,
+                             bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS)
     except KafkaTimeoutError:
         raise _no_broker(bootstrap) from None
 
