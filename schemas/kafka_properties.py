@@ -11,7 +11,7 @@ from schemas.errors import FlowattrError
 # overrides it). Off: lz4 made the bench's batches 3.4x smaller (82.3 -> 23.9 B a flow,
 # docs/performance.md, "Compression on the wire"), but the job's fetch limits
 # (flink_jobs/kafka_connectors.py) count compressed bytes, and with lz4 on every producer
-# the 768 MiB TaskManager of tests/e2e/test_hold_on_disk.py ran out of heap decoding
+# the 1,280 MiB TaskManager of tests/e2e/test_hold_on_disk.py ran out of heap decoding
 # them (CI of dc9c1a6). On again once those limits are re-derived for compressed batches.
 WIRE_COMPRESSION = "none"
 
