@@ -86,7 +86,7 @@ def _kafka_sender(cfg: ExporterConfig):
     # send, and a send that raises is retried forever as if the broker were down.
     if codec is not None and not KafkaProducer._COMPRESSORS[codec][0]():
         raise FlowattrError(f"compression.type={codec}: kafka-python finds no library for it; install the Python "
-                            f"package it needs (snappy: python-snappy) or none, the default")
+                            f"package it needs (snappy: python-snappy), or use lz4 or none (the default)")
     return lambda bootstrap: KafkaSender(bootstrap, properties=properties)
 
 
