@@ -19,6 +19,8 @@ WIRE_COMPRESSION = "none"
 def kafka_python_codec(compression_type: str) -> str | None:
     """Kafka's compression.type as kafka-python takes it ("none" is None there)."""
     return None if compression_type == "none" else compression_type
+
+
 # What the collector job's Kafka readers can decompress (Java codecs in PyFlink's lib/:
 # lz4-java and snappy-java in flink-dist, gzip in the JDK; no zstd-jni).
 JOB_READABLE_COMPRESSION = ("none", "gzip", "snappy", "lz4")

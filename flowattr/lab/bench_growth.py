@@ -165,23 +165,21 @@ def _mapping_rss_kib(smaps: str) -> list[tuple[int, int]]:
 def tree_peak_rss_mib(pid: int) -> float:
     """The peak RSS (VmHWM) of a process and its descendants, summed, MiB: at most what
     they held at once."""
-    total = 0
-    for p in _tree(pid):
-        try:
-            status = Path(f"/proc/{p}/status").read_text()
-        except OSError:
-            continue   # it ended
-        total += next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), 0)
-    return total / 1024
+    return sum(_status_kib(p, "VmHWM") for p in _tree(pid)) / 1024
 
 
 def rss_mib(pid: int) -> float:
     """One process's resident memory (VmRSS), MiB; 0 when it has ended."""
+    return _status_kib(pid, "VmRSS") / 1024
+
+
+def _status_kib(pid: int, field: str) -> int:
+    """A kB field of /proc/PID/status; 0 when the process has ended."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
-        return 0.0
-    return next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0) / 1024
+        return 0
+    return next((int(line.split()[1]) for line in status.splitlines() if line.startswith(field + ":")), 0)
 
 
 def tree_cpu_s(pid: int) -> float:
