@@ -396,13 +396,6 @@ class Attributor:
         its table when emptied)."""
         keys = self.heartbeats.prune_changed(now_ms)
         exporters = self.ledger.prune(now_ms - self.cfg.retention_ms)
-        for exporter in exporters:
-            # Forgotten by the ledger, forgotten by the fleet's progress too: a restore
-            # rebuilds the progress from the ledger alone (restore_fleet), and a live
-            # engine that still counted it answered otherwise than a restored one (the
-            # new-subnet wait's clock: helper-35).
-            if exporter not in self.ledger.runs:
-                self.fleet.forget(exporter)
         rejected = self.rejected.prune(now_ms - self.cfg.retention_ms)
         subnets = []
         for subnet_id, subnet in list(self.heartbeats.subnets.items()):

@@ -380,25 +380,3 @@ def test_a_gone_exporter_back_by_a_duplicate_is_waited_for_again():
     e.learn_batch("h1", 1, 0, 60_000, e.claims(batch([old])), heard_at_ms=961_001)
     assert outcome(e, flow) == [(RETRY, "EVIDENCE_UNSETTLED")]
 
-
-def test_an_exporter_the_ledger_forgets_leaves_the_fleets_progress_as_a_restore_would():
-    """helper-35: the ledger forgot h1 (its last batch older than the retention) but the
-    fleet's progress still counted it, while a restore rebuilds the progress from the
-    ledger alone: a live engine and a restored one then had different wait clocks and
-    answered the same flow differently. h1 sent minutes 0-4, h2 and h3 minutes 0-99;
-    rank 3 and three exporters: the fleet's time is the earliest's, h1's 5 min, until the
-    prune at 100 min (retention 60) forgets h1; then it is h2's and h3's, 100 min."""
-    cfg = AttributionConfig(max_attempts=5, retention_ms=60 * 60_000)
-    e = Engine(cfg, "us-east-1", REGIONS)
-    for exporter, last in (("h1", 5), ("h2", 100), ("h3", 100)):
-        for seq in range(1, last + 1):
-            e.learn_batch(exporter, seq, (seq - 1) * 60_000, seq * 60_000, [])
-    assert e.attributor.fleet.time_ms == 5 * 60_000
-    e.advance(100 * 60_000)
-    e.attributor.prune(100 * 60_000)
-    assert "h1" not in e.attributor.ledger.runs and e.attributor.fleet.time_ms == 100 * 60_000
-    restored = Engine(cfg, "us-east-1", REGIONS)
-    for exporter in e.attributor.ledger.runs:
-        restored.attributor.ledger.restore(exporter, e.attributor.ledger.encode(exporter))
-    restored.attributor.restore_fleet(None)
-    assert restored.attributor.fleet.time_ms == e.attributor.fleet.time_ms
